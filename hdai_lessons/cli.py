@@ -1,0 +1,163 @@
+"""The ``hdai-lessons`` command: list, run, course, exercises, doctor, fetch, data."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .lessons import all_lessons
+
+    lessons = all_lessons()
+    print(f"{'lesson':7s} {'budget':>7s}  {'status':7s} title")
+    for l in lessons:
+        learner = "learner ✔" if l.learner_path.exists() else "learner ✘"
+        print(f"{l.id:7s} {l.budget_s:>6d}s  {l.status:7s} {l.title}  [{learner}]")
+    return 0
+
+
+def _lesson_or_exit(lesson_id: str):
+    from .lessons import get_lesson
+
+    try:
+        return get_lesson(lesson_id)
+    except KeyError as err:
+        print(str(err).strip("'\""), file=sys.stderr)
+        return None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_measured
+
+    lesson = _lesson_or_exit(args.lesson)
+    if lesson is None:
+        return 2
+    result = run_measured(lesson, args.scale, inplace=args.inplace)
+    for c in result["claims"]:
+        print(f"claim {'held' if c['held'] else 'did not hold' if c['held'] is False else 'mixed'}: {c['claim']} {c['numbers']}")
+    if result["error"]:
+        print(f"lesson {lesson.id} FAILED after {result['wall_s']} s: {result['error']}", file=sys.stderr)
+        return 1
+    print(f"lesson {lesson.id} ran in {result['wall_s']} s (peak {result['peak_mib']} MiB); executed copy: {result['executed']}")
+    return 0
+
+
+def _cmd_course(args: argparse.Namespace) -> int:
+    from .lessons import all_lessons
+    from .runner import run_course
+
+    lessons = all_lessons()
+    if args.module:
+        lessons = [l for l in lessons if l.module == f"{int(args.module):02d}"]
+    results, report = run_course(args.scale, jobs=args.jobs, inplace=args.inplace, lessons=lessons)
+    print(report.read_text())
+    return 1 if any(r["error"] for r in results) else 0
+
+
+def _cmd_exercises(args: argparse.Namespace) -> int:
+    from .exercises.notebook import learner_text
+    from .lessons import all_lessons
+
+    stale = []
+    for lesson in all_lessons():
+        text = learner_text(lesson.path)
+        current = lesson.learner_path.read_text() if lesson.learner_path.exists() else None
+        if current == text:
+            continue
+        if args.check:
+            stale.append(lesson.id)
+        else:
+            lesson.learner_path.parent.mkdir(parents=True, exist_ok=True)
+            lesson.learner_path.write_text(text)
+            print(f"wrote {lesson.learner_path}")
+    if args.check and stale:
+        print(f"stale learner versions: {', '.join(stale)}; run `hdai-lessons exercises`", file=sys.stderr)
+        return 1
+    if args.check:
+        print("learner versions are up to date")
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import print_report, run_doctor
+
+    return 1 if print_report(run_doctor()) else 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from .assets import MissingAssetError, assets_for, fetch_lesson
+
+    lesson = _lesson_or_exit(args.lesson)
+    if lesson is None:
+        return 2
+    if not assets_for(lesson.id):
+        print(f"lesson {lesson.id} needs no downloads (it generates or ships its data)")
+        return 0
+    try:
+        for path in fetch_lesson(lesson.id):
+            print(f"ok {path}")
+    except MissingAssetError as err:
+        print(f"fetch failed: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from .data import DataError, build, load_manifest, verify
+
+    if args.action == "verify":
+        bad = [p for p in (verify(e["name"]) for e in load_manifest()) if p]
+        for p in bad:
+            print(p, file=sys.stderr)
+        print(f"{len(load_manifest()) - len(bad)} verified, {len(bad)} bad")
+        return 1 if bad else 0
+    try:
+        print(f"built {build(args.name)}")
+    except DataError as err:
+        print(err, file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hdai-lessons", description="HDAI Lessons course tools")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("list", help="lessons with budget and status")
+    s.set_defaults(func=_cmd_list)
+    s = sub.add_parser("run", help="run one lesson headless and save the executed copy under build/")
+    s.add_argument("lesson", help="lesson id, e.g. 01.2")
+    s.add_argument("--scale", choices=["smoke", "toy", "full"], default=None)
+    s.add_argument("--inplace", action="store_true", help="also write outputs back into the lesson notebook")
+    s.set_defaults(func=_cmd_run)
+    s = sub.add_parser("course", help="run every lesson and write build/course-report.md")
+    s.add_argument("--scale", choices=["smoke", "toy", "full"], default=None)
+    s.add_argument("--jobs", type=int, default=2)
+    s.add_argument("--module", default=None, help="only this module, e.g. 01")
+    s.add_argument("--inplace", action="store_true", help="write outputs back into the lesson notebooks")
+    s.set_defaults(func=_cmd_course)
+    s = sub.add_parser("exercises", help="generate learner versions (solutions replaced by stubs)")
+    s.add_argument("--check", action="store_true", help="only report stale learner versions")
+    s.set_defaults(func=_cmd_exercises)
+    s = sub.add_parser("doctor", help="check this machine can run the course; print fixes")
+    s.set_defaults(func=_cmd_doctor)
+    s = sub.add_parser("fetch", help="download and verify what a full-scale lesson needs")
+    s.add_argument("lesson")
+    s.set_defaults(func=_cmd_fetch)
+    s = sub.add_parser("data", help="verify shipped data or rebuild one file")
+    s.add_argument("action", choices=["verify", "build"])
+    s.add_argument("name", nargs="?")
+    s.set_defaults(func=_cmd_data)
+    return p
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "action", None) == "build" and not args.name:
+        print("data build needs a NAME (see data/manifest.json)", file=sys.stderr)
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Device choice (cuda → mps → cpu) and CPU thread count."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+THREADS_ENV = "HDAI_THREADS"
+
+
+def get_device(prefer: "str | torch.device | None" = None) -> torch.device:
+    """Return ``prefer`` if given and available, else the best of cuda → mps → cpu.
+
+    ``HDAI_DEVICE`` overrides the automatic choice (e.g. ``HDAI_DEVICE=cpu`` on a GPU box).
+    """
+    choice = prefer if prefer is not None else os.environ.get("HDAI_DEVICE")
+    if choice is not None:
+        dev = torch.device(choice)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {dev} requested but CUDA is not available; use 'cpu' or unset HDAI_DEVICE")
+        if dev.type == "mps" and not torch.backends.mps.is_available():
+            raise RuntimeError(f"device {dev} requested but MPS is not available; use 'cpu' or unset HDAI_DEVICE")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def set_threads(n: "int | None" = None) -> int:
+    """Set torch's intra-op CPU threads from ``n`` or ``$HDAI_THREADS`` (the test runner uses 1)."""
+    if n is None:
+        raw = os.environ.get(THREADS_ENV)
+        n = int(raw) if raw else None
+    if n is not None:
+        torch.set_num_threads(max(1, n))
+    return torch.get_num_threads()

@@ -1,0 +1,145 @@
+"""The checker: run a learner's function against the reference on every case, say what is wrong.
+
+``check(fn, exercise)`` raises ``CheckFailure`` with specific feedback (which case, shape, dtype,
+first differing index with both values, gradient mismatch, input mutated, and — when the output
+matches a known mistake — that mistake's hint) or prints one pass line.
+
+``check_exercise(id, fn)`` is what lessons call: it returns the function later cells should use
+(the learner's when it passes, the reference with a loud notice when the exercise is unsolved).
+"""
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any, Callable
+
+import torch
+
+from .compare import describe_difference
+from .registry import Case, Exercise, get_exercise
+
+STRICT_ENV = "HDAI_EXERCISES_STRICT"
+
+
+class CheckFailure(AssertionError):
+    """A learner's implementation disagrees with the reference; the message says how."""
+
+
+def _clone(x: Any) -> Any:
+    if torch.is_tensor(x):
+        return x.detach().clone()
+    return copy.deepcopy(x)
+
+
+def _call(fn: Callable[..., Any], case: Case, grad_wrt: tuple) -> tuple[Any, tuple]:
+    args = [_clone(a) for a in case.args]
+    for i in grad_wrt:
+        args[i] = args[i].detach().clone().requires_grad_(True)
+    out = fn(*args, **{k: _clone(v) for k, v in case.kwargs.items()})
+    return out, tuple(args)
+
+
+def _grads(out: Any, inputs: tuple, grad_wrt: tuple) -> "list[torch.Tensor] | str":
+    if not torch.is_tensor(out) or not out.requires_grad:
+        return "output does not depend differentiably on the inputs (was it detached, or computed in numpy?)"
+    g = torch.Generator().manual_seed(1234)
+    cotangent = torch.randn(out.shape, generator=g, dtype=out.dtype)
+    wrt = [inputs[i] for i in grad_wrt]
+    grads = torch.autograd.grad(out, wrt, grad_outputs=cotangent, allow_unused=True)
+    return [torch.zeros_like(w) if gr is None else gr for gr, w in zip(grads, wrt)]
+
+
+def _case_name(case: Case, k: int) -> str:
+    return f"case {k + 1}" + (f" ({case.label})" if case.label else "")
+
+
+def _matching_mistake(exercise: Exercise, case: Case, ours: Any) -> "str | None":
+    for mistake in exercise.mistakes:
+        try:
+            theirs, _ = _call(mistake.fn, case, ())
+        except Exception:
+            continue
+        if describe_difference(ours, theirs, atol=exercise.atol, rtol=exercise.rtol) is None:
+            return f"This looks like a known mistake — {mistake.name}: {mistake.hint}"
+    return None
+
+
+def find_problem(fn: Callable[..., Any], exercise: Exercise) -> "str | None":
+    """``None`` if ``fn`` passes every case of ``exercise``, else the feedback message.
+
+    A ``NotImplementedError`` from ``fn`` propagates (it means "not attempted", not "wrong").
+    """
+    cases = list(exercise.cases())
+    for k, case in enumerate(cases):
+        where = _case_name(case, k)
+        ref_out, ref_in = _call(exercise.reference, case, exercise.grad_wrt)
+        before = [_clone(a) for a in case.args]
+        try:
+            ours, our_in = _call(fn, case, exercise.grad_wrt)
+        except NotImplementedError:
+            raise
+        except Exception as err:  # a crash is feedback too
+            return f"{where}: your function raised {type(err).__name__}: {err}"
+        for i, (a, b) in enumerate(zip(case.args, before)):
+            if torch.is_tensor(a) and not torch.equal(a, b):
+                return f"{where}: argument {i} was modified in place; compute a new tensor instead"
+        diff = describe_difference(ours, ref_out, atol=exercise.atol, rtol=exercise.rtol)
+        if diff is None and exercise.grad_wrt:
+            ours_g = _grads(ours, our_in, exercise.grad_wrt)
+            ref_g = _grads(ref_out, ref_in, exercise.grad_wrt)
+            if isinstance(ours_g, str):
+                diff = f"gradient: {ours_g}"
+            elif not isinstance(ref_g, str):
+                for i, og, rg in zip(exercise.grad_wrt, ours_g, ref_g):
+                    d = describe_difference(og, rg, atol=exercise.atol, rtol=exercise.rtol, where=f"gradient w.r.t. argument {i}")
+                    if d:
+                        diff = d + " (values match but gradients do not: a detach / stop-gradient in the wrong place?)"
+                        break
+        if diff is not None:
+            msg = f"{where}: {diff}"
+            hint = _matching_mistake(exercise, case, ours)
+            return msg + ("\n  " + hint if hint else "")
+    if exercise.check_fn is not None:
+        extra = exercise.check_fn(fn)
+        if extra:
+            return extra
+    return None
+
+
+def check(fn: Callable[..., Any], exercise: "Exercise | str", *, quiet: bool = False) -> int:
+    """Raise ``CheckFailure`` with feedback if ``fn`` is wrong; else print a pass line, return #cases."""
+    ex = get_exercise(exercise) if isinstance(exercise, str) else exercise
+    problem = find_problem(fn, ex)
+    if problem is not None:
+        raise CheckFailure(f"✘ Exercise {ex.id} ({ex.title}) failed.\n  {problem}")
+    n = len(list(ex.cases()))
+    if not quiet:
+        print(f"✔ Exercise {ex.id} passed: {ex.title} ({n} cases)")
+    return n
+
+
+def check_exercise(exercise_id: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Check a learner's ``fn``; return the function later cells should use.
+
+    - passes → prints ``✔ …`` and returns ``fn``;
+    - unsolved (raises ``NotImplementedError``) → prints a loud notice, returns the reference;
+    - wrong → prints the feedback and returns the reference, or raises ``CheckFailure`` when
+      ``$HDAI_EXERCISES_STRICT=1`` (the test-suite runs solution notebooks that way).
+    """
+    ex = get_exercise(exercise_id)
+    ref_name = f"{ex.reference.__module__}.{ex.reference.__qualname__}"
+    try:
+        check(fn, ex)
+        return fn
+    except NotImplementedError:
+        print(
+            f"⚠ Exercise {ex.id} ({ex.title}) is not solved yet — using the reference "
+            f"`{ref_name}` so the rest of the lesson runs. Implement it and re-run this cell."
+        )
+        return ex.reference
+    except CheckFailure as failure:
+        if os.environ.get(STRICT_ENV, "0") == "1":
+            raise
+        print(str(failure))
+        print(f"⚠ Using the reference `{ref_name}` for the rest of the lesson until this passes.")
+        return ex.reference

@@ -1,0 +1,37 @@
+"""``setup_lesson``: the one setup call at the top of every lesson (seed, scale, device, style)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .device import get_device, set_threads
+from .plotting import use_course_style
+from .scale import Scale, get_scale
+from .seeding import seed_everything
+
+
+@dataclass
+class LessonContext:
+    """What a lesson needs from its setup cell."""
+
+    lesson: str
+    scale: Scale
+    device: torch.device
+    seed: int
+    generator: torch.Generator
+
+
+def setup_lesson(lesson: str, scale: "Scale | str | None" = None, seed: int = 0, device: "str | None" = None) -> LessonContext:
+    """Seed everything, resolve the scale and device, apply the plot style; print one line.
+
+    ``scale`` defaults to ``$HDAI_SCALE`` or ``toy``; toy and smoke lessons run on the CPU
+    (small models are faster there and results repeat bit for bit); ``full`` takes the best device.
+    """
+    resolved = get_scale(scale)
+    threads = set_threads()
+    gen = seed_everything(seed)
+    dev = get_device(device if device is not None else (None if resolved is Scale.FULL else "cpu"))
+    use_course_style()
+    print(f"Lesson {lesson} · scale={resolved} · device={dev} · seed={seed} · torch {torch.__version__} · threads={threads}")
+    return LessonContext(lesson=lesson, scale=resolved, device=dev, seed=seed, generator=gen)
