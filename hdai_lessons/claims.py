@@ -10,6 +10,8 @@ import json
 import os
 from typing import Mapping
 
+import numpy as np
+
 CLAIMS_ENV = "HDAI_CLAIMS_FILE"
 
 
@@ -23,7 +25,9 @@ def report_claim(lesson: str, claim: str, held: "bool | None", numbers: Mapping[
     ``numbers`` are the measured values the verdict was computed from, rounded to ``digits``
     significant digits for printing and recording.
     """
-    if held not in (True, False, None):
+    if isinstance(held, np.bool_):  # numpy's bool, from comparing measured numbers
+        held = bool(held)
+    if not (held is None or isinstance(held, bool)):
         raise TypeError(f"held must be True, False or None, got {held!r} (pass a Python bool)")
     verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "MIXED"}[held]
     rounded = {k: _round_sig(v, digits) for k, v in numbers.items()}

@@ -120,6 +120,15 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_readme(args: argparse.Namespace) -> int:
+    from .lessons import update_readme
+    from .paths import repo_root
+
+    changed = update_readme(repo_root() / "README.md")
+    print("README lesson map updated" if changed else "README lesson map already current")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hdai-lessons", description="HDAI Lessons course tools")
     sub = p.add_subparsers(dest="command", required=True)
@@ -148,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["verify", "build"])
     s.add_argument("name", nargs="?")
     s.set_defaults(func=_cmd_data)
+    s = sub.add_parser("readme", help="rewrite the lesson map in README.md from the notebooks")
+    s.set_defaults(func=_cmd_readme)
     return p
 
 

@@ -1,6 +1,7 @@
-"""Shipped data: ``data/manifest.json`` lists every file with its checksum and how to rebuild it.
+"""Shipped data: manifests list every file with its checksum and how to rebuild it.
 
-Each entry::
+``data/manifest.json`` and one ``data/<folder>/manifest.json`` per module (so modules never edit
+the same file); paths in a folder's manifest are relative to that folder. Each entry::
 
     {"name": "flows-2d-velocity", "file": "flows/velocity_mlp.safetensors",
      "sha256": "...", "seed": 0, "licence": "CC0-1.0 (generated)",
@@ -37,15 +38,24 @@ def sha256_of(path: "str | Path") -> str:
     return h.hexdigest()
 
 
+def _manifest_files(root: Path) -> list[Path]:
+    return [p for p in [root / MANIFEST, *sorted(root.glob(f"*/{MANIFEST}"))] if p.exists()]
+
+
 def load_manifest(root: "Path | None" = None) -> list[dict[str, Any]]:
-    path = (root or data_dir()) / MANIFEST
-    if not path.exists():
-        return []
-    entries = json.loads(path.read_text())["files"]
-    for e in entries:
-        missing = [f for f in REQUIRED_FIELDS if f not in e]
-        if missing:
-            raise DataError(f"{path}: entry {e.get('name', '?')!r} lacks {missing}")
+    """Every entry of every manifest under ``root`` (default ``data/``); each gains ``_dir``."""
+    root = root or data_dir()
+    entries: list[dict[str, Any]] = []
+    for path in _manifest_files(root):
+        for e in json.loads(path.read_text())["files"]:
+            missing = [f for f in REQUIRED_FIELDS if f not in e]
+            if missing:
+                raise DataError(f"{path}: entry {e.get('name', '?')!r} lacks {missing}")
+            entries.append({**e, "_dir": str(path.parent), "_manifest": str(path)})
+    names = [e["name"] for e in entries]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(f"data names must be unique across manifests; repeated: {dupes}")
     return entries
 
 
@@ -57,10 +67,14 @@ def _entry(name: str, root: "Path | None") -> dict[str, Any]:
     raise DataError(f"no data named {name!r} in the manifest; known: {', '.join(e['name'] for e in entries) or 'none'}")
 
 
+def _file_of(e: dict[str, Any]) -> Path:
+    return Path(e["_dir"]) / e["file"]
+
+
 def verify(name: str, root: "Path | None" = None) -> "str | None":
     """``None`` if the file exists with the recorded checksum, else what is wrong and the fix."""
     e = _entry(name, root)
-    path = (root or data_dir()) / e["file"]
+    path = _file_of(e)
     fix = f"regenerate it with `hdai-lessons data build {name}`"
     if not path.exists():
         return f"data file {path} is missing; {fix}"
@@ -75,19 +89,18 @@ def data_path(name: str, root: "Path | None" = None) -> Path:
     problem = verify(name, root)
     if problem:
         raise DataError(problem)
-    return (root or data_dir()) / _entry(name, root)["file"]
+    return _file_of(_entry(name, root))
 
 
 def build(name: str, root: "Path | None" = None) -> Path:
     """Run the entry's generator, then record the file's new checksum in the manifest."""
-    root = root or data_dir()
     e = _entry(name, root)
     module, _, func = e["generator"].partition(":")
     generator = getattr(importlib.import_module(module), func)
-    out = root / e["file"]
+    out = _file_of(e)
     out.parent.mkdir(parents=True, exist_ok=True)
     generator(out, int(e["seed"]))
-    manifest_path = root / MANIFEST
+    manifest_path = Path(e["_manifest"])
     manifest = json.loads(manifest_path.read_text())
     for entry in manifest["files"]:
         if entry["name"] == name:

@@ -78,3 +78,28 @@ def get_lesson(lesson_id: str) -> Lesson:
             return lesson
     valid = ", ".join(l.id for l in lessons)
     raise KeyError(f"unknown lesson {lesson_id!r}; valid lessons: {valid}")
+
+
+MAP_START, MAP_END = "<!-- LESSON MAP START -->", "<!-- LESSON MAP END -->"
+
+
+def lesson_map_markdown(lessons: "list[Lesson] | None" = None) -> str:
+    """The README's lesson map: module, lesson, what you build, budget, status."""
+    rows = ["| module | lesson | title | what you build | budget | status |", "|---|---|---|---|---|---|"]
+    for l in lessons if lessons is not None else all_lessons():
+        link = l.path.relative_to(l.path.parents[2]).as_posix()
+        rows.append(f"| {l.module} {l.module_title} | {l.id} | [{l.title}]({link}) | {l.builds} | {l.budget_s} s | {l.status} |")
+    return "\n".join(rows)
+
+
+def update_readme(readme: Path) -> bool:
+    """Rewrite the lesson map between the markers in ``readme``; return whether it changed."""
+    text = readme.read_text()
+    if MAP_START not in text or MAP_END not in text:
+        raise ValueError(f"{readme} has no {MAP_START} … {MAP_END} block")
+    head, rest = text.split(MAP_START, 1)
+    _, tail = rest.split(MAP_END, 1)
+    new = f"{head}{MAP_START}\n{lesson_map_markdown()}\n{MAP_END}{tail}"
+    if new != text:
+        readme.write_text(new)
+    return new != text

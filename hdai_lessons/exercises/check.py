@@ -73,15 +73,14 @@ def find_problem(fn: Callable[..., Any], exercise: Exercise) -> "str | None":
     for k, case in enumerate(cases):
         where = _case_name(case, k)
         ref_out, ref_in = _call(exercise.reference, case, exercise.grad_wrt)
-        before = [_clone(a) for a in case.args]
         try:
             ours, our_in = _call(fn, case, exercise.grad_wrt)
         except NotImplementedError:
             raise
         except Exception as err:  # a crash is feedback too
             return f"{where}: your function raised {type(err).__name__}: {err}"
-        for i, (a, b) in enumerate(zip(case.args, before)):
-            if torch.is_tensor(a) and not torch.equal(a, b):
+        for i, (passed, original) in enumerate(zip(our_in, case.args)):
+            if torch.is_tensor(original) and not torch.equal(passed.detach(), original):
                 return f"{where}: argument {i} was modified in place; compute a new tensor instead"
         diff = describe_difference(ours, ref_out, atol=exercise.atol, rtol=exercise.rtol)
         if diff is None and exercise.grad_wrt:

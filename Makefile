@@ -1,0 +1,73 @@
+# HDAI Lessons. Every target sets itself up: it creates .venv (unless a virtualenv or a non-base
+# conda env is active), installs the CPU torch wheel first, then the course package.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ifneq ($(VIRTUAL_ENV),)
+  PY := python
+else ifneq ($(filter-out base,$(CONDA_DEFAULT_ENV)),)
+  PY := python
+else
+  PY := .venv/bin/python
+endif
+STAMP := $(if $(filter .venv/bin/python,$(PY)),.venv/.hdai-installed,build/.hdai-installed)
+JOBS ?= 2
+# Headless, offline, one torch thread per notebook (two notebooks at a time use both cores).
+RUN_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg \
+           HDAI_PROGRESS=0 HDAI_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYDEVD_DISABLE_FILE_VALIDATION=1
+NBVAL := -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=400 \
+         --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+.PHONY: help setup lab test test-unit test-notebooks test-learner course notebooks exercises readme doctor slides clean
+
+help:
+	@echo "make lab      open JupyterLab on notebooks/ (sets itself up)"
+	@echo "make test     unit tests + every lesson at toy scale + every learner version at smoke scale"
+	@echo "make course   run every lesson headless; write build/course-report.md"
+	@echo "make notebooks  re-execute every lesson in place (commit outputs), regenerate learner versions"
+	@echo "make doctor   check this machine; make slides  build offline decks"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ "$(PY)" = ".venv/bin/python" ] && [ ! -x .venv/bin/python ]; then \
+	  echo "creating .venv with $$(python3 --version)"; python3 -m venv .venv; fi
+	$(PY) -m pip install --quiet --upgrade pip
+	@# the CPU wheel first, so pip never resolves a multi-GB CUDA build on a CPU machine
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
+
+lab: setup
+	$(PY) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+test: setup test-unit test-notebooks test-learner
+
+test-unit: setup
+	$(RUN_ENV) $(PY) -m pytest -q -n $(JOBS) tests
+
+test-notebooks: setup
+	$(RUN_ENV) HDAI_SCALE=toy HDAI_EXERCISES_STRICT=1 $(PY) -m pytest -q $(NBVAL) notebooks --ignore=notebooks/learner
+
+test-learner: setup
+	$(RUN_ENV) HDAI_SCALE=smoke HDAI_EXERCISES_STRICT=0 $(PY) -m pytest -q $(NBVAL) notebooks/learner
+
+course: setup
+	$(RUN_ENV) $(PY) -m hdai_lessons.cli course --jobs $(JOBS)
+
+notebooks: setup
+	$(RUN_ENV) $(PY) -m hdai_lessons.cli course --jobs $(JOBS) --inplace
+	$(PY) -m hdai_lessons.cli exercises
+	$(PY) -m hdai_lessons.cli readme
+
+exercises: setup
+	$(PY) -m hdai_lessons.cli exercises
+
+readme: setup
+	$(PY) -m hdai_lessons.cli readme
+
+doctor: setup
+	$(PY) -m hdai_lessons.cli doctor
+
+clean:
+	rm -rf build .pytest_cache

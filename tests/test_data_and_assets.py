@@ -1,0 +1,80 @@
+"""The shipped-data manifest (checksums, regeneration) and full-scale asset errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hdai_lessons import data as data_mod
+from hdai_lessons.assets import Asset, MissingAssetError, assets_for, require
+from hdai_lessons.data import DataError, build, data_path, load_manifest, sha256_of, verify
+
+
+def write_toy_file(out, seed):
+    out.write_text(f"generated with seed {seed}\n")
+
+
+def _manifest(root, sha="0" * 64, sub=None):
+    folder = root / sub if sub else root
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps({"files": [{
+        "name": f"toy{'-' + sub if sub else ''}", "file": "toy.txt", "sha256": sha, "seed": 3,
+        "licence": "CC0-1.0", "source": "test", "generator": "test_data_and_assets:write_toy_file"}]}))
+
+
+def test_missing_file_names_the_fix(tmp_path):
+    _manifest(tmp_path)
+    with pytest.raises(DataError, match="missing; regenerate it with `hdai-lessons data build toy`"):
+        data_path("toy", tmp_path)
+
+
+def test_build_then_verify_then_corruption(tmp_path):
+    _manifest(tmp_path)
+    path = build("toy", tmp_path)
+    assert path.read_text() == "generated with seed 3\n"
+    assert verify("toy", tmp_path) is None
+    assert data_path("toy", tmp_path) == path
+    path.write_text("tampered")
+    assert "corrupt" in verify("toy", tmp_path)
+
+
+def test_module_folders_have_their_own_manifests(tmp_path):
+    _manifest(tmp_path)
+    _manifest(tmp_path, sub="flows")
+    names = {e["name"] for e in load_manifest(tmp_path)}
+    assert names == {"toy", "toy-flows"}
+    path = build("toy-flows", tmp_path)
+    assert path == tmp_path / "flows" / "toy.txt"
+    assert json.loads((tmp_path / "flows" / "manifest.json").read_text())["files"][0]["sha256"] == sha256_of(path)
+
+
+def test_unknown_name_and_bad_entries(tmp_path):
+    _manifest(tmp_path)
+    with pytest.raises(DataError, match="no data named 'nope' in the manifest; known: toy"):
+        verify("nope", tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"files": [{"name": "x"}]}))
+    with pytest.raises(DataError, match="lacks"):
+        load_manifest(tmp_path)
+
+
+def test_every_shipped_file_verifies():
+    bad = [p for p in (verify(e["name"]) for e in load_manifest()) if p]
+    assert not bad, bad
+    for e in load_manifest():
+        assert e["licence"] and e["source"] and ":" in e["generator"]
+
+
+def test_missing_asset_names_the_fetch_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(MissingAssetError, match="hdai-lessons fetch 01.4"):
+        require(Asset("model", "someone/not-downloaded"), "01.4")
+
+
+def test_asset_kind_is_validated():
+    with pytest.raises(ValueError):
+        Asset("weights", "x/y").repo_type
+
+
+def test_lesson_without_assets():
+    assert assets_for("00.1") == []

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from hdai_lessons import Scale, by_scale, get_scale, seed_everything, setup_lesson
+from hdai_lessons.device import get_device
+
+
+def test_scale_resolution_order(monkeypatch):
+    monkeypatch.delenv("HDAI_SCALE", raising=False)
+    assert get_scale() is Scale.TOY
+    monkeypatch.setenv("HDAI_SCALE", "smoke")
+    assert get_scale() is Scale.SMOKE
+    assert get_scale("full") is Scale.FULL          # the argument beats the environment
+    assert get_scale(Scale.TOY) is Scale.TOY
+    assert get_scale(" Toy ") is Scale.TOY
+
+
+def test_unknown_scale_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HDAI_SCALE", "huge")
+    with pytest.raises(ValueError, match=r"unknown scale 'huge' \(from \$HDAI_SCALE\); choose one of: smoke, toy, full"):
+        get_scale()
+
+
+def test_by_scale_picks_the_rung():
+    assert by_scale("smoke", smoke=1, toy=2, full=3) == 1
+    assert by_scale("toy", smoke=1, toy=2, full=3) == 2
+    assert by_scale(Scale.FULL, smoke=1, toy=2, full=3) == 3
+
+
+def test_seed_everything_repeats_all_generators():
+    def draw():
+        seed_everything(7)
+        return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+    assert draw() == draw()
+    seed_everything(8)
+    assert torch.rand(1).item() != (seed_everything(7), torch.rand(1).item())[1]
+
+
+def test_seed_rejects_bad_values():
+    with pytest.raises(ValueError):
+        seed_everything(-1)
+
+
+def test_device_choice_on_cpu_machine(monkeypatch):
+    monkeypatch.delenv("HDAI_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert get_device().type == expected
+    assert get_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            get_device("cuda")
+
+
+def test_setup_lesson_prints_one_line_and_seeds(capsys):
+    ctx = setup_lesson("00.1", scale="smoke", seed=3)
+    a = torch.rand(2)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "Lesson 00.1 · scale=smoke" in out
+    assert ctx.scale is Scale.SMOKE and ctx.device.type == "cpu"
+    setup_lesson("00.1", scale="smoke", seed=3)
+    assert torch.equal(a, torch.rand(2))
