@@ -13,7 +13,7 @@ endif
 STAMP := $(if $(filter .venv/bin/python,$(PY)),.venv/.hdai-installed,build/.hdai-installed)
 JOBS ?= 2
 # Headless, offline, one torch thread per notebook (two notebooks at a time use both cores).
-RUN_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg \
+RUN_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
            HDAI_PROGRESS=0 HDAI_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYDEVD_DISABLE_FILE_VALIDATION=1
 NBVAL := -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=400 \
          --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
@@ -59,6 +59,12 @@ notebooks: setup
 	$(RUN_ENV) $(PY) -m hdai_lessons.cli course --jobs $(JOBS) --inplace
 	$(PY) -m hdai_lessons.cli exercises
 	$(PY) -m hdai_lessons.cli readme
+	$(PY) -m hdai_lessons.cli slides
+	$(PY) -m hdai_lessons.cli workshop
+
+slides: setup
+	$(PY) -m hdai_lessons.cli slides
+	$(PY) -m hdai_lessons.cli workshop
 
 exercises: setup
 	$(PY) -m hdai_lessons.cli exercises

@@ -129,6 +129,31 @@ def _cmd_readme(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_slides(args: argparse.Namespace) -> int:
+    from .workshop.slides import build_all
+
+    for path in build_all(Path(args.out) if args.out else None):
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_workshop(args: argparse.Namespace) -> int:
+    from .paths import repo_root
+    from .workshop.agenda import instructor_guide
+
+    path = repo_root() / "slides" / "INSTRUCTOR.md"
+    text = instructor_guide()
+    if args.check:
+        if not path.exists() or path.read_text() != text:
+            print(f"{path} is stale; run `hdai-lessons workshop`", file=sys.stderr)
+            return 1
+        print("instructor guide is current")
+        return 0
+    path.write_text(text)
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hdai-lessons", description="HDAI Lessons course tools")
     sub = p.add_subparsers(dest="command", required=True)
@@ -157,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["verify", "build"])
     s.add_argument("name", nargs="?")
     s.set_defaults(func=_cmd_data)
+    s = sub.add_parser("slides", help="build one offline reveal.js deck per module into slides/")
+    s.add_argument("--out", default=None, help="output folder (default slides/)")
+    s.set_defaults(func=_cmd_slides)
+    s = sub.add_parser("workshop", help="write slides/INSTRUCTOR.md (agendas, checklist) from the lessons")
+    s.add_argument("--check", action="store_true", help="only report whether it is current")
+    s.set_defaults(func=_cmd_workshop)
     s = sub.add_parser("readme", help="rewrite the lesson map in README.md from the notebooks")
     s.set_defaults(func=_cmd_readme)
     return p

@@ -22,11 +22,11 @@ from .paths import build_dir
 from .scale import Scale, get_scale
 
 # Environment every headless kernel gets: chosen scale, no network, quiet bars, one thread.
+# (No MPLBACKEND: the kernel's inline backend is what stores figures in the notebook.)
 HEADLESS_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
-    "MPLBACKEND": "Agg",
     "HDAI_PROGRESS": "0",
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
 }
