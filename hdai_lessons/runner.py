@@ -47,7 +47,7 @@ def execute_notebook(path: Path, out_path: "Path | None", scale: "Scale | str | 
     os.environ.update(env)
     try:
         nb = nbformat.read(str(path), as_version=4)
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
     finally:
         for k, v in old.items():
@@ -55,6 +55,8 @@ def execute_notebook(path: Path, out_path: "Path | None", scale: "Scale | str | 
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    for cell in nb.cells:  # timestamps would make every re-run a diff
+        cell.get("metadata", {}).pop("execution", None)
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, str(out_path))

@@ -58,16 +58,18 @@ def make_learner_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     learner = nbformat.v4.new_notebook(metadata=dict(nb.metadata))
     learner.metadata.setdefault("hdai", {})
     learner.metadata["hdai"] = {**learner.metadata["hdai"], "version": "learner"}
+    volatile = {"execution", "ExecuteTime", "collapsed", "scrolled"}
     for cell in nb.cells:
         if "solution" in cell.get("metadata", {}).get("tags", []):
             continue
+        meta = {k: v for k, v in cell.get("metadata", {}).items() if k not in volatile}
         if cell.cell_type == "code":
-            new = nbformat.v4.new_code_cell(strip_solutions(cell.source), metadata=dict(cell.metadata))
+            new = nbformat.v4.new_code_cell(strip_solutions(cell.source), metadata=meta)
         elif cell.cell_type == "markdown":
             text = MD_BLOCK.sub("", cell.source)
-            new = nbformat.v4.new_markdown_cell(text, metadata=dict(cell.metadata))
+            new = nbformat.v4.new_markdown_cell(text, metadata=meta)
         else:
-            new = nbformat.v4.new_raw_cell(cell.source, metadata=dict(cell.metadata))
+            new = nbformat.v4.new_raw_cell(cell.source, metadata=meta)
         new.pop("id", None)
         learner.cells.append(new)
     # deterministic cell ids so regenerating yields identical bytes (the drift check compares them)

@@ -1,0 +1,20 @@
+"""Module 04 — guiding flows as deterministic optimal control (FMRG, arXiv 2604.27147).
+
+Foundations (lessons 04.1–04.2): ``data2d`` (2-D data with log-densities), ``cfm`` (conditional
+flow matching on the linear path), ``models`` (``VelocityMLP``, ``FlowMapMLP``), ``sampling``
+(``NFECounter``, Euler/midpoint ``integrate``), ``flowmap`` (teacher map, distillation),
+``pretrained`` (the shipped 2-D flow that lesson 04.3 loads).
+
+Paper convention throughout: t = 0 is noise, t = 1 is data.
+"""
+from .cfm import cfm_loss, cfm_target, linear_path, train_cfm
+from .data2d import Checkerboard, GaussianMixture, Moons, Rings, energy_distance, make_dataset
+from .flowmap import TeacherFlowMap, distill_flow_map
+from .models import FlowMapMLP, VelocityMLP
+from .sampling import NFECounter, integrate
+
+__all__ = [
+    "Checkerboard", "FlowMapMLP", "GaussianMixture", "Moons", "NFECounter", "Rings", "TeacherFlowMap",
+    "VelocityMLP", "cfm_loss", "cfm_target", "distill_flow_map", "energy_distance", "integrate",
+    "linear_path", "make_dataset", "train_cfm",
+]

@@ -1,0 +1,108 @@
+"""The shipped 2-D flow: a trained velocity field and its distilled flow map (lesson 04.3 loads them).
+
+Files in ``data/flows/`` (listed in ``data/flows/manifest.json``, rebuilt with
+``hdai-lessons data build NAME``):
+
+- ``flows-2d-velocity``: ``VelocityMLP`` trained by conditional flow matching on
+  ``GaussianMixture.circle(8, radius=3, std=0.3)`` (``build_velocity_checkpoint``);
+- ``flows-2d-flowmap``: ``FlowMapMLP`` distilled from that velocity field's 64-step Euler teacher
+  (``build_flowmap_checkpoint``).
+
+Each file is a safetensors state dict with the model config and the data-set spec in its metadata.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from safetensors.torch import load_file, safe_open, save_file
+
+from ..data import data_path
+from .cfm import CFMConfig, train_cfm
+from .data2d import GaussianMixture
+from .flowmap import DistillConfig, distill_flow_map
+from .models import FlowMapMLP, VelocityMLP
+
+VELOCITY = "flows-2d-velocity"
+FLOWMAP = "flows-2d-flowmap"
+#: The data set of the shipped flow: 8 modes on a circle of radius 3, std 0.3.
+DATA_SPEC = {"kind": "gmm_circle", "k": 8, "radius": 3.0, "std": 0.3}
+VELOCITY_CFG = CFMConfig(steps=4000, batch=1024, lr=2e-3)
+DISTILL_CFG = DistillConfig(n_traj=8192, grid_steps=64, steps=3000, batch=1024, lr=2e-3)
+
+
+def toy_dataset(spec: "dict | None" = None) -> GaussianMixture:
+    """The shipped flow's data set (``DATA_SPEC``)."""
+    spec = spec or DATA_SPEC
+    if spec.get("kind") != "gmm_circle":
+        raise ValueError(f"unknown data spec {spec}")
+    return GaussianMixture.circle(int(spec["k"]), float(spec["radius"]), float(spec["std"]))
+
+
+def _save(model: torch.nn.Module, out_path: Path, kind: str, seed: int, extra: "dict | None" = None) -> None:
+    meta = {"kind": kind, "config": json.dumps(model.config()), "data": json.dumps(DATA_SPEC), "seed": str(seed)}
+    meta.update(extra or {})
+    sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(sd, str(out_path), metadata=meta)
+
+
+def _load(path: Path, cls, kind: str):
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("kind") != kind:
+        raise ValueError(f"{path} holds {meta.get('kind')!r}, expected {kind!r}")
+    model = cls(**json.loads(meta["config"]))
+    model.load_state_dict(load_file(str(path)))
+    model.eval().requires_grad_(False)
+    return model, json.loads(meta["data"])
+
+
+def build_velocity_checkpoint(out_path: Path, seed: int) -> None:
+    """Generator of ``flows-2d-velocity``: train ``VelocityMLP(2, 128, 4)`` by flow matching (~1–2 min)."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    data = toy_dataset()
+    v = VelocityMLP(dim=2, hidden=128, depth=4)
+    losses = train_cfm(v, data.sample, VELOCITY_CFG, generator=g, desc="velocity")
+    _save(v, Path(out_path), "velocity", seed, {"final_loss": f"{sum(losses[-200:]) / 200:.4f}"})
+
+
+def build_flowmap_checkpoint(out_path: Path, seed: int) -> None:
+    """Generator of ``flows-2d-flowmap``: distil the shipped velocity field into ``FlowMapMLP(2, 128, 4)``."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    v = load_velocity()
+    X = FlowMapMLP(dim=2, hidden=128, depth=4)
+    losses = distill_flow_map(X, v, DISTILL_CFG, generator=g, desc="flow map")
+    _save(X, Path(out_path), "flowmap", seed, {"final_loss": f"{sum(losses[-200:]) / 200:.5f}"})
+
+
+def load_velocity(path: "Path | None" = None) -> VelocityMLP:
+    """The shipped velocity field (frozen, eval mode)."""
+    return _load(Path(path) if path else data_path(VELOCITY), VelocityMLP, "velocity")[0]
+
+
+def load_flowmap(path: "Path | None" = None) -> FlowMapMLP:
+    """The shipped distilled flow map (frozen, eval mode)."""
+    return _load(Path(path) if path else data_path(FLOWMAP), FlowMapMLP, "flowmap")[0]
+
+
+class ToyFlow(NamedTuple):
+    """What ``load_toy_flow`` returns (unpacks as ``v, X, data = load_toy_flow()``)."""
+
+    velocity: VelocityMLP
+    flow_map: FlowMapMLP
+    data: GaussianMixture
+
+
+def load_toy_flow() -> ToyFlow:
+    """The shipped 2-D flow: velocity field ``v(x (B,2), t (B,))``, distilled map ``X(x, s, t)``, data set.
+
+    Both networks are frozen (``requires_grad_(False)``) and in eval mode; gradients still flow to
+    inputs, as guidance needs. Loading takes milliseconds; no training, no network.
+    """
+    v, spec = _load(data_path(VELOCITY), VelocityMLP, "velocity")
+    X, _ = _load(data_path(FLOWMAP), FlowMapMLP, "flowmap")
+    return ToyFlow(v, X, toy_dataset(spec))

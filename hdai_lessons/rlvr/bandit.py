@@ -1,0 +1,242 @@
+"""The reasoning bandit (lesson 01.2): LPO vs GRPO where answers are sampled and prompts share parameters.
+
+Each prompt x has M candidate answers, of which a few are correct (reward 1; the rest 0). The
+policy is a categorical distribution over the M answers. With ``shared=True`` its logits come
+from one low-rank map shared by all prompts, ``logits(x) = φ(x) W + b`` (``φ(x)`` fixed prompt
+features of dimension d, ``W`` ``(d, M)`` and ``b`` ``(M,)`` learned), so a step for one prompt moves
+every other prompt too — the interference a real LM has. With ``shared=False`` every prompt has
+its own table of logits (started at the same values), so prompts do not interact.
+
+The correct answers of a prompt are the top ``n_correct`` answers of a hidden low-rank score
+``φ(x) W_true``, so the shared policy *can* learn them, but not independently per prompt.
+
+One RLVR iteration (Algorithm 1 of LPO): sample K answers per prompt from π_b = π_θ, reward them
+with the exact verifier (is the answer in the correct set?), then E inner Adam steps on any loss of
+``losses.rlvr_loss`` (responses are one token long: T = 1). All seeds run at once as a leading
+batch dimension S (Adam is element-wise, so seeds stay independent).
+
+Metrics (exact, from the policy, not from samples): expected reward, entropy, correct answers kept
+(π > threshold), pass@k = 1 − (1 − p_correct)^k, and Σ|c_k| from the loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from ..metrics import pass_at_k_from_probs
+from ..scale import by_scale
+from .losses import LossConfig, rlvr_loss
+
+#: float64 throughout: with E = 1, LPO-rev and GRPO then agree to ~1e-15 and draw identical samples.
+DTYPE = torch.float64
+
+
+@dataclass
+class BanditConfig:
+    """Settings of the reasoning bandit (one field per knob; ``for_scale`` gives the lesson's)."""
+
+    n_prompts: int = 50
+    """P, prompts."""
+    n_answers: int = 30
+    """M, candidate answers per prompt."""
+    n_correct: int = 3
+    """Correct answers per prompt (distinct modes to keep)."""
+    feat_dim: int = 8
+    """d, dimension of the prompt features (rank of the shared map)."""
+    shared: bool = True
+    """Logits from a map shared across prompts (True) or one free table per prompt (False)."""
+    init_scale: float = 1.0
+    """Std of the initial map W0 (sets the initial pass@1 and entropy)."""
+    K: int = 8
+    """Answers sampled per prompt (group size)."""
+    epochs: int = 1
+    """E, inner Adam steps per rollout batch (E > 1: off-policy updates)."""
+    iters: int = 150
+    """RLVR iterations."""
+    lr: float = 0.05
+    """Adam learning rate."""
+    keep_threshold: float = 0.05
+    """A correct answer counts as kept while π(answer | x) > this."""
+    pass_ks: tuple = (1, 8, 32)
+    """k of the reported pass@k."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """The loss (name, ε, τ rule); token aggregation is irrelevant at T = 1."""
+
+    @classmethod
+    def for_scale(cls, scale, **overrides) -> "BanditConfig":
+        """The lesson's config at ``scale`` (smoke: a few iterations), with ``overrides`` applied."""
+        base = by_scale(scale, smoke=cls(iters=8), toy=cls(), full=cls(iters=400))
+        return replace(base, **overrides)
+
+
+@dataclass
+class BanditTask:
+    """S independent bandits (one per seed). ``features`` ``(S, P, d)``; ``correct`` ``(S, P, M)`` bool;
+    ``W0`` ``(S, d, M)`` initial map; ``seeds`` the seeds."""
+
+    features: torch.Tensor
+    correct: torch.Tensor
+    W0: torch.Tensor
+    seeds: list
+
+
+def make_task(cfg: BanditConfig, seeds) -> BanditTask:
+    """Build one bandit per seed: features, the correct sets (top answers of a hidden low-rank score), W0."""
+    feats, correct, W0 = [], [], []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(10_000 + int(seed))
+        phi = torch.randn(cfg.n_prompts, cfg.feat_dim, generator=g, dtype=DTYPE) / cfg.feat_dim ** 0.5  # (P, d)
+        W_true = torch.randn(cfg.feat_dim, cfg.n_answers, generator=g, dtype=DTYPE)  # (d, M)
+        top = (phi @ W_true).topk(cfg.n_correct, dim=-1).indices  # (P, n_correct)
+        c = torch.zeros(cfg.n_prompts, cfg.n_answers, dtype=torch.bool)
+        c.scatter_(1, top, True)
+        feats.append(phi)
+        correct.append(c)
+        W0.append(torch.randn(cfg.feat_dim, cfg.n_answers, generator=g, dtype=DTYPE) * cfg.init_scale)
+    return BanditTask(torch.stack(feats), torch.stack(correct), torch.stack(W0), [int(s) for s in seeds])
+
+
+class BanditPolicy(torch.nn.Module):
+    """Logits ``(S, P, M)``: ``φ W + b`` (shared) or a free table started at ``φ W0`` (tabular)."""
+
+    def __init__(self, task: BanditTask, shared: bool):
+        super().__init__()
+        self.shared = shared
+        self.register_buffer("features", task.features)
+        S, _, M = task.correct.shape
+        if shared:
+            self.W = torch.nn.Parameter(task.W0.clone())  # (S, d, M)
+            self.b = torch.nn.Parameter(torch.zeros(S, 1, M, dtype=task.W0.dtype))
+        else:
+            self.table = torch.nn.Parameter(task.features @ task.W0)  # (S, P, M)
+
+    def forward(self) -> torch.Tensor:
+        if self.shared:
+            return self.features @ self.W + self.b  # (S, P, d) @ (S, d, M) → (S, P, M)
+        return self.table
+
+
+def policy_metrics(logits: torch.Tensor, correct: torch.Tensor, keep_threshold: float, ks) -> dict:
+    """Exact metrics of a categorical policy, per seed.
+
+    Args:
+        logits: ``(S, P, M)``; correct: ``(S, P, M)`` bool.
+    Returns:
+        dict of ``(S,)`` tensors: ``reward`` (mean over prompts of p_correct), ``entropy`` (nats),
+        ``kept`` (mean number of correct answers with π > threshold), ``pass@k`` for each k.
+    """
+    probs = torch.softmax(logits, -1)
+    logp = torch.log_softmax(logits, -1)
+    p_correct = (probs * correct).sum(-1)  # (S, P)
+    out = {
+        "reward": p_correct.mean(-1),
+        "entropy": -(probs * logp).sum(-1).mean(-1),
+        "kept": ((probs > keep_threshold) & correct).sum(-1).to(probs.dtype).mean(-1),
+    }
+    for k in ks:
+        out[f"pass@{k}"] = pass_at_k_from_probs(p_correct, k).mean(-1)
+    return out
+
+
+@dataclass
+class BanditRun:
+    """History of one arm: ``history[name]`` is ``(iters + 1, S)`` (metrics) or ``(iters,)`` (loss stats)."""
+
+    name: str
+    epochs: int
+    shared: bool
+    history: dict
+
+
+def run_bandit(cfg: BanditConfig, task: BanditTask, name: "str | None" = None) -> BanditRun:
+    """Train one arm (``cfg.loss``) on every seed of ``task`` at once; return its history.
+
+    Sampling uses a generator seeded by the task's first seed, identical for every arm, so two
+    arms whose policies are equal draw the same answers (E = 1: LPO-rev and GRPO coincide).
+    """
+    policy = BanditPolicy(task, cfg.shared)
+    opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(7919 * (task.seeds[0] + 1))
+    S, P, M = task.correct.shape
+    K = cfg.K
+    correct = task.correct
+    hist: dict = {k: [] for k in ["reward", "entropy", "kept"] + [f"pass@{k}" for k in cfg.pass_ks]}
+    hist.update(sum_abs_c=[], clip_frac=[])
+
+    def record():
+        with torch.no_grad():
+            for key, val in policy_metrics(policy(), correct, cfg.keep_threshold, cfg.pass_ks).items():
+                hist[key].append(val)
+
+    record()
+    ones = torch.ones(S * P, K, 1, dtype=DTYPE)  # (S·P, K, T=1) mask
+    for _ in range(cfg.iters):
+        with torch.no_grad():
+            logp_all = torch.log_softmax(policy(), -1)  # (S, P, M) under π_b
+            answers = torch.multinomial(logp_all.exp().reshape(S * P, M), K, replacement=True, generator=gen)  # (S·P, K)
+            answers = answers.reshape(S, P, K)
+            rewards = correct.gather(-1, answers).to(logp_all.dtype).reshape(S * P, K)  # exact verifier
+            old_logp = logp_all.gather(-1, answers).reshape(S * P, K, 1)  # (S·P, K, 1)
+        c_sum, clip = 0.0, 0.0
+        for _ in range(cfg.epochs):
+            logp = torch.log_softmax(policy(), -1).gather(-1, answers).reshape(S * P, K, 1)
+            loss, stats = rlvr_loss(logp, old_logp, ones, rewards, cfg.loss)
+            opt.zero_grad(set_to_none=True)
+            (loss * S).backward()  # mean over each seed's prompts, seeds independent
+            opt.step()
+            c_sum += stats["sum_abs_c"] / cfg.epochs
+            clip += stats["clip_frac"] / cfg.epochs
+        hist["sum_abs_c"].append(c_sum)
+        hist["clip_frac"].append(clip)
+        record()
+    out = {k: (torch.stack(v) if torch.is_tensor(v[0]) else torch.tensor(v)) for k, v in hist.items()}
+    return BanditRun(name=name or cfg.loss.name, epochs=cfg.epochs, shared=cfg.shared, history=out)
+
+
+ARMS = {"GRPO": "grpo", "LPO-fwd": "lpo_fwd", "LPO-rev": "lpo_rev", "pointwise": "pointwise"}
+
+
+def run_arms(cfg: BanditConfig, task: BanditTask, arms=tuple(ARMS), epochs=(1, 4)) -> dict:
+    """Every (arm, E) pair on the same task; returns ``{(arm, E): BanditRun}``."""
+    runs = {}
+    for E in epochs:
+        for arm in arms:
+            c = replace(cfg, epochs=E, loss=replace(cfg.loss, name=ARMS[arm]))
+            runs[(arm, E)] = run_bandit(c, task, name=arm)
+    return runs
+
+
+def final(runs: dict, metric: str, last: int = 1) -> dict:
+    """``{(arm, E): (S,)}`` — the metric averaged over the last ``last`` iterations, per seed."""
+    return {key: r.history[metric][-last:].mean(0) for key, r in runs.items()}
+
+
+def verdict(per_seed: torch.Tensor) -> "bool | None":
+    """True if a per-seed comparison holds on every seed, False on none, None (mixed) otherwise."""
+    per_seed = per_seed.bool()
+    if bool(per_seed.all()):
+        return True
+    if not bool(per_seed.any()):
+        return False
+    return None
+
+
+def plot_runs(runs: dict, metrics=("reward", "entropy", "kept", "pass@32", "sum_abs_c"), epochs=None, axes=None):
+    """One panel per metric, seed-mean curves per arm; solid E = 1, dashed E > 1."""
+    import matplotlib.pyplot as plt
+
+    from ..plotting import color_for
+
+    if axes is None:
+        _, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.0))
+    for ax, metric in zip(axes, metrics):
+        for (arm, E), r in runs.items():
+            if epochs is not None and E not in epochs:
+                continue
+            y = r.history[metric]
+            y = y.mean(-1) if y.dim() == 2 else y
+            ax.plot(y.numpy(), color=color_for(arm), ls="-" if E == 1 else "--", lw=1.4, label=f"{arm}, E={E}")
+        ax.set_title(metric)
+        ax.set_xlabel("iteration")
+    return axes

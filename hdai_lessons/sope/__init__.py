@@ -1,0 +1,15 @@
+"""Module 03 — SOPE (arXiv 2605.05863): off-policy evaluation and online RL with prior data.
+
+One concept per file:
+
+- ``tabular``: a gridworld MDP with exact finite-horizon policy evaluation (lesson 03.1);
+- ``ope``: off-policy estimators — direct method (tabular FQE), IS, WIS, per-decision IS, DR;
+- ``sac``: SAC as SOPE uses it (tanh-Gaussian actor, twin LayerNorm+dropout critics, α, Polyak),
+  vectorised over a *population* of independent runs so several arms/seeds train in one process;
+- ``buffers``: replay buffers with symmetric 50/50 sampling and a restorable hold-out split;
+- ``phases``: SACfD (no phases), SPEQ-O2O (fixed-length critic-only phases), SOPE (early-stopped);
+- ``prior_data``: scripted/noisy controllers, npz in the D4RL layout, a Minari loader (full scale);
+- ``flops``: the paper's analytic FLOP accounting (plus the validation passes);
+- ``train``: the online loop with atomic checkpoint/resume;
+- ``exercises``: the bank for lessons 03.1–03.4.
+"""

@@ -1,0 +1,151 @@
+"""Off-policy evaluation (OPE) estimators, from scratch (lesson 03.1).
+
+All estimate ``J(π_e) = E_{π_e}[Σ_{t<H} γ^t r_t]`` from episodes logged by a behaviour policy
+``π_b``. Inputs are ``(N, H)`` arrays (``N`` episodes, horizon ``H``); per-step importance ratios
+are ``ρ_t = π_e(a_t|s_t) / π_b(a_t|s_t)`` and cumulative weights ``w_t = Π_{k≤t} ρ_k``.
+
+- ``is_estimate``: trajectory-wise importance sampling, ``mean_i w_{H−1}^{(i)} G^{(i)}`` (unbiased).
+- ``wis_estimate``: weighted (self-normalised) IS, ``Σ_i w^{(i)} G^{(i)} / Σ_i w^{(i)}`` (biased, lower variance).
+- ``pdis_estimate``: per-decision IS, ``mean_i Σ_t γ^t w_t r_t`` (a reward only needs the ratios before it).
+- ``dr_estimate``: doubly robust (Jiang & Li 2016, Eq. (10) there), PDIS with a Q̂ control variate.
+- ``fqe_tabular`` / ``dm_estimate``: the direct method — fitted Q evaluation on the data, then
+  ``Σ_s d0(s) Σ_a π_e(a|s) Q̂_0(s,a)``. SOPE's stopping signal is a DM estimate (with the critic it is
+  training, see ``phases.dm_value_estimate``), not IS or DR.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .tabular import TabularMDP, Trajectories
+
+
+def importance_ratios(traj: Trajectories, pi_e: np.ndarray) -> np.ndarray:
+    """``(N, H)`` per-step ratios ``ρ_t = π_e(a_t|s_t) / π_b(a_t|s_t)``."""
+    return pi_e[traj.states, traj.actions] / traj.behavior_probs
+
+
+def discounts(horizon: int, gamma: float) -> np.ndarray:
+    """``(H,)``: ``γ^t`` for ``t = 0..H−1``."""
+    return gamma ** np.arange(horizon)
+
+
+def is_estimate(rewards: np.ndarray, ratios: np.ndarray, gamma: float) -> float:
+    """Trajectory-wise IS: ``(1/N) Σ_i (Π_{t<H} ρ_t^{(i)}) Σ_t γ^t r_t^{(i)}``.
+
+    Args:
+        rewards, ratios: ``(N, H)``.
+    Returns: a float, unbiased for ``J(π_e)`` when ``π_b > 0`` wherever ``π_e > 0``.
+    """
+    returns = rewards @ discounts(rewards.shape[1], gamma)     # (N,)
+    weights = ratios.prod(axis=1)                              # (N,)
+    return float((weights * returns).mean())
+
+
+def wis_estimate(rewards: np.ndarray, ratios: np.ndarray, gamma: float) -> float:
+    """Weighted IS: ``Σ_i w^{(i)} G^{(i)} / Σ_i w^{(i)}`` with ``w^{(i)} = Π_t ρ_t^{(i)}``; 0 if all weights are 0.
+
+    Args: ``rewards, ratios``: ``(N, H)``. Consistent but biased for finite ``N``; never outside the
+    range of observed returns.
+    """
+    returns = rewards @ discounts(rewards.shape[1], gamma)     # (N,)
+    weights = ratios.prod(axis=1)                              # (N,)
+    total = weights.sum()
+    return float((weights * returns).sum() / total) if total > 0 else 0.0
+
+
+def pdis_estimate(rewards: np.ndarray, ratios: np.ndarray, gamma: float) -> float:
+    """Per-decision IS: ``(1/N) Σ_i Σ_t γ^t w_t^{(i)} r_t^{(i)}`` with ``w_t = Π_{k≤t} ρ_k``.
+
+    Args: ``rewards, ratios``: ``(N, H)``.
+    """
+    w = np.cumprod(ratios, axis=1)                             # (N, H)
+    return float((w * rewards * discounts(rewards.shape[1], gamma)).sum(1).mean())
+
+
+def dr_estimate(rewards: np.ndarray, ratios: np.ndarray, q_hat: np.ndarray, v_hat: np.ndarray, gamma: float) -> float:
+    """Doubly robust, step-wise (Jiang & Li 2016, Eq. (10)):
+
+    ``(1/N) Σ_i Σ_t γ^t [ w_t r_t − (w_t Q̂_t(s_t,a_t) − w_{t−1} V̂_t(s_t)) ]``, ``w_{−1} = 1``.
+
+    Args:
+        rewards, ratios: ``(N, H)``.
+        q_hat: ``(N, H)`` the model's ``Q̂_t(s_t, a_t)`` at the logged pairs.
+        v_hat: ``(N, H)`` ``V̂_t(s_t) = Σ_a π_e(a|s_t) Q̂_t(s_t, a)``.
+    Unbiased if either the ratios are exact or ``Q̂`` is exact; lower variance than PDIS when Q̂ is good.
+    """
+    w = np.cumprod(ratios, axis=1)                                           # (N, H)
+    w_prev = np.concatenate([np.ones_like(w[:, :1]), w[:, :-1]], axis=1)     # (N, H): w_{t-1}
+    terms = w * rewards - (w * q_hat - w_prev * v_hat)                       # (N, H)
+    return float((terms * discounts(rewards.shape[1], gamma)).sum(1).mean())
+
+
+def fqe_tabular(traj: Trajectories, pi_e: np.ndarray, n_states: int, n_actions: int, gamma: float,
+                horizon: int) -> np.ndarray:
+    """Fitted Q evaluation on a table: ``(H, S, A)`` estimates ``Q̂_t``.
+
+    Backwards from ``Q̂_H = 0``, regress ``r + γ Σ_{a'} π_e(a'|s') Q̂_{t+1}(s', a')`` on ``(s, a)`` over every
+    logged transition (the MDP is stationary, so all time steps pool). On a table, least-squares
+    regression is the per-``(s,a)`` mean, so this equals exact evaluation in the *empirical* MDP
+    (certainty equivalence). Unvisited pairs get ``Q̂ = 0`` — the DM's bias when coverage is poor.
+    """
+    s, a = traj.states.ravel(), traj.actions.ravel()
+    r, s2 = traj.rewards.ravel(), traj.next_states.ravel()
+    counts = np.zeros((n_states, n_actions))
+    np.add.at(counts, (s, a), 1.0)
+    Q = np.zeros((horizon + 1, n_states, n_actions))
+    for t in reversed(range(horizon)):
+        v_next = (pi_e * Q[t + 1]).sum(-1)                     # (S,)
+        target = r + gamma * v_next[s2]                        # (N·H,)
+        sums = np.zeros((n_states, n_actions))
+        np.add.at(sums, (s, a), target)
+        Q[t] = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+    return Q[:horizon]
+
+
+def dm_estimate(q_hat: np.ndarray, pi_e: np.ndarray, d0: np.ndarray) -> float:
+    """Direct method: ``Σ_s d0(s) Σ_a π_e(a|s) Q̂_0(s, a)``; ``q_hat`` ``(H, S, A)`` or ``(S, A)``."""
+    q0 = q_hat[0] if q_hat.ndim == 3 else q_hat
+    return float(d0 @ (pi_e * q0).sum(-1))
+
+
+def all_estimates(mdp: TabularMDP, traj: Trajectories, pi_e: np.ndarray) -> dict[str, float]:
+    """Every estimator of this module on one dataset: ``{"DM", "IS", "WIS", "PDIS", "DR"}``."""
+    rho = importance_ratios(traj, pi_e)
+    q = fqe_tabular(traj, pi_e, mdp.n_states, mdp.n_actions, mdp.gamma, mdp.horizon)    # (H, S, A)
+    t_idx = np.arange(mdp.horizon)[None, :]                                               # (1, H)
+    q_sa = q[t_idx, traj.states, traj.actions]                                            # (N, H)
+    v_s = (pi_e[traj.states] * q[t_idx, traj.states]).sum(-1)                             # (N, H)
+    return {
+        "DM": dm_estimate(q, pi_e, mdp.d0),
+        "IS": is_estimate(traj.rewards, rho, mdp.gamma),
+        "WIS": wis_estimate(traj.rewards, rho, mdp.gamma),
+        "PDIS": pdis_estimate(traj.rewards, rho, mdp.gamma),
+        "DR": dr_estimate(traj.rewards, rho, q_sa, v_s, mdp.gamma),
+    }
+
+
+def estimator_study(mdp: TabularMDP, pi_e: np.ndarray, pi_b: np.ndarray, n_episodes: int, n_repeats: int,
+                    seed: int) -> dict[str, np.ndarray]:
+    """``{name: (n_repeats,)}`` estimates from ``n_repeats`` independent datasets of ``n_episodes``."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[float]] = {}
+    for _ in range(n_repeats):
+        est = all_estimates(mdp, sample_trajectories_(mdp, pi_b, n_episodes, rng), pi_e)
+        for k, v in est.items():
+            out.setdefault(k, []).append(v)
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def bias_variance(estimates: dict[str, np.ndarray], truth: float) -> dict[str, dict[str, float]]:
+    """``{name: {"bias", "std", "rmse"}}`` of repeated estimates against the exact value."""
+    res = {}
+    for k, v in estimates.items():
+        bias = float(v.mean() - truth)
+        std = float(v.std())
+        res[k] = {"bias": bias, "std": std, "rmse": float(np.sqrt(bias**2 + std**2))}
+    return res
+
+
+def sample_trajectories_(mdp, pi_b, n, rng):  # local alias keeps the import graph simple
+    from .tabular import sample_trajectories
+    return sample_trajectories(mdp, pi_b, n, rng)

@@ -1,0 +1,148 @@
+"""Stabilisation phases: SACfD (none), SPEQ-O2O (fixed length), SOPE (early-stopped) — lesson 03.3.
+
+Every ``K`` environment steps SPEQ-O2O and SOPE pause acting and run critic-only updates on the
+frozen buffers. SPEQ-O2O always runs ``E_max`` of them. SOPE first holds out a validation split
+(``validation_sizes``), then every ``m`` updates computes the actor-aligned DM signal
+``Ĵ_val`` (``dm_value_estimate``) and stops once it has not improved for ``P`` updates (patience):
+
+1. at ``e = 0``: ``J* ← Ĵ_val``, ``c ← 0``;
+2. at ``e = m, 2m, …``: ``J = Ĵ_val``; if ``J < J* − ε|J*|`` (``sope_improved``) then ``J* ← J, c ← 0`` else ``c ← c + m``;
+3. stop when ``c ≥ P`` or ``e = E_max``.
+
+The official code tests ``J < (1 − ε)·J*`` (``code_improved``), which for the negative ``J`` of
+locomotion tasks accepts values up to ``ε|J*|`` *worse* than the best: we use the sign-safe test.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .sac import SACPopulation, actor_objective
+
+
+def sope_improved(J: torch.Tensor, J_star: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Sign-safe improvement test ``J < J* − ε·|J*|`` (elementwise bool), correct for either sign of ``J*``."""
+    return J < J_star - eps * J_star.abs()
+
+
+def code_improved(J: torch.Tensor, J_star: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """The official code's test ``J < (1 − ε)·J*``: right for ``J* > 0``, too lenient for ``J* < 0``."""
+    return J < (1 - eps) * J_star
+
+
+def phase_stop_point(values: torch.Tensor, m: int, patience: int, e_max: int, eps: float = 1e-3) -> int:
+    """How many critic updates a SOPE phase runs, given its validation signal.
+
+    Args:
+        values: ``(K,)`` ``Ĵ_val`` after ``0, m, 2m, …`` updates (``values[k]`` is measured at ``e = k·m``).
+        m: check interval; patience: ``P`` (updates without improvement); e_max: maximum phase length.
+    Returns: the number of updates ``e`` at which the phase stops (``e_max`` if it never stops early,
+    including when ``values`` runs out before ``e_max``).
+    """
+    J_star, c = values[0], 0
+    for k in range(1, len(values)):
+        e = k * m
+        if e >= e_max:
+            break
+        if bool(sope_improved(values[k], J_star, eps)):
+            J_star, c = values[k], 0
+        else:
+            c += m
+        if c >= patience:
+            return e
+    return e_max
+
+
+def validation_sizes(n_online: int, n_offline: int, frac: float = 0.1, batch: int = 256) -> tuple[int, int]:
+    """SOPE's hold-out sizes ``(|V_on|, |V_off|)`` at a phase.
+
+    ``n_k = max(batch, ⌊frac·|D_on|⌋)``; ``|V_on| = min(n_k, |D_on| − batch)``, ``|V_off| = min(n_k, |D_off| − batch)``
+    — the offline half matches the *online* 10 %, it is not 10 % of the prior dataset.
+    """
+    n_k = max(batch, int(math.floor(frac * n_online)))
+    return max(0, min(n_k, n_online - batch)), max(0, min(n_k, n_offline - batch))
+
+
+@torch.no_grad()
+def dm_value_estimate(pop: SACPopulation, val_obs: torch.Tensor) -> torch.Tensor:
+    """``Ĵ_val`` per run ``(R,)``: the actor objective on held-out states ``val_obs (R, V, o)`` with fresh
+    actions from the frozen policy — ``mean_s[α log π(ã_s|s) − (1/N) Σ_i Q_i(s, ã_s)] = −V̂_DM(π)``."""
+    a, logp = pop.actor.sample(val_obs)                                  # (R, V, A), (R, V)
+    return actor_objective(logp, pop.critic(val_obs, a), pop.alpha)      # (R,)
+
+
+@dataclass
+class PhaseConfig:
+    """Stabilisation-phase settings (paper defaults: K = 10k, E_max = 75k, m = 1k, P = 10k, ρ = 0.1, ε = 1e−3)."""
+
+    every: int = 10_000         # K: env steps between phases
+    e_max: int = 75_000         # maximum (SOPE) / fixed (SPEQ-O2O, unless a run sets its own) phase length
+    check_every: int = 1_000    # m
+    patience: int = 10_000      # P
+    val_frac: float = 0.1       # ρ
+    eps: float = 1e-3           # ε of the improvement test
+    val_batch: int = 256        # the "256" in the hold-out sizes
+
+
+@dataclass
+class PhaseLog:
+    """What one phase did, per run: its length and the validation trace ``[(e, Ĵ_val (R,))]``."""
+
+    env_step: int
+    lengths: list[int]
+    trace_e: list[int] = field(default_factory=list)
+    trace_J: list[list[float]] = field(default_factory=list)
+
+
+def run_phase(pop: SACPopulation, online, prior, max_len: torch.Tensor, adaptive: torch.Tensor, cfg: PhaseConfig,
+              batch_per_source: int, gen: torch.Generator, use_prior: "torch.Tensor | None", env_step: int) -> PhaseLog:
+    """One stabilisation phase for all runs in lockstep (critic-only, expectile τ = 0.5 loss).
+
+    Args:
+        max_len: ``(R,)`` longest phase per run (0 = no phase, e.g. SACfD; ``L`` for SPEQ-O2O; ``E_max`` for SOPE).
+        adaptive: ``(R,)`` runs that hold out a validation split and early-stop (SOPE).
+    The split is restored before returning, so the buffers hold exactly the transitions they held before.
+    """
+    R = pop.R
+    if int(max_len.max()) <= 0:
+        return PhaseLog(env_step, [0] * R)
+    n_on, n_off = validation_sizes(online.size, prior.size if prior is not None else 0, cfg.val_frac, cfg.val_batch)
+    hold = adaptive & (max_len > 0)
+    val_on = online.hold_out(torch.where(hold, n_on, 0), gen) if n_on > 0 else None
+    val_off = None
+    if prior is not None and n_off > 0:
+        val_off = prior.hold_out(torch.where(hold & (use_prior if use_prior is not None else True), n_off, 0), gen)
+    parts = [v["obs"] for v in (val_on, val_off) if v is not None]
+    val_obs = torch.cat(parts, dim=1) if parts else None                 # (R, |V_on| + |V_off|, o)
+    log = PhaseLog(env_step, [0] * R)
+    try:
+        J_star = dm_value_estimate(pop, val_obs) if val_obs is not None else torch.zeros(R)
+        log.trace_e.append(0)
+        log.trace_J.append(J_star.tolist())
+        count = torch.zeros(R, dtype=torch.long)
+        stopped = torch.zeros(R, dtype=torch.bool)
+        length = torch.zeros(R, dtype=torch.long)
+        from .buffers import symmetric_batch
+        for e in range(int(max_len.max())):
+            if e > 0 and e % cfg.check_every == 0 and val_obs is not None and bool((hold & ~stopped).any()):
+                J = dm_value_estimate(pop, val_obs)
+                log.trace_e.append(e)
+                log.trace_J.append(J.tolist())
+                better = sope_improved(J, J_star, cfg.eps)
+                J_star = torch.where(better & hold, J, J_star)
+                count = torch.where(better, torch.zeros_like(count), count + cfg.check_every)
+                stopped |= hold & (count >= cfg.patience)
+            active = (e < max_len) & ~stopped
+            if not bool(active.any()):
+                break
+            batch = symmetric_batch(online, prior, batch_per_source, gen, use_prior)
+            pop.critic_update(batch, mask=active, loss="expectile")
+            length += active.long()
+        log.lengths = length.tolist()
+    finally:
+        online.restore()
+        if prior is not None:
+            prior.restore()
+    return log

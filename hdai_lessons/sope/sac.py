@@ -1,0 +1,337 @@
+"""SAC as SOPE uses it, vectorised over a *population* of ``R`` independent runs (lessons 03.2–03.4).
+
+Every parameter carries a leading run dimension ``R``: run ``r`` has its own actor, twin critics,
+targets and temperature, and never sees another run's data or gradients. Batched matmuls make
+``R`` runs cost little more than one on a CPU (the networks are tiny, the cost is Python overhead),
+which is how lessons 03.2/03.3 compare several arms × seeds within a minute. ``MaskedAdam``
+updates only the runs whose mask is on, so e.g. only SOPE runs continue a stabilisation phase.
+
+Equations follow the official SOPE code (see the digest, "Losses"):
+
+- tanh-squashed Gaussian: ``a = a_max·tanh(u)``, ``u = μ + σ ε`` and
+  ``log π(a|s) = Σ_j [log N(u_j; μ_j, σ_j) − log(1 − tanh²(u_j) + 1e−6)]``, ``log σ ∈ [−20, 2]``;
+- soft TD target: ``y = r + γ(1−d)[min_i Q̄_i(s', ã') − α log π(ã'|s')]``;
+- critic loss ``Σ_i mean_B (Q_i(s,a) − y)²``; in a stabilisation phase the expectile loss with τ = 0.5;
+- actor loss ``mean_B[α log π(ã|s) − (1/N) Σ_i Q_i(s, ã)]`` (mean, not min, of the critics);
+- temperature loss ``−mean[log α (log π + H̄)]``; Polyak ``θ̄ ← (1−τ)θ̄ + τθ`` with τ = 0.005.
+
+Critics: Linear → Dropout → LayerNorm → ReLU (DroQ order), Xavier-uniform init; dropout stays
+active in online and target critics and during validation (the official code never calls ``.eval()``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+
+# ----------------------------------------------------------------------------- equations
+def tanh_gaussian_log_prob(u: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """``log π(a|s)`` of ``a = tanh(u)``, ``u ~ N(μ, σ²)``, with the change-of-variables correction.
+
+    ``Σ_j [log N(u_j; μ_j, σ_j) − log(1 − tanh²(u_j) + 1e−6)]`` (digest "Losses", SOPE/SPEQ code).
+    The ``a_max`` scale adds a constant ``−A·log a_max`` that the code (and this function) omits.
+
+    Args:
+        u, mu, log_std: ``(..., A)`` pre-squash sample, mean and log standard deviation.
+    Returns: ``(...)`` summed over the action dimension.
+    """
+    gauss = -0.5 * ((u - mu) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)   # (..., A)
+    correction = torch.log(1 - torch.tanh(u) ** 2 + 1e-6)                                     # (..., A)
+    return (gauss - correction).sum(-1)
+
+
+def soft_td_target(reward: torch.Tensor, terminated: torch.Tensor, q_next: torch.Tensor, logp_next: torch.Tensor,
+                   alpha: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Clipped double-Q soft TD target ``y = r + γ(1−d)[min_i Q̄_i(s',ã') − α log π(ã'|s')]``.
+
+    Args:
+        reward, terminated: ``(..., B)``; ``terminated`` is the environment's *termination* flag (1.0/0.0),
+            never the time-limit truncation.
+        q_next: ``(..., N, B)`` target critics at ``(s', ã')``.
+        logp_next: ``(..., B)`` ``log π(ã'|s')``.
+        alpha: broadcastable to ``(..., B)``, e.g. ``(R, 1)``.
+    Returns: ``(..., B)``; callers compute it under ``torch.no_grad()``.
+    """
+    soft_v = q_next.min(dim=-2).values - alpha * logp_next          # (..., B)
+    return reward + gamma * (1.0 - terminated) * soft_v
+
+
+def expectile_loss(diff: torch.Tensor, tau: float = 0.5) -> torch.Tensor:
+    """``ℓ(u) = w(u)·u²`` with ``w = τ`` if ``u > 0`` else ``1 − τ`` (elementwise; τ = 0.5 is ½·MSE)."""
+    w = torch.where(diff > 0, torch.full_like(diff, tau), torch.full_like(diff, 1 - tau))
+    return w * diff**2
+
+
+def actor_objective(logp: torch.Tensor, q_pi: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """SAC actor loss per run: ``mean_B[α log π(ã|s) − (1/N) Σ_i Q_i(s, ã)]``.
+
+    Args:
+        logp: ``(R, B)``; q_pi: ``(R, N, B)`` critics at the policy's actions; alpha: ``(R, 1)``.
+    Returns: ``(R,)``. With frozen ``φ, α`` on held-out states this is SOPE's ``Ĵ_val`` (a DM estimate of
+    ``−V^π``).
+    """
+    return (alpha * logp - q_pi.mean(dim=-2)).mean(dim=-1)
+
+
+# ----------------------------------------------------------------------------- layers
+class BatchedLinear(nn.Module):
+    """``prod(prefix)`` independent linear maps: ``(M, B, d_in) → (M, B, d_out)``, ``M = prod(prefix)``.
+
+    Parameters are stored with shape ``(*prefix, d_in, d_out)`` so their first dim is the run ``R``.
+    """
+
+    def __init__(self, prefix: tuple[int, ...], d_in: int, d_out: int, generators: "list[torch.Generator] | None" = None):
+        super().__init__()
+        bound = math.sqrt(6.0 / (d_in + d_out))        # Xavier-uniform, as the official code
+        w = torch.empty(*prefix, d_in, d_out)
+        if generators is None:
+            w.uniform_(-bound, bound)
+        else:                                          # one generator per run: a run's init ignores the others
+            for r, g in enumerate(generators):
+                w[r].uniform_(-bound, bound, generator=g)
+        self.weight = nn.Parameter(w)
+        self.bias = nn.Parameter(torch.zeros(*prefix, 1, d_out))
+        self.prefix = prefix
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = math.prod(self.prefix)
+        w = self.weight.reshape(m, *self.weight.shape[-2:])     # (M, d_in, d_out)
+        b = self.bias.reshape(m, 1, self.bias.shape[-1])        # (M, 1, d_out)
+        return torch.baddbmm(b, x, w)
+
+
+class BatchedLayerNorm(nn.Module):
+    """LayerNorm over the last dim with per-member affine parameters ``(*prefix, 1, d)``."""
+
+    def __init__(self, prefix: tuple[int, ...], d: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(*prefix, 1, d))
+        self.bias = nn.Parameter(torch.zeros(*prefix, 1, d))
+        self.prefix = prefix
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:      # x: (M, B, d)
+        m = math.prod(self.prefix)
+        d = x.shape[-1]
+        return F.layer_norm(x, (d,)) * self.weight.reshape(m, 1, d) + self.bias.reshape(m, 1, d)
+
+
+class BatchedMLP(nn.Module):
+    """Hidden blocks Linear → Dropout → LayerNorm → ReLU, then a linear head; ``(M, B, d_in) → (M, B, d_out)``."""
+
+    def __init__(self, prefix, d_in, hidden, d_out, dropout=0.0, layer_norm=True, generators=None):
+        super().__init__()
+        dims = [d_in, *hidden]
+        self.linears = nn.ModuleList(BatchedLinear(prefix, a, b, generators) for a, b in zip(dims[:-1], dims[1:]))
+        self.norms = nn.ModuleList(BatchedLayerNorm(prefix, b) if layer_norm else nn.Identity() for b in dims[1:])
+        self.head = BatchedLinear(prefix, dims[-1], d_out, generators)
+        self.dropout = dropout
+
+    def forward(self, x):
+        for lin, norm in zip(self.linears, self.norms):
+            x = lin(x)
+            if self.dropout > 0:                                # always on, as in the official code
+                keep = torch.rand_like(x) >= self.dropout       # (M, B, d); cheaper than F.dropout on CPU
+                x = x * keep / (1.0 - self.dropout)
+            x = F.relu(norm(x))
+        return self.head(x)
+
+
+def _member_generators(seeds: "list[int]", salt: int) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(int(s) * 1000 + salt) for s in seeds]
+
+
+class TwinCritic(nn.Module):
+    """``N`` critics per run: ``(R, B, obs) × (R, B, act) → (R, N, B)``."""
+
+    def __init__(self, seeds, obs_dim, act_dim, hidden, n_critics=2, dropout=0.01, salt=1):
+        super().__init__()
+        R = len(seeds)
+        gens = [g for s in seeds for g in _member_generators([s * n_critics + i for i in range(n_critics)], salt)]
+        self.R, self.N = R, n_critics
+        self.net = BatchedMLP((R, n_critics), obs_dim + act_dim, hidden, 1, dropout=dropout, generators=None)
+        with torch.no_grad():                             # per-(run, critic) seeded init
+            for lin in [*self.net.linears, self.net.head]:
+                bound = math.sqrt(6.0 / sum(lin.weight.shape[-2:]))
+                flat = lin.weight.view(R * n_critics, *lin.weight.shape[-2:])
+                for m, g in enumerate(gens):
+                    flat[m].uniform_(-bound, bound, generator=g)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, act], dim=-1)                                    # (R, B, o+a)
+        R, B, D = x.shape
+        x = x.unsqueeze(1).expand(R, self.N, B, D).reshape(R * self.N, B, D)  # (R·N, B, D)
+        return self.net(x).view(R, self.N, B)                               # (R, N, B)
+
+
+class TanhGaussianActor(nn.Module):
+    """``π_φ(·|s)`` per run: ``(R, B, obs) → mean, log_std (R, B, A)``; actions ``a_max·tanh(u)``."""
+
+    def __init__(self, seeds, obs_dim, act_dim, hidden, act_max: float, layer_norm=True):
+        super().__init__()
+        self.net = BatchedMLP((len(seeds),), obs_dim, hidden, 2 * act_dim, layer_norm=layer_norm,
+                              generators=_member_generators(seeds, 7))
+        self.act_dim, self.act_max = act_dim, float(act_max)
+
+    def forward(self, obs):
+        mu, log_std = self.net(obs).chunk(2, dim=-1)                          # (R, B, A) each
+        return mu, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def sample(self, obs, deterministic: bool = False):
+        """``(action (R, B, A) scaled to ±a_max, log π (R, B))``; reparameterised (gradients flow)."""
+        mu, log_std = self(obs)
+        u = mu if deterministic else mu + log_std.exp() * torch.randn_like(mu)
+        return self.act_max * torch.tanh(u), tanh_gaussian_log_prob(u, mu, log_std)
+
+
+# ----------------------------------------------------------------------------- optimisation
+class MaskedAdam(torch.optim.Optimizer):
+    """Adam whose every parameter has a leading run dim ``R``; ``step(mask)`` updates only runs with ``mask[r]``.
+
+    Runs that are masked out keep parameters, moments *and* step counts unchanged, so each run follows
+    exactly the Adam trajectory it would follow alone. Param groups carry a ``name`` ("actor", "critic",
+    "alpha") and are stepped separately with ``step(name, mask)``.
+    """
+
+    def __init__(self, groups: list[dict], n_runs: int, lr: float = 3e-4, betas=(0.9, 0.999), eps: float = 1e-8):
+        super().__init__(groups, dict(lr=lr, betas=betas, eps=eps))
+        self.n_runs = n_runs
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.shape[0] != n_runs:
+                    raise ValueError(f"parameter of shape {tuple(p.shape)} has no leading run dim {n_runs}")
+
+    @torch.no_grad()
+    def step(self, name: str, mask: "torch.Tensor | None" = None):  # type: ignore[override]
+        mask = torch.ones(self.n_runs, dtype=torch.bool) if mask is None else mask.bool()
+        everyone = bool(mask.all())
+        for group in self.param_groups:
+            if group["name"] != name:
+                continue
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["step"] = torch.zeros(self.n_runs)
+                    st["exp_avg"] = torch.zeros_like(p)
+                    st["exp_avg_sq"] = torch.zeros_like(p)
+                mk = mask.view(-1, *([1] * (p.dim() - 1)))                      # (R, 1, ...)
+                st["step"] += mask.float()
+                t = st["step"].clamp_min(1).view(mk.shape)
+                if everyone:                                                    # fast path: plain Adam
+                    st["exp_avg"].mul_(b1).add_(p.grad, alpha=1 - b1)
+                    st["exp_avg_sq"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                else:
+                    m_new = b1 * st["exp_avg"] + (1 - b1) * p.grad
+                    v_new = b2 * st["exp_avg_sq"] + (1 - b2) * p.grad**2
+                    st["exp_avg"].copy_(torch.where(mk, m_new, st["exp_avg"]))
+                    st["exp_avg_sq"].copy_(torch.where(mk, v_new, st["exp_avg_sq"]))
+                upd = group["lr"] * (st["exp_avg"] / (1 - b1**t)) / ((st["exp_avg_sq"] / (1 - b2**t)).sqrt() + group["eps"])
+                p.sub_(upd if everyone else upd * mk)
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, online: nn.Module, tau: float, mask: "torch.Tensor | None" = None) -> None:
+    """``θ̄ ← (1−τ)θ̄ + τθ`` for runs with ``mask[r]`` (all runs when ``mask`` is None)."""
+    for pt, p in zip(target.parameters(), online.parameters()):
+        new = (1 - tau) * pt + tau * p
+        if mask is not None:
+            new = torch.where(mask.view(-1, *([1] * (p.dim() - 1))), new, pt)
+        pt.copy_(new)
+
+
+@dataclass
+class SACConfig:
+    """Hyper-parameters of the SAC learner (defaults: the paper's, except the toy-sized widths)."""
+
+    hidden: tuple = (256, 256)      # critic and actor widths (paper: 2×256)
+    n_critics: int = 2              # N
+    dropout: float = 0.01           # critic dropout (environment-dependent in the paper)
+    lr: float = 3e-4                # Adam, actor / critics / α
+    gamma: float = 0.99
+    tau: float = 0.005              # Polyak
+    target_entropy: "float | None" = None   # None → −act_dim (the paper's code ends up with −2 everywhere)
+    init_log_alpha: float = 0.0
+
+
+class SACPopulation(nn.Module):
+    """``R`` independent SAC learners (one per seed/arm) with batched parameters.
+
+    ``update(batch)`` is one SAC step (critic, actor, α, Polyak) for the runs in ``mask``;
+    ``critic_update(batch, loss="expectile")`` is a stabilisation-phase step (critics only).
+    A batch is a dict of ``obs (R,B,o)``, ``act (R,B,a)``, ``rew (R,B)``, ``next_obs (R,B,o)``, ``term (R,B)``.
+    """
+
+    def __init__(self, seeds: "list[int]", obs_dim: int, act_dim: int, act_max: float, cfg: SACConfig):
+        super().__init__()
+        self.cfg, self.R = cfg, len(seeds)
+        hidden = tuple(cfg.hidden)
+        self.actor = TanhGaussianActor(seeds, obs_dim, act_dim, hidden, act_max)
+        self.critic = TwinCritic(seeds, obs_dim, act_dim, hidden, cfg.n_critics, cfg.dropout)
+        self.critic_target = TwinCritic(seeds, obs_dim, act_dim, hidden, cfg.n_critics, cfg.dropout)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        for p in self.critic_target.parameters():
+            p.requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.full((self.R,), float(cfg.init_log_alpha)))
+        self.target_entropy = float(-act_dim if cfg.target_entropy is None else cfg.target_entropy)
+        self.opt = MaskedAdam([
+            {"params": list(self.critic.parameters()), "name": "critic"},
+            {"params": list(self.actor.parameters()), "name": "actor"},
+            {"params": [self.log_alpha], "name": "alpha"},
+        ], n_runs=self.R, lr=cfg.lr)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """``(R, 1)`` temperatures (detached)."""
+        return self.log_alpha.detach().exp().unsqueeze(-1)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """``(R, E, obs) → (R, E, act)``."""
+        return self.actor.sample(obs, deterministic)[0]
+
+    def td_target(self, batch) -> torch.Tensor:
+        """``(R, B)`` soft TD targets (no gradient)."""
+        with torch.no_grad():
+            a2, logp2 = self.actor.sample(batch["next_obs"])
+            q2 = self.critic_target(batch["next_obs"], a2)                     # (R, N, B)
+            return soft_td_target(batch["rew"], batch["term"], q2, logp2, self.alpha, self.cfg.gamma)
+
+    def critic_loss(self, batch, loss: str = "mse") -> torch.Tensor:
+        """``(R,)``: ``Σ_i mean_B ℓ(Q_i(s,a) − y)``, ℓ = square ("mse", online) or expectile τ=0.5 ("expectile")."""
+        y = self.td_target(batch)                                              # (R, B)
+        diff = self.critic(batch["obs"], batch["act"]) - y.unsqueeze(1)        # (R, N, B)
+        per = diff**2 if loss == "mse" else expectile_loss(diff, 0.5)
+        return per.mean(-1).sum(-1)
+
+    def critic_update(self, batch, mask=None, loss: str = "mse") -> torch.Tensor:
+        """One critic gradient step + Polyak for runs in ``mask``; returns the ``(R,)`` losses."""
+        self.opt.zero_grad(set_to_none=True)
+        lq = self.critic_loss(batch, loss)
+        lq.sum().backward()
+        self.opt.step("critic", mask)
+        polyak_update(self.critic_target, self.critic, self.cfg.tau, mask)
+        return lq.detach()
+
+    def update(self, batch, mask=None) -> dict[str, torch.Tensor]:
+        """One online SAC step (UTD = 1): critic, then actor on the same batch, then α, then Polyak."""
+        lq = self.critic_update(batch, mask, "mse")
+        self.opt.zero_grad(set_to_none=True)
+        a, logp = self.actor.sample(batch["obs"])
+        q_pi = self.critic(batch["obs"], a)                                    # (R, N, B)
+        la = actor_objective(logp, q_pi, self.alpha)                          # (R,)
+        la.sum().backward()
+        self.opt.step("actor", mask)
+        self.opt.zero_grad(set_to_none=True)
+        l_alpha = -(self.log_alpha.unsqueeze(-1) * (logp.detach() + self.target_entropy)).mean(-1)   # (R,)
+        l_alpha.sum().backward()
+        self.opt.step("alpha", mask)
+        self.opt.zero_grad(set_to_none=True)
+        return {"critic": lq, "actor": la.detach(), "alpha": self.alpha.squeeze(-1)}

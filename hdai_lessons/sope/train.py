@@ -1,0 +1,240 @@
+"""The online loop shared by SAC, SACfD, SPEQ-O2O and SOPE (lessons 03.2–03.4), with checkpoint/resume.
+
+A *population* of runs (``RunSpec``: arm × seed × prior dataset) trains in lockstep: one environment per
+run, one ``SACPopulation`` with a run dimension, one replay buffer with a slice per run. Arms differ only
+in their prior data and their stabilisation phases, exactly as in the paper's framework:
+
+- ``SAC``: online data only (both halves of the batch online), no phases;
+- ``SACfD``: 50/50 symmetric batches with the prior, no phases;
+- ``SPEQ-O2O``: SACfD + a fixed-length critic-only phase every ``K`` steps;
+- ``SOPE``: SACfD + a phase every ``K`` steps, early-stopped on the validation DM signal.
+
+Per step: act (uniform-random during warm-up), store, maybe run a phase, one SAC update (UTD = 1).
+Every ``eval_every`` steps: deterministic episodes (``a = a_max·tanh(μ)``) and, if asked, an atomic
+checkpoint (``hdai_lessons.checkpoint``: weights, optimiser, replay data, RNG, history). Resuming
+restarts the in-progress training episodes (their simulator state is not saved).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..progress import progress
+from .buffers import ReplayBuffer, symmetric_batch
+from .flops import NetDims, total_flops
+from .phases import PhaseConfig, PhaseLog, run_phase
+from .prior_data import make_env, to_buffer_arrays
+from .sac import SACConfig, SACPopulation
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the population: ``arm`` ∈ {"SAC", "SACfD", "SPEQ-O2O", "SOPE"}; ``phase_len`` for SPEQ-O2O."""
+
+    arm: str
+    seed: int
+    prior: "str | None" = None
+    phase_len: int = 0
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.label or self.arm
+
+
+ARMS = ("SAC", "SACfD", "SPEQ-O2O", "SOPE")
+
+
+@dataclass
+class TrainConfig:
+    """The online loop's settings (``for_scale`` in the lessons picks toy/smoke/full values)."""
+
+    env_id: str = "Pendulum-v1"
+    total_steps: int = 300_000
+    warmup: int = 5_000                 # uniform-random actions, no updates
+    batch_per_source: int = 256         # B online + B prior per update
+    eval_every: int = 1_000
+    eval_episodes: int = 10
+    sac: SACConfig = field(default_factory=SACConfig)
+    phases: PhaseConfig = field(default_factory=PhaseConfig)
+    sample_seed: int = 0                # seeds the batch sampler and policy noise of the population
+    checkpoint_dir: "str | None" = None # atomic checkpoints at eval points; resumes from the latest
+    show_progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    """Per-run learning curves: every array is ``(R, n_evals)``; ``phases`` holds one ``PhaseLog`` per phase."""
+
+    specs: list[RunSpec]
+    steps: list[int]
+    returns: np.ndarray
+    online_updates: np.ndarray
+    critic_updates: np.ndarray          # online + stabilisation critic steps
+    flops: np.ndarray
+    phases: list[PhaseLog]
+
+    def rows(self, **match) -> list[int]:
+        """Indices of runs whose spec fields equal ``match`` (e.g. ``arm="SOPE"``)."""
+        return [i for i, s in enumerate(self.specs) if all(getattr(s, k) == v for k, v in match.items())]
+
+    def final_return(self, last: int = 3) -> np.ndarray:
+        """``(R,)`` mean of the last ``last`` evaluations (the paper averages the last 10)."""
+        return self.returns[:, -last:].mean(1)
+
+    def phase_lengths(self) -> np.ndarray:
+        """``(R, n_phases)``."""
+        return np.array([p.lengths for p in self.phases]).T if self.phases else np.zeros((len(self.specs), 0))
+
+
+class _State(nn.Module):
+    """Everything a checkpoint stores as tensors: the population and the online replay data."""
+
+    def __init__(self, pop: SACPopulation, online: ReplayBuffer):
+        super().__init__()
+        self.pop = pop
+        for k, v in online.data.items():
+            self.register_buffer(f"online_{k}", v, persistent=True)   # shares storage with the buffer
+
+
+def _phase_plan(specs: list[RunSpec], cfg: PhaseConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    max_len, adaptive = [], []
+    for s in specs:
+        if s.arm not in ARMS:
+            raise ValueError(f"unknown arm {s.arm!r}; choose one of {ARMS}")
+        if s.arm in ("SAC", "SACfD"):
+            max_len.append(0)
+        elif s.arm == "SPEQ-O2O":
+            max_len.append(s.phase_len or cfg.e_max)
+        else:
+            max_len.append(s.phase_len or cfg.e_max)
+        adaptive.append(s.arm == "SOPE")
+    return torch.tensor(max_len), torch.tensor(adaptive)
+
+
+def _prior_buffer(specs: list[RunSpec], priors: "dict[str, dict[str, np.ndarray]]") -> tuple["ReplayBuffer | None", torch.Tensor]:
+    use = torch.tensor([s.prior is not None and s.arm != "SAC" for s in specs])
+    names = [s.prior for s in specs if s.prior is not None and s.arm != "SAC"]
+    if not names:
+        return None, use
+    for n in names:
+        if n not in priors:
+            raise KeyError(f"prior dataset {n!r} not given; known: {sorted(priors)}")
+    n_min = min(len(priors[n]["observations"]) for n in names)
+    per_run = []
+    for s, u in zip(specs, use.tolist()):
+        arr = to_buffer_arrays(priors[s.prior if u else names[0]])
+        per_run.append({k: v[:n_min] for k, v in arr.items()})
+    stacked = {k: np.stack([p[k] for p in per_run]) for k in per_run[0]}    # (R, N, ·)
+    return ReplayBuffer.from_arrays(stacked, len(specs)), use
+
+
+def evaluate(pop: SACPopulation, env_id: str, episodes: int, seed: int) -> np.ndarray:
+    """``(R,)`` mean return of ``episodes`` deterministic episodes per run (all ``R·E`` envs step together)."""
+    R = pop.R
+    envs = [[make_env(env_id) for _ in range(episodes)] for _ in range(R)]
+    obs = np.stack([np.stack([e.reset(seed=10_000 + seed * 100 + j)[0] for j, e in enumerate(row)]) for row in envs])
+    ret = np.zeros((R, episodes))
+    alive = np.ones((R, episodes), dtype=bool)
+    while alive.any():
+        act = pop.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=True).numpy()   # (R, E, a)
+        for r in range(R):
+            for j in range(episodes):
+                if alive[r, j]:
+                    o2, rew, term, trunc, _ = envs[r][j].step(act[r, j])
+                    obs[r, j] = o2
+                    ret[r, j] += rew
+                    alive[r, j] = not (term or trunc)
+    for row in envs:
+        for e in row:
+            e.close()
+    return ret.mean(1)
+
+
+def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, dict[str, np.ndarray]] | None" = None) -> TrainResult:
+    """Train every run in ``specs`` for ``cfg.total_steps`` environment steps; return their curves."""
+    priors = priors or {}
+    R = len(specs)
+    envs = [make_env(cfg.env_id) for _ in specs]
+    obs_dim = envs[0].observation_space.shape[0]
+    act_dim = envs[0].action_space.shape[0]
+    act_max = float(envs[0].action_space.high[0])
+    pop = SACPopulation([s.seed for s in specs], obs_dim, act_dim, act_max, cfg.sac)
+    online = ReplayBuffer(R, cfg.total_steps, obs_dim, act_dim)
+    prior, use_prior = _prior_buffer(specs, priors)
+    max_len, adaptive = _phase_plan(specs, cfg.phases)
+    gen = torch.Generator().manual_seed(cfg.sample_seed)
+    rngs = [np.random.default_rng(s.seed) for s in specs]
+    dims = NetDims(obs_dim, act_dim, tuple(cfg.sac.hidden), cfg.sac.n_critics)
+    hist = {"steps": [], "returns": [], "online": [], "critic": [], "flops": []}
+    n_online = np.zeros(R, dtype=np.int64)
+    n_stab = np.zeros(R, dtype=np.int64)
+    n_val_states = np.zeros(R, dtype=np.int64)
+    phase_logs: list[PhaseLog] = []
+    start = 1
+    state = _State(pop, online)
+    if cfg.checkpoint_dir:
+        meta = load_checkpoint(cfg.checkpoint_dir, state, pop.opt)
+        if meta is not None:
+            ex = meta["extra"]
+            online.size = ex["online_size"]
+            online.restore()
+            start = meta["step"] + 1
+            hist = ex["hist"]
+            n_online, n_stab, n_val_states = (np.array(ex[k], dtype=np.int64) for k in ("n_online", "n_stab", "n_val"))
+            phase_logs = [PhaseLog(**p) for p in ex["phases"]]
+            gen.set_state(torch.tensor(ex["gen"], dtype=torch.uint8))
+            for r, st in zip(rngs, ex["rngs"]):
+                r.bit_generator.state = st
+    episode = [0] * R
+    obs = np.stack([e.reset(seed=s.seed * 1_000_003 + start)[0] for e, s in zip(envs, specs)])
+    steps = range(start, cfg.total_steps + 1)
+    for t in progress(steps, desc="env steps", total=len(steps)) if cfg.show_progress else steps:
+        if t <= cfg.warmup:
+            act = np.stack([rng.uniform(-act_max, act_max, size=act_dim) for rng in rngs])
+        else:
+            act = pop.act(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(1))[:, 0].numpy()     # (R, a)
+        nxt, rew, term = np.empty_like(obs), np.zeros(R), np.zeros(R)
+        for r, e in enumerate(envs):
+            o2, rew[r], te, tr, _ = e.step(act[r])
+            nxt[r], term[r] = o2, float(te)
+            if te or tr:
+                episode[r] += 1
+        online.add(obs, act, rew, nxt, term)
+        for r, e in enumerate(envs):
+            done = term[r] > 0 or getattr(e, "_elapsed_steps", 0) >= (e.spec.max_episode_steps or 1 << 30)
+            obs[r] = e.reset(seed=specs[r].seed * 1_000_003 + t)[0] if done else nxt[r]
+        if t > cfg.warmup and t % cfg.phases.every == 0 and int(max_len.max()) > 0:
+            log = run_phase(pop, online, prior, max_len, adaptive, cfg.phases, cfg.batch_per_source, gen, use_prior, t)
+            phase_logs.append(log)
+            n_stab += np.array(log.lengths)
+            n_on_v, n_off_v = online.size, 0
+            from .phases import validation_sizes
+            v_on, v_off = validation_sizes(online.size, prior.size if prior is not None else 0, cfg.phases.val_frac, cfg.phases.val_batch)
+            n_val_states += adaptive.numpy() * (v_on + v_off) * len(log.trace_e)
+        if t > cfg.warmup:
+            pop.update(symmetric_batch(online, prior, cfg.batch_per_source, gen, use_prior))
+            n_online += 1
+        if t % cfg.eval_every == 0:
+            hist["steps"].append(t)
+            hist["returns"].append(evaluate(pop, cfg.env_id, cfg.eval_episodes, t).tolist())
+            hist["online"].append(n_online.tolist())
+            hist["critic"].append((n_online + n_stab).tolist())
+            hist["flops"].append([float(total_flops(dims, int(a), int(b), int(c), batch=2 * cfg.batch_per_source))
+                                  for a, b, c in zip(n_online, n_stab, n_val_states)])
+            if cfg.checkpoint_dir:
+                extra = {"online_size": online.size, "hist": hist, "n_online": n_online.tolist(), "n_stab": n_stab.tolist(),
+                         "n_val": n_val_states.tolist(), "phases": [asdict(p) for p in phase_logs],
+                         "gen": gen.get_state().tolist(), "rngs": [r.bit_generator.state for r in rngs],
+                         "specs": [asdict(s) for s in specs]}
+                json.dumps(extra)   # fail here, not half-way through a write, if something is not JSON
+                save_checkpoint(cfg.checkpoint_dir, t, state, pop.opt, extra=extra)
+    for e in envs:
+        e.close()
+    T = lambda k: np.array(hist[k], dtype=np.float64).T.reshape(R, -1)   # (R, n_evals)
+    return TrainResult(specs, list(hist["steps"]), T("returns"), T("online"), T("critic"), T("flops"), phase_logs)

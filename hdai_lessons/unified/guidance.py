@@ -1,0 +1,31 @@
+"""Classifier-free guidance with norm rescaling, as JoyAI-Image's pipeline samples.
+
+    v = v_u + w (v_c − v_u),    then    v ← v · ‖v_c‖ / ‖v‖
+
+with the norm taken over channels at every pixel (``torch.norm(noise_pred, dim=2)`` on diffusers'
+``(B, items, C, T, H, W)`` latents; ``dim=1`` on our ``(B, C, H, W)`` images). The rescale keeps the
+guided velocity at the conditional velocity's magnitude, which stops large w from over-saturating.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def cfg_combine(v_cond: torch.Tensor, v_uncond: torch.Tensor, w: float) -> torch.Tensor:
+    """Plain CFG: ``v_u + w (v_c − v_u)``; ``w = 1`` is the conditional velocity. ``(B, C, H, W)``."""
+    return v_uncond + w * (v_cond - v_uncond)
+
+
+def cfg_rescaled(v_cond: torch.Tensor, v_uncond: torch.Tensor, w: float, dim: int = 1, eps: float = 1e-6) -> torch.Tensor:
+    """CFG with norm rescaling (JoyImage pipeline): ``v · ‖v_c‖ / max(‖v‖, eps)``, norms over ``dim``.
+
+    Args:
+        v_cond, v_uncond: ``(B, C, H, W)`` velocities with and without the condition.
+        w: guidance scale (JoyAI-Image uses 4.0).
+        dim: the channel dimension.
+    Returns:
+        ``(B, C, H, W)``.
+    """
+    v = cfg_combine(v_cond, v_uncond, w)
+    cond_norm = v_cond.norm(dim=dim, keepdim=True)  # (B, 1, H, W)
+    return v * (cond_norm / v.norm(dim=dim, keepdim=True).clamp_min(eps))

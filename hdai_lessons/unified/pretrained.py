@@ -1,0 +1,88 @@
+"""Small checkpoints the later lessons load instead of retraining (shipped in ``data/unified/``).
+
+Each ``build_*`` is a manifest generator ``fn(out_path, seed)``; rebuild with
+``hdai-lessons data build NAME``. Each ``load_*`` verifies the file (``data.data_path``) and returns
+ready modules.
+
+- ``unified-mllm``: the tiny MLLM after stage 1 (understanding).
+- ``unified-mmdit-t2i``: an MMDiT + word conditioner trained for text → image (lesson 05.2).
+- ``unified-mmdit``: an MMDiT trained on the frozen stage-1 MLLM's states for text → image and
+  editing (stages 2–3; lesson 05.3).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..data import data_path
+from ..seeding import seed_everything
+from .conditioning import MLLMConditioner, WordConditioner
+from .mllm import MLLMConfig, TinyMLLM
+from .mmdit import MMDiT, MMDiTConfig
+from .shapes import ShapesWorld, WorldConfig
+from .train import GenerationConfig, UnderstandingConfig, train_generation, train_understanding
+
+MLLM_STEPS = 1500
+T2I_STEPS = 2500
+UNIFIED_STEPS = 3000
+
+
+def _save(out_path: Path, modules: dict) -> None:
+    state = {f"{name}.{k}": v.detach().contiguous().clone() for name, m in modules.items() for k, v in m.state_dict().items()}
+    save_file(state, str(out_path))
+
+
+def _load(path: Path, modules: dict) -> None:
+    state = load_file(str(path))
+    for name, m in modules.items():
+        sub = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
+        m.load_state_dict(sub)
+        m.eval()
+
+
+def build_mllm(out_path: Path, seed: int) -> None:
+    """Stage 1: train the tiny MLLM on QA + captions (``MLLM_STEPS`` steps)."""
+    g = seed_everything(seed)
+    mllm = TinyMLLM(MLLMConfig())
+    train_understanding(mllm, ShapesWorld(WorldConfig()), UnderstandingConfig(steps=MLLM_STEPS, batch=64), g)
+    _save(out_path, {"mllm": mllm})
+
+
+def load_mllm() -> TinyMLLM:
+    """The stage-1 MLLM (``unified-mllm``)."""
+    mllm = TinyMLLM(MLLMConfig())
+    _load(data_path("unified-mllm"), {"mllm": mllm})
+    return mllm
+
+
+def build_t2i(out_path: Path, seed: int) -> None:
+    """Lesson 05.2's model: MMDiT + word conditioner, text → image (``T2I_STEPS`` steps)."""
+    g = seed_everything(seed)
+    model, cond = MMDiT(MMDiTConfig()), WordConditioner(MMDiTConfig().cond_dim)
+    train_generation(model, cond, ShapesWorld(WorldConfig()), GenerationConfig(steps=T2I_STEPS, batch=64), g)
+    _save(out_path, {"mmdit": model, "cond": cond})
+
+
+def load_t2i() -> tuple[MMDiT, WordConditioner]:
+    """The shipped text → image MMDiT and its word conditioner (``unified-mmdit-t2i``)."""
+    model, cond = MMDiT(MMDiTConfig()), WordConditioner(MMDiTConfig().cond_dim)
+    _load(data_path("unified-mmdit-t2i"), {"mmdit": model, "cond": cond})
+    return model, cond
+
+
+def build_unified(out_path: Path, seed: int) -> None:
+    """Stages 2–3: MMDiT on the frozen stage-1 MLLM's states, text → image mixed with editing."""
+    g = seed_everything(seed)
+    cond = MLLMConditioner(load_mllm(), freeze=True)
+    model = MMDiT(MMDiTConfig(cond_dim=MLLMConfig().d))
+    train_generation(model, cond, ShapesWorld(WorldConfig()), GenerationConfig(steps=UNIFIED_STEPS, batch=64, edit_frac=0.5), g)
+    _save(out_path, {"mmdit": model})
+
+
+def load_unified() -> tuple[MMDiT, MLLMConditioner]:
+    """The shipped unified model: the MMDiT and a frozen ``MLLMConditioner`` around the stage-1 MLLM."""
+    model = MMDiT(MMDiTConfig(cond_dim=MLLMConfig().d))
+    _load(data_path("unified-mmdit"), {"mmdit": model})
+    return model, MLLMConditioner(load_mllm(), freeze=True)

@@ -1,0 +1,362 @@
+"""The shapes world: scenes of coloured shapes on a small canvas, with exact ground truth.
+
+A scene is a few objects, each a shape × colour × size in one cell of a ``grid × grid`` layout.
+The same code renders the image, writes its caption, asks and answers questions about it and
+applies edit instructions, so every target is exact (the toy the JoyAI-Image digest proposes).
+
+Words are from a fixed vocabulary (``VOCAB``); sequences are word lists, encoded with ``encode``.
+
+Example::
+
+    world = ShapesWorld(WorldConfig())
+    scene = world.sample_scene(torch.Generator().manual_seed(0))
+    img = world.render(scene)                 # (3, 16, 16) in [0, 1]
+    world.caption(scene)                      # ['large', 'red', 'circle', 'top', 'left', ...]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+SHAPES = ("circle", "square", "triangle")
+COLOURS = ("red", "green", "blue", "yellow")
+SIZES = ("small", "large")
+RGB = {"red": (1.0, 0.0, 0.0), "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0), "yellow": (1.0, 1.0, 0.0)}
+ROW_WORDS = {2: ("top", "bottom"), 3: ("top", "middle", "bottom")}
+COL_WORDS = {2: ("left", "right"), 3: ("left", "centre", "right")}
+NUMBER_WORDS = ("zero", "one", "two", "three")
+QUESTION_TYPES = ("colour", "shape", "count", "position")
+EDIT_TYPES = ("recolour", "move", "remove", "add")
+
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<ans>", "<sys>")
+WORDS = (
+    *SHAPES, *COLOURS, *SIZES, "top", "middle", "bottom", "left", "centre", "right", *NUMBER_WORDS,
+    "and", "a", "the", "what", "colour", "shape", "is", "how", "many", "shapes", "of", "above", "below",
+    "yes", "no", "make", "move", "to", "remove", "add", "at", "describe", "image", "nothing", "?", ":",
+)
+VOCAB = (*SPECIALS, *WORDS)
+TOKEN_ID = {w: i for i, w in enumerate(VOCAB)}
+PAD, BOS, EOS, ANS, SYS = (TOKEN_ID[s] for s in SPECIALS)
+
+
+def encode(words: "list[str]") -> list[int]:
+    """Word list → token ids (raises ``KeyError`` naming an unknown word)."""
+    try:
+        return [TOKEN_ID[w] for w in words]
+    except KeyError as err:
+        raise KeyError(f"word {err.args[0]!r} is not in the shapes-world vocabulary") from None
+
+
+def decode(ids: "list[int] | torch.Tensor") -> list[str]:
+    """Token ids → words (stops at ``<eos>``, skips ``<pad>``)."""
+    out = []
+    for i in (ids.tolist() if torch.is_tensor(ids) else ids):
+        if i == EOS:
+            break
+        if i != PAD:
+            out.append(VOCAB[i])
+    return out
+
+
+@dataclass(frozen=True)
+class Obj:
+    """One object: a shape of a colour and size in cell (row, col)."""
+
+    shape: str
+    colour: str
+    size: str
+    row: int
+    col: int
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A set of objects, at most one per cell, with distinct shapes and distinct colours (so every
+    reference like "the circle" or "the red object" is unambiguous)."""
+
+    objects: tuple
+
+    def cells(self) -> set:
+        return {(o.row, o.col) for o in self.objects}
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Canvas layout and scene statistics.
+
+    Attributes:
+        grid: cells per side (2 or 3); positions are named "top left" … "bottom right".
+        cell: pixels per cell side; the canvas is ``grid * cell`` pixels square.
+        min_objects, max_objects: objects per scene (max ≤ 3: shapes are distinct).
+    """
+
+    grid: int = 2
+    cell: int = 12
+    min_objects: int = 1
+    max_objects: int = 2
+
+    @property
+    def size(self) -> int:
+        return self.grid * self.cell
+
+    def __post_init__(self) -> None:
+        if self.grid not in ROW_WORDS:
+            raise ValueError(f"grid must be 2 or 3, got {self.grid}")
+        if not 1 <= self.min_objects <= self.max_objects <= min(3, self.grid * self.grid):
+            raise ValueError(f"need 1 ≤ min_objects ≤ max_objects ≤ 3, got {self.min_objects}, {self.max_objects}")
+        if self.cell < 6:
+            raise ValueError(f"cell must be at least 6 pixels to tell shapes apart, got {self.cell}")
+
+
+def shape_mask(shape: str, size: str, cell: int) -> torch.Tensor:
+    """Boolean mask ``(cell, cell)`` of a shape centred in its cell (pixel-centre sampling)."""
+    c = (cell - 1) / 2.0
+    y, x = torch.meshgrid(torch.arange(cell, dtype=torch.float64), torch.arange(cell, dtype=torch.float64), indexing="ij")
+    half = (0.45 if size == "large" else 0.28) * cell  # half extent
+    if shape == "circle":
+        return (y - c) ** 2 + (x - c) ** 2 <= (half + 0.25) ** 2
+    if shape == "square":
+        h = half * 0.85
+        return ((y - c).abs() <= h) & ((x - c).abs() <= h)
+    if shape == "triangle":  # apex up: width grows linearly from the top row to the base
+        top, bottom = c - half, c + half
+        frac = (y - top) / (bottom - top)
+        return (y >= top - 1e-9) & (y <= bottom + 1e-9) & ((x - c).abs() <= frac * half + 0.3)
+    raise ValueError(f"unknown shape {shape!r}; choose from {SHAPES}")
+
+
+class ShapesWorld:
+    """Sampler, renderer, captioner, QA and edit generator for one ``WorldConfig``."""
+
+    def __init__(self, cfg: "WorldConfig | None" = None):
+        self.cfg = cfg or WorldConfig()
+        self.rows = ROW_WORDS[self.cfg.grid]
+        self.cols = COL_WORDS[self.cfg.grid]
+        self.masks = {(s, z): shape_mask(s, z, self.cfg.cell) for s in SHAPES for z in SIZES}
+
+    # ---------------------------------------------------------------- scenes and images
+    def _pick(self, seq, g: torch.Generator):
+        return seq[int(torch.randint(len(seq), (1,), generator=g))]
+
+    def _perm(self, seq, g: torch.Generator) -> list:
+        return [seq[i] for i in torch.randperm(len(seq), generator=g).tolist()]
+
+    def sample_scene(self, g: torch.Generator, n: "int | None" = None) -> Scene:
+        """A random scene with ``n`` objects (default: uniform in [min_objects, max_objects])."""
+        cfg = self.cfg
+        if n is None:
+            n = int(torch.randint(cfg.min_objects, cfg.max_objects + 1, (1,), generator=g))
+        cells = self._perm([(r, c) for r in range(cfg.grid) for c in range(cfg.grid)], g)[:n]
+        shapes = self._perm(list(SHAPES), g)[:n]
+        colours = self._perm(list(COLOURS), g)[:n]
+        objs = tuple(sorted((Obj(s, k, self._pick(SIZES, g), r, c) for s, k, (r, c) in zip(shapes, colours, cells)),
+                            key=lambda o: (o.row, o.col)))
+        return Scene(objs)
+
+    def render(self, scene: Scene) -> torch.Tensor:
+        """The image of ``scene``: ``(3, H, W)`` float32 in [0, 1], black background."""
+        cfg = self.cfg
+        img = torch.zeros(3, cfg.size, cfg.size)
+        for o in scene.objects:
+            m = self.masks[(o.shape, o.size)]
+            ys, xs = o.row * cfg.cell, o.col * cfg.cell
+            patch = img[:, ys:ys + cfg.cell, xs:xs + cfg.cell]
+            for ch, v in enumerate(RGB[o.colour]):
+                patch[ch][m] = v
+        return img
+
+    def render_batch(self, scenes: "list[Scene]") -> torch.Tensor:
+        """``(B, 3, H, W)`` images in [0, 1]."""
+        return torch.stack([self.render(s) for s in scenes])
+
+    def cell_mask(self, cells: "set | list") -> torch.Tensor:
+        """Boolean ``(H, W)`` mask of the given cells."""
+        cfg = self.cfg
+        m = torch.zeros(cfg.size, cfg.size, dtype=torch.bool)
+        for r, c in cells:
+            m[r * cfg.cell:(r + 1) * cfg.cell, c * cfg.cell:(c + 1) * cfg.cell] = True
+        return m
+
+    # ---------------------------------------------------------------- language
+    def position_words(self, row: int, col: int) -> list[str]:
+        return [self.rows[row], self.cols[col]]
+
+    def object_words(self, o: Obj) -> list[str]:
+        return [o.size, o.colour, o.shape, *self.position_words(o.row, o.col)]
+
+    def caption(self, scene: Scene) -> list[str]:
+        """Exact caption, objects in reading order: "large red circle top left and small blue …"."""
+        words: list[str] = []
+        for i, o in enumerate(scene.objects):
+            if i:
+                words.append("and")
+            words += self.object_words(o)
+        return words or ["nothing"]
+
+    def parse_caption(self, words: "list[str]") -> "Scene | None":
+        """Inverse of ``caption`` (``None`` if the words are not a well-formed caption)."""
+        if words == ["nothing"]:
+            return Scene(())
+        objs = []
+        chunks = " ".join(words).split(" and ")
+        for ch in chunks:
+            w = ch.split()
+            if len(w) != 5 or w[0] not in SIZES or w[1] not in COLOURS or w[2] not in SHAPES \
+                    or w[3] not in self.rows or w[4] not in self.cols:
+                return None
+            objs.append(Obj(w[2], w[1], w[0], self.rows.index(w[3]), self.cols.index(w[4])))
+        return Scene(tuple(sorted(objs, key=lambda o: (o.row, o.col))))
+
+    def question(self, scene: Scene, qtype: str, g: torch.Generator) -> tuple[list[str], list[str]]:
+        """A question of type ``qtype`` about ``scene`` and its exact answer, as word lists."""
+        objs = scene.objects
+        if qtype == "colour":
+            o = self._pick(objs, g)
+            return ["what", "colour", "is", "the", o.shape, "?"], [o.colour]
+        if qtype == "shape":
+            o = self._pick(objs, g)
+            return ["what", "shape", "is", "the", o.colour, "?"], [o.shape]
+        if qtype == "count":
+            return ["how", "many", "shapes", "?"], [NUMBER_WORDS[len(objs)]]
+        if qtype == "position":
+            if len(objs) < 2:
+                o = objs[0]
+                cells = [(r, c) for r in range(self.cfg.grid) for c in range(self.cfg.grid)]
+                r, c = (o.row, o.col) if float(torch.rand(1, generator=g)) < 0.5 else self._pick(cells, g)
+                return ["is", "the", o.shape, "at", *self.position_words(r, c), "?"], ["yes" if (r, c) == (o.row, o.col) else "no"]
+            a, b = self._perm(list(objs), g)[:2]
+            rel = self._pick(("left", "right", "above", "below"), g)
+            truth = {"left": a.col < b.col, "right": a.col > b.col, "above": a.row < b.row, "below": a.row > b.row}[rel]
+            words = ["is", "the", a.shape, *(["left", "of"] if rel == "left" else ["right", "of"] if rel == "right" else [rel]), "the", b.shape, "?"]
+            return words, ["yes" if truth else "no"]
+        raise ValueError(f"unknown question type {qtype!r}; choose from {QUESTION_TYPES}")
+
+    # ---------------------------------------------------------------- edits
+    def edit(self, scene: Scene, etype: str, g: torch.Generator) -> "tuple[list[str], Scene, set] | None":
+        """An instruction of type ``etype``, the exact edited scene and the set of touched cells.
+
+        Returns ``None`` when the edit is impossible for this scene (e.g. ``add`` with every shape
+        present, ``remove`` on a one-object scene, ``move`` with no free cell).
+        """
+        cfg = self.cfg
+        objs = list(scene.objects)
+        free = [(r, c) for r in range(cfg.grid) for c in range(cfg.grid) if (r, c) not in scene.cells()]
+        if etype == "recolour":
+            o = self._pick(objs, g)
+            unused = [k for k in COLOURS if k not in {p.colour for p in objs}]
+            if not unused:
+                return None
+            k = self._pick(unused, g)
+            new = [replace(p, colour=k) if p == o else p for p in objs]
+            return ["make", "the", o.shape, k], Scene(tuple(new)), {(o.row, o.col)}
+        if etype == "move":
+            if not free:
+                return None
+            o = self._pick(objs, g)
+            r, c = self._pick(free, g)
+            new = sorted([replace(p, row=r, col=c) if p == o else p for p in objs], key=lambda p: (p.row, p.col))
+            return ["move", "the", o.shape, "to", *self.position_words(r, c)], Scene(tuple(new)), {(o.row, o.col), (r, c)}
+        if etype == "remove":
+            if len(objs) < 2:
+                return None
+            o = self._pick(objs, g)
+            return ["remove", "the", o.shape], Scene(tuple(p for p in objs if p != o)), {(o.row, o.col)}
+        if etype == "add":
+            shapes = [s for s in SHAPES if s not in {p.shape for p in objs}]
+            colours = [k for k in COLOURS if k not in {p.colour for p in objs}]
+            if not free or not shapes or not colours or len(objs) >= cfg.max_objects + 1:
+                return None
+            r, c = self._pick(free, g)
+            o = Obj(self._pick(shapes, g), self._pick(colours, g), self._pick(SIZES, g), r, c)
+            new = sorted(objs + [o], key=lambda p: (p.row, p.col))
+            return ["add", "a", *self.object_words(o)], Scene(tuple(new)), {(r, c)}
+        raise ValueError(f"unknown edit type {etype!r}; choose from {EDIT_TYPES}")
+
+    def sample_edit(self, g: torch.Generator, etypes=EDIT_TYPES) -> tuple[Scene, str, list[str], Scene, set]:
+        """A random (source scene, edit type, instruction, target scene, touched cells)."""
+        for _ in range(100):
+            scene = self.sample_scene(g)
+            etype = self._pick(tuple(etypes), g)
+            out = self.edit(scene, etype, g)
+            if out is not None:
+                return (scene, etype, *out)
+        raise RuntimeError(f"could not sample a feasible edit of types {etypes} in this world")
+
+
+# ---------------------------------------------------------------------------- batches
+@dataclass
+class QABatch:
+    """A batch for the MLLM: images and question/answer token rows.
+
+    Attributes:
+        images: ``(B, 3, H, W)`` in [0, 1].
+        question: ``(B, Lq)`` token ids, right-padded with ``<pad>``.
+        answer: ``(B, La)`` token ids ending in ``<eos>``, right-padded.
+        qtypes: the question type of each row.
+    """
+
+    images: torch.Tensor
+    question: torch.Tensor
+    answer: torch.Tensor
+    qtypes: list = field(default_factory=list)
+
+
+def pad_rows(rows: "list[list[int]]", length: "int | None" = None) -> torch.Tensor:
+    """Right-pad integer rows with ``<pad>`` into a ``(B, L)`` long tensor."""
+    L = length or max(len(r) for r in rows)
+    out = torch.full((len(rows), L), PAD, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = torch.tensor(r[:L], dtype=torch.long)
+    return out
+
+
+def sample_qa_batch(world: ShapesWorld, batch: int, g: torch.Generator,
+                    qtypes=QUESTION_TYPES, caption_frac: float = 0.25) -> QABatch:
+    """``batch`` (image, question, answer) triples; a fraction are "describe the image" → caption."""
+    scenes, qs, ans, types = [], [], [], []
+    for _ in range(batch):
+        s = world.sample_scene(g)
+        if float(torch.rand(1, generator=g)) < caption_frac:
+            q, a, t = ["describe", "the", "image", ":"], world.caption(s), "caption"
+        else:
+            t = world._pick(tuple(qtypes), g)
+            q, a = world.question(s, t, g)
+        scenes.append(s)
+        qs.append(encode(q))
+        ans.append(encode(a) + [EOS])
+        types.append(t)
+    return QABatch(world.render_batch(scenes), pad_rows(qs), pad_rows(ans), types)
+
+
+def qa_eval_set(world: ShapesWorld, per_type: int, seed: int) -> QABatch:
+    """A fixed evaluation set: ``per_type`` questions of each type (no captions), seeded."""
+    g = torch.Generator().manual_seed(seed)
+    scenes, qs, ans, types = [], [], [], []
+    for t in QUESTION_TYPES:
+        for _ in range(per_type):
+            s = world.sample_scene(g)
+            q, a = world.question(s, t, g)
+            scenes.append(s)
+            qs.append(encode(q))
+            ans.append(encode(a) + [EOS])
+            types.append(t)
+    return QABatch(world.render_batch(scenes), pad_rows(qs), pad_rows(ans), types)
+
+
+def chance_accuracy(world: ShapesWorld) -> dict:
+    """Accuracy of always giving the most frequent answer, per question type (estimated, seeded)."""
+    ev = qa_eval_set(world, 400, seed=12345)
+    out = {}
+    for t in QUESTION_TYPES:
+        answers = [tuple(ev.answer[i].tolist()) for i in range(len(ev.qtypes)) if ev.qtypes[i] == t]
+        best = max(answers.count(a) for a in set(answers))
+        out[t] = best / len(answers)
+    return out
+
+
+__all__ = [
+    "ANS", "BOS", "COLOURS", "EDIT_TYPES", "EOS", "Obj", "PAD", "QABatch", "QUESTION_TYPES", "SHAPES", "SIZES",
+    "SYS", "Scene", "ShapesWorld", "VOCAB", "WorldConfig", "chance_accuracy", "decode", "encode", "pad_rows",
+    "qa_eval_set", "sample_qa_batch", "shape_mask",
+]

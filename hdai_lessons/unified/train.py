@@ -1,0 +1,240 @@
+"""The training stages of the unified model, at toy scale.
+
+JoyAI-Image's recipe (per the paperslantern summary the digest cites): (1) fine-tune the MLLM for
+understanding; (2) train the MMDiT from scratch for generation, conditioned on the MLLM's states;
+(3) train jointly for editing. Here:
+
+- ``train_understanding``: stage 1, next-token loss on answers and captions (``mllm.answer_loss``).
+- ``train_generation``: stages 2 and 3, rectified flow matching (``hdai_lessons.flows.cfm``'s
+  linear path and target, t = 0 noise → t = 1 data) on target tokens only, with a condition from
+  any ``Conditioner`` (word embeddings in lesson 05.2, MLLM states in 05.3), edit examples mixed
+  in with the source image as clean reference tokens, 10 % condition dropout for CFG, and
+  optionally the MLLM fine-tuned jointly (L = L_FM + α L_NTP).
+- ``sample``: Euler integration with ``hdai_lessons.flows.sampling.integrate`` and CFG with norm
+  rescaling (``guidance.py``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..flows.cfm import cfm_target, linear_path, sample_times
+from ..flows.sampling import integrate
+from ..progress import progress
+from .evaluate import edit_scores, generation_scores, qa_accuracy
+from .mllm import TinyMLLM, mllm_step_loss
+from .shapes import EDIT_TYPES, QUESTION_TYPES, ShapesWorld, decode, qa_eval_set, sample_qa_batch
+
+
+# ---------------------------------------------------------------------------- stage 1: understanding
+@dataclass
+class UnderstandingConfig:
+    """Stage-1 settings (next-token loss on answers and captions)."""
+
+    steps: int = 600        #: optimiser steps
+    batch: int = 64         #: examples per step
+    lr: float = 3e-3        #: AdamW learning rate (cosine-decayed)
+    caption_frac: float = 0.25  #: fraction of "describe the image" examples
+    qtypes: tuple = QUESTION_TYPES  #: question types trained on
+
+
+def train_understanding(model: TinyMLLM, world: ShapesWorld, cfg: UnderstandingConfig, generator: torch.Generator,
+                        loss_fn=None, desc: str = "stage 1: understanding") -> list[float]:
+    """Stage 1: train the MLLM on QA and captions with next-token loss; returns per-step losses."""
+    from .mllm import answer_loss
+
+    loss_fn = loss_fn or answer_loss
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.steps))
+    losses = []
+    model.train()
+    for _ in progress(range(cfg.steps), desc=desc):
+        b = sample_qa_batch(world, cfg.batch, generator, cfg.qtypes, cfg.caption_frac)
+        loss = mllm_step_loss(model, b.images, b.question, b.answer, loss_fn)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
+
+
+def evaluate_understanding(model: TinyMLLM, world: ShapesWorld, per_type: int = 100, seed: int = 777) -> dict:
+    """QA accuracy by question type on a fixed, seeded evaluation set (``qa_eval_set``)."""
+    ev = qa_eval_set(world, per_type, seed)
+    model.eval()
+    pred = model.answer(ev.images, ev.question)
+    gold = [decode(a) for a in ev.answer]
+    return qa_accuracy(pred, gold, ev.qtypes)
+
+
+# ---------------------------------------------------------------------------- stages 2-3: generation and editing
+def to_model(images: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1] → model space [−1, 1]."""
+    return images * 2 - 1
+
+
+def to_pixels(x: torch.Tensor) -> torch.Tensor:
+    """Model space → pixels in [0, 1] (clamped)."""
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+def masked_flow_loss(v_pred: torch.Tensor, v_target: torch.Tensor, is_target: torch.Tensor) -> torch.Tensor:
+    """Flow-matching loss on target items only (the editing loss mask), a scalar.
+
+    Squared error summed over each item's values, averaged over the items with ``is_target == 1``
+    (reference items carry clean tokens; predicting them is not the task and must not be trained).
+
+    Args:
+        v_pred, v_target: ``(B, n, C, H, W)``; is_target: ``(B, n)`` {0, 1}.
+    """
+    per_item = (v_pred - v_target).pow(2).flatten(2).sum(-1)  # (B, n)
+    m = is_target.to(per_item.dtype)
+    return (per_item * m).sum() / m.sum().clamp_min(1.0)
+
+
+@dataclass
+class GenerationConfig:
+    """Stage-2/3 settings (rectified flow on target tokens)."""
+
+    steps: int = 800          #: optimiser steps
+    batch: int = 64           #: examples per step
+    lr: float = 2e-3          #: AdamW learning rate (cosine-decayed)
+    edit_frac: float = 0.0    #: probability that a step is an editing batch (stage 3)
+    p_uncond: float = 0.1     #: condition dropout for classifier-free guidance
+    t_dist: str = "logit_normal"  #: training-time distribution (``flows.cfm.sample_times``)
+    etypes: tuple = EDIT_TYPES    #: edit types trained on
+    alpha_ntp: float = 0.0    #: weight of L_NTP when the MLLM is fine-tuned jointly (L = L_FM + α L_NTP)
+
+
+@dataclass
+class GenBatch:
+    """A generation or editing batch: prompts, target images, optional clean sources (all in [0, 1])."""
+
+    prompt: torch.Tensor                  # (B, L) token ids
+    target: torch.Tensor                  # (B, 3, H, W)
+    source: "torch.Tensor | None" = None  # (B, 3, H, W) for editing
+    scenes: list = field(default_factory=list)   # target scenes
+    touched: list = field(default_factory=list)  # cells an edit may change
+    etypes: list = field(default_factory=list)
+
+
+def sample_gen_batch(world: ShapesWorld, batch: int, g: torch.Generator, edit: bool = False,
+                     etypes: tuple = EDIT_TYPES) -> GenBatch:
+    """A text-to-image batch (caption → image) or an editing batch (instruction + source → target)."""
+    from .shapes import encode, pad_rows
+
+    if not edit:
+        scenes = [world.sample_scene(g) for _ in range(batch)]
+        return GenBatch(pad_rows([encode(world.caption(s)) for s in scenes]), world.render_batch(scenes), None, scenes)
+    eds = [world.sample_edit(g, etypes) for _ in range(batch)]
+    return GenBatch(pad_rows([encode(e[2]) for e in eds]), world.render_batch([e[3] for e in eds]),
+                    world.render_batch([e[0] for e in eds]), [e[3] for e in eds], [e[4] for e in eds], [e[1] for e in eds])
+
+
+def drop_prompts(prompt: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+    """Replace each row by the empty prompt with probability ``p`` (CFG condition dropout)."""
+    from .shapes import PAD
+
+    drop = torch.rand(prompt.shape[0], generator=g) < p
+    return prompt.masked_fill(drop[:, None], PAD)
+
+
+def flow_step_loss(model, conditioner, b: GenBatch, g: torch.Generator, cfg: GenerationConfig,
+                   loss_fn=masked_flow_loss) -> torch.Tensor:
+    """L_FM of one batch: x_t = (1 − t) x₀ + t x₁ on the target, clean source tokens as item 1."""
+    x1 = to_model(b.target)  # (B, 3, H, W)
+    x0 = torch.randn(x1.shape, generator=g)
+    t = sample_times(x1.shape[0], g, cfg.t_dist)
+    xt = linear_path(x0, x1, t)
+    prompt = drop_prompts(b.prompt, cfg.p_uncond, g)
+    cond, mask = conditioner(prompt, b.source)
+    refs = None if b.source is None else to_model(b.source).unsqueeze(1)  # (B, 1, 3, H, W)
+    v = model(xt, 1000 * t, cond, mask, refs)  # (B, 3, H, W), the target item only
+    return loss_fn(v.unsqueeze(1), cfm_target(x0, x1).unsqueeze(1), torch.ones(x1.shape[0], 1))
+
+
+def train_generation(model, conditioner, world: ShapesWorld, cfg: GenerationConfig, generator: torch.Generator,
+                     desc: str = "stage 2/3: generation") -> dict:
+    """Stages 2–3: train ``model`` (and the conditioner's trainable parameters) by flow matching.
+
+    If the conditioner wraps an MLLM that is not frozen and ``cfg.alpha_ntp > 0``, the MLLM keeps
+    its understanding loss as well: L = L_FM + α L_NTP (joint fine-tuning). Returns per-step losses
+    ``{"fm": [...], "ntp": [...]}``.
+    """
+    params = [p for p in list(model.parameters()) + list(conditioner.parameters()) if p.requires_grad]
+    if isinstance(conditioner, nn.Module) and getattr(conditioner, "freeze", False):
+        params = [p for p in model.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.steps))
+    joint = cfg.alpha_ntp > 0 and not getattr(conditioner, "freeze", True) and hasattr(conditioner, "mllm")
+    hist = {"fm": [], "ntp": []}
+    model.train()
+    for _ in progress(range(cfg.steps), desc=desc):
+        edit = cfg.edit_frac > 0 and float(torch.rand(1, generator=generator)) < cfg.edit_frac
+        b = sample_gen_batch(world, cfg.batch, generator, edit, cfg.etypes)
+        loss = flow_step_loss(model, conditioner, b, generator, cfg)
+        hist["fm"].append(float(loss.detach()))
+        if joint:
+            qa = sample_qa_batch(world, cfg.batch // 2, generator)
+            ntp = mllm_step_loss(conditioner.mllm, qa.images, qa.question, qa.answer)
+            loss = loss + cfg.alpha_ntp * ntp
+            hist["ntp"].append(float(ntp.detach()))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+    model.eval()
+    return hist
+
+
+@torch.no_grad()
+def sample(model, conditioner, prompt: torch.Tensor, g: torch.Generator, source: "torch.Tensor | None" = None,
+           steps: int = 20, guidance: float = 1.0, rescale: bool = True) -> torch.Tensor:
+    """Generate (or edit) images: Euler from noise (t = 0) to data (t = 1), CFG against the empty prompt.
+
+    The source image, if any, stays clean on its own item axis at every step (JoyImage resets the
+    reference latents each step; here they are simply never integrated). Returns ``(B, 3, H, W)`` in [0, 1].
+    """
+    from .guidance import cfg_combine, cfg_rescaled
+
+    model.eval()
+    B = prompt.shape[0]
+    cond, mask = conditioner(prompt, source)
+    if guidance != 1.0:
+        ucond, umask = conditioner(torch.zeros_like(prompt), source)
+    refs = None if source is None else to_model(source).unsqueeze(1)
+    size = model.cfg.image_size
+
+    def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        vc = model(x, 1000 * t, cond, mask, refs)
+        if guidance == 1.0:
+            return vc
+        vu = model(x, 1000 * t, ucond, umask, refs)
+        return cfg_rescaled(vc, vu, guidance) if rescale else cfg_combine(vc, vu, guidance)
+
+    x0 = torch.randn(B, model.cfg.channels, size, size, generator=g)
+    return to_pixels(integrate(v, x0, 0.0, 1.0, steps, "euler"))
+
+
+def evaluate_generation(model, conditioner, world: ShapesWorld, n: int = 64, seed: int = 99, steps: int = 20,
+                        guidance: float = 1.0) -> dict:
+    """Text → image adherence on ``n`` seeded captions (``evaluate.generation_scores``)."""
+    g = torch.Generator().manual_seed(seed)
+    b = sample_gen_batch(world, n, g)
+    imgs = sample(model, conditioner, b.prompt, g, steps=steps, guidance=guidance)
+    return generation_scores(world, imgs, b.scenes)
+
+
+def evaluate_editing(model, conditioner, world: ShapesWorld, n: int = 64, seed: int = 98, steps: int = 20,
+                     guidance: float = 1.0) -> dict:
+    """Edit success and PSNR of the untouched cells on ``n`` seeded edits (``evaluate.edit_scores``)."""
+    g = torch.Generator().manual_seed(seed)
+    b = sample_gen_batch(world, n, g, edit=True)
+    imgs = sample(model, conditioner, b.prompt, g, source=b.source, steps=steps, guidance=guidance)
+    return edit_scores(world, imgs, b.source, b.scenes, b.touched)
