@@ -18,7 +18,7 @@ def test_environment_yml_matches_pyproject():
     deps = env["dependencies"]
     pip_section = next(d["pip"] for d in deps if isinstance(d, dict))
     assert "-e .[dev]" in pip_section, "environment.yml must install the package from pyproject"
-    torch_pin = next(d for d in deps if isinstance(d, str) and d.startswith("pytorch="))
+    torch_pin = next(d for d in deps if isinstance(d, str) and d.startswith(("pytorch=", "pytorch-cpu=")))
     version = torch_pin.split("=")[1]
     spec = next(d for d in py["project"]["dependencies"] if d.startswith("torch"))
     lo, hi = re.findall(r">=([\d.]+)", spec)[0], re.findall(r"<([\d.]+)", spec)[0]
