@@ -11,6 +11,13 @@ is re-weighted by ``S'(p)`` (RL).
   best-of-N expected reward).
 - ``baselines``: Pass@k-Training advantages and PKPO weights, for comparison.
 - ``synthetic``: the categorical toy of lesson 02.2 (prompts × answers, low-rank shared logits).
+- ``rl``: CAT-weighted GRPO (``cat_grpo_loss``, ``CATTrainer`` on module 01's ``RLVRTrainer``),
+  held-out pass@k / maj@k of an LM (lesson 02.3).
+- ``full``, ``train``, ``assets``: the full-scale run on Qwen2.5-0.5B / GSM8K (lesson 02.4);
+  ``python -m hdai_lessons.cat.train --scale full --arm cat-pass8 --run-dir runs/x``.
+
+``rl``/``full`` import ``transformers`` and ``accelerate``; import them explicitly
+(``from hdai_lessons.cat import rl``) so the math modules stay light.
 """
 from .baselines import passk_training_advantages, pkpo_weights
 from .losses import log1mexp, majority_sft_loss, majority_sft_weight, passn_sft_loss, passn_sft_weight

@@ -265,3 +265,239 @@ register(Exercise(
     ],
 ))
 
+
+
+# ---------------------------------------------------------------------------------------- 02.3.1
+from .rl import passn_weighted_advantages  # noqa: E402
+from .weights import clip_and_normalise, dynamic_majority_k, empirical_p, passn_rl_weight  # noqa: E402
+
+
+def _p_hat_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(31)
+    return [
+        Case((torch.tensor([[0.0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]]),), label="none, half, all correct"),
+        Case((torch.randint(0, 2, (6, 8), generator=g).float(),), label="6 prompts × 8 rollouts"),
+        Case((torch.randint(0, 2, (3, 5), generator=g).float(),), label="5 rollouts"),
+    ]
+
+
+register(Exercise(
+    id="02.3.1",
+    title="Laplace-smoothed per-prompt success p̂ = (c + 1)/(M + 2)",
+    reference=empirical_p,
+    cases=_p_hat_cases,
+    difficulty=1, importance=2, minutes=5,
+    mistakes=[
+        Mistake("no smoothing", lambda c: c.float().mean(-1),
+                "c/M is 0 for an all-wrong group and 1 for an all-right one; add one success and one failure."),
+        Mistake("smoothed only the numerator", lambda c: (c.float().sum(-1) + 1) / (c.shape[-1] + 1),
+                "Laplace's rule adds a pseudo-success AND a pseudo-failure: divide by M + 2."),
+        Mistake("wrong axis", lambda c: (c.float().sum(0) + 1) / (c.shape[0] + 2),
+                "count successes over the M rollouts of each prompt (the last dimension), not over prompts."),
+    ],
+))
+
+
+# ---------------------------------------------------------------------------------------- 02.3.2
+def _dyn_k_cases() -> list[Case]:
+    return [
+        Case((8, torch.tensor([0, 1, 2, 3, 4, 5, 8]), 8), label="N = M = 8"),
+        Case((4, torch.tensor([0, 3, 7, 16]), 16), label="N = 4, M = 16"),
+        Case((16, torch.tensor([0, 2, 5, 9]), 8), label="N = 16, M = 8"),
+    ]
+
+
+register(Exercise(
+    id="02.3.2",
+    title="the per-prompt majority threshold k from the strongest wrong answer",
+    reference=dynamic_majority_k,
+    cases=_dyn_k_cases,
+    difficulty=1, importance=2, minutes=8,
+    mistakes=[
+        Mistake("no cap at a strict majority", lambda N, c, M: (torch.div(N * c.long(), M, rounding_mode="floor") + 1).clamp(min=2),
+                "more than N//2 + 1 votes is never needed to win: cap k at N//2 + 1."),
+        Mistake("no floor at 2", lambda N, c, M: (torch.div(N * c.long(), M, rounding_mode="floor") + 1).clamp(max=N // 2 + 1),
+                "k = 1 would be Pass@N; the official code floors k at 2."),
+        Mistake("forgot the + 1", lambda N, c, M: torch.div(N * c.long(), M, rounding_mode="floor").clamp(max=N // 2 + 1).clamp(min=2),
+                "to *beat* a rival expected to get ⌊N·c_max/M⌋ votes the correct answer needs one more."),
+    ],
+))
+
+
+# ---------------------------------------------------------------------------------------- 02.3.3
+def _wadv_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(33)
+    return [
+        Case((torch.tensor([[1.0, 0, 0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1, 0]]), 8),
+             label="hard, medium, easy prompt"),
+        Case((torch.randint(0, 2, (6, 8), generator=g).float(), 16), label="6 prompts, N = 16"),
+        Case((torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0]]), 4), {"clip": 2.0}, label="clip at 2"),
+    ]
+
+
+def _wadv_no_norm(rewards, N, clip=10.0, eps=1e-6):
+    from ..ops import group_advantages
+    w = clip_and_normalise(passn_rl_weight(empirical_p(rewards), N), clip, normalise=False)
+    return group_advantages(rewards, eps) * w.unsqueeze(-1)
+
+
+def _wadv_unsmoothed(rewards, N, clip=10.0, eps=1e-6):
+    from ..ops import group_advantages
+    w = clip_and_normalise(passn_rl_weight(rewards.float().mean(-1), N), clip)
+    return group_advantages(rewards, eps) * w.unsqueeze(-1)
+
+
+def _wadv_batch_std(rewards, N, clip=10.0, eps=1e-6):
+    adv = (rewards - rewards.mean()) / (rewards.std(unbiased=False) + eps)
+    w = clip_and_normalise(passn_rl_weight(empirical_p(rewards), N), clip)
+    return adv * w.unsqueeze(-1)
+
+
+def _wadv_on_rewards(rewards, N, clip=10.0, eps=1e-6):
+    from ..ops import group_advantages
+    w = clip_and_normalise(passn_rl_weight(empirical_p(rewards), N), clip)
+    return group_advantages(rewards * w.unsqueeze(-1), eps)
+
+
+register(Exercise(
+    id="02.3.3",
+    title="CAT-Pass@N weighted GRPO advantages",
+    reference=passn_weighted_advantages,
+    cases=_wadv_cases,
+    difficulty=2, importance=3, minutes=15,
+    mistakes=[
+        Mistake("weights not normalised", _wadv_no_norm,
+                "divide the clipped weights by their batch mean so the step size stays GRPO's."),
+        Mistake("unsmoothed p̂", _wadv_unsmoothed,
+                "use the Laplace-smoothed p̂ = (c+1)/(K+2) (exercise 02.3.1)."),
+        Mistake("advantages normalised over the batch", _wadv_batch_std,
+                "GRPO standardises each prompt's K rewards separately (ops.group_advantages)."),
+        Mistake("weighted the rewards, not the advantages", _wadv_on_rewards,
+                "scaling a group's rewards by w cancels in (R − mean)/std: multiply the advantages."),
+    ],
+))
+
+
+# ---------------------------------------------------------------------------------------- 02.4.1
+from ..tasks import extract_gsm8k_answer  # noqa: E402
+from .rl import answer_ids, heldout_standard_error, majority_k_from_rollouts  # noqa: E402
+
+
+def _ids_cases() -> list[Case]:
+    return [
+        Case(([["x = 3\n#### 12", "so it is 12", "#### 1,2", "no idea"], ["#### 5", "#### 7", "maybe 5", "#### 7"]],),
+             {"answer_fn": extract_gsm8k_answer}, label="GSM8K solutions, 2 prompts"),
+        Case(([["a", "b", "?", "?"], ["?", "c", "c", "d"]],), {"answer_fn": lambda t: None if t == "?" else t},
+             label="unparsable answers"),
+    ]
+
+
+def _ids_raw(texts, answer_fn=None):
+    out = []
+    for group in texts:
+        seen = {}
+        out.append([seen.setdefault(t.strip(), len(seen)) for t in group])
+    return torch.tensor(out, dtype=torch.long)
+
+
+def _ids_none_shared(texts, answer_fn=None):
+    fn = answer_fn or (lambda t: t.strip())
+    out = []
+    for group in texts:
+        seen = {}
+        out.append([seen.setdefault(fn(t), len(seen)) for t in group])
+    return torch.tensor(out, dtype=torch.long)
+
+
+def _ids_global(texts, answer_fn=None):
+    fn = answer_fn or (lambda t: t.strip())
+    seen, out = {}, []
+    for group in texts:
+        out.append([seen.setdefault(("none", j, len(out)) if fn(t) is None else fn(t), len(seen)) for j, t in enumerate(group)])
+    return torch.tensor(out, dtype=torch.long)
+
+
+register(Exercise(
+    id="02.4.1",
+    title="answer classes for majority vote on free-form solutions",
+    reference=answer_ids,
+    cases=_ids_cases,
+    difficulty=1, importance=2, minutes=10,
+    mistakes=[
+        Mistake("voted on raw text", _ids_raw,
+                "two solutions with the same final number are one vote: group by answer_fn(text), not the text."),
+        Mistake("unparsable answers vote together", _ids_none_shared,
+                "answer_fn returns None for unparsable text; each such completion is its own (losing) class."),
+        Mistake("ids shared across prompts", _ids_global,
+                "number the classes of each prompt from 0: votes never mix between prompts."),
+    ],
+))
+
+
+# ---------------------------------------------------------------------------------------- 02.4.2
+def _k_cases() -> list[Case]:
+    return [
+        Case((torch.tensor([[0, 1, 1, 2, 1, 0, 3, 1], [0, 0, 0, 0, 0, 0, 0, 0], [2, 2, 2, 2, 2, 2, 0, 1]]),
+              torch.tensor([[1, 0, 0, 0, 0, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0, 1, 0]]).bool(), 8),
+             label="a strong rival, all correct, a dominant wrong answer"),
+        Case((torch.tensor([[0, 1, 2, 3], [1, 1, 0, 2]]), torch.tensor([[1, 0, 0, 0], [0, 0, 1, 0]]).bool(), 16), label="N = 16, M = 4"),
+    ]
+
+
+def _k_rivals_include_correct(ids, correct, N):
+    counts = (ids.unsqueeze(-1) == ids.unsqueeze(-2)).sum(-1).max(-1).values
+    return dynamic_majority_k(N, counts, ids.shape[-1])
+
+
+def _k_distinct_wrong(ids, correct, N):
+    distinct = torch.tensor([len(set(i for i, c in zip(r.tolist(), cc.tolist()) if not c)) for r, cc in zip(ids, correct)])
+    return dynamic_majority_k(N, distinct, ids.shape[-1])
+
+
+def _k_uses_n_for_m(ids, correct, N):
+    from .weights import most_frequent_wrong_count
+    return dynamic_majority_k(N, most_frequent_wrong_count(ids, correct), N)
+
+
+register(Exercise(
+    id="02.4.2",
+    title="the dynamic majority threshold from a group of rollouts",
+    reference=majority_k_from_rollouts,
+    cases=_k_cases,
+    difficulty=2, importance=2, minutes=12,
+    mistakes=[
+        Mistake("counted the correct answer as a rival", _k_rivals_include_correct,
+                "c_max is the count of the most frequent *wrong* answer; mask out correct rollouts."),
+        Mistake("counted distinct wrong answers", _k_distinct_wrong,
+                "the threat is the single strongest rival: the number of votes of the most frequent wrong answer."),
+        Mistake("divided by N instead of M", _k_uses_n_for_m,
+                "c_max comes from M rollouts; its expected share of N votes is N·c_max/M."),
+    ],
+))
+
+
+# ---------------------------------------------------------------------------------------- 02.4.3
+def _se_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(43)
+    return [
+        Case((torch.tensor([0.0, 0.25, 0.5, 1.0, 0.0, 0.0, 0.75, 0.25], dtype=torch.float64),), label="8 problems"),
+        Case((torch.rand(200, generator=g, dtype=torch.float64),), label="200 problems"),
+    ]
+
+
+register(Exercise(
+    id="02.4.3",
+    title="the standard error of a held-out mean",
+    reference=heldout_standard_error,
+    cases=_se_cases,
+    difficulty=1, importance=3, minutes=5,
+    atol=1e-8, rtol=1e-6,
+    mistakes=[
+        Mistake("population sd", lambda p: p.std(unbiased=False) / p.numel() ** 0.5,
+                "an estimate from P problems uses the sample sd (divide by P − 1)."),
+        Mistake("no division by sqrt(P)", lambda p: p.std(),
+                "that is the spread of single problems; the mean of P of them varies √P times less."),
+        Mistake("variance, not sd", lambda p: p.var() / p.numel() ** 0.5,
+                "the standard error is sd/√P (or sqrt(var/P)), in the units of the mean."),
+    ],
+))

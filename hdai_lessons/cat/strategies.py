@@ -255,7 +255,7 @@ def toy_policies(num_prompts: int, num_answers: int, seed: int, temperatures: "l
     """The same base logits at several temperatures: a "sharp" and a "diverse" version of one policy.
 
     Base logits are standard normal; the correct answer (index 0 of a random permutation) gets a
-    per-prompt margin from -1 (hard: usually not the mode) to +3 (easy). Rewards for best-of-N
+    per-prompt margin over the best rival from -4 (hard: far from the mode) to +3 (easy). Rewards for best-of-N
     are ``1`` for the correct answer and uniform(0, 0.8) partial credit for the others.
 
     Returns:
@@ -264,7 +264,7 @@ def toy_policies(num_prompts: int, num_answers: int, seed: int, temperatures: "l
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(num_prompts, num_answers, generator=g, dtype=torch.float64)
     correct = torch.randint(0, num_answers, (num_prompts,), generator=g)
-    margin = torch.rand(num_prompts, generator=g, dtype=torch.float64) * 4 - 1
+    margin = torch.rand(num_prompts, generator=g, dtype=torch.float64) * 7 - 4
     logits[torch.arange(num_prompts), correct] = logits.max(-1).values + margin
     rewards = torch.rand(num_prompts, num_answers, generator=g, dtype=torch.float64) * 0.8
     rewards[torch.arange(num_prompts), correct] = 1.0

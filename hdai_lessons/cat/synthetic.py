@@ -138,7 +138,9 @@ class ArmResult:
     maj_at_k: torch.Tensor      # (k_max,)
     p_test: torch.Tensor        # (P_test,) probability of the correct answer
     p_train: torch.Tensor       # (P,)
+    entropy_test: float = 0.0   # mean entropy (nats) of π(·|x) on held-out prompts
     losses: list = field(default_factory=list)
+    policy: "LowRankPolicy | None" = None
 
 
 def evaluate(policy: LowRankPolicy, phi: torch.Tensor, y: torch.Tensor, k_max: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -159,7 +161,9 @@ def run_seed(cfg: SyntheticConfig, seed: int, arms: "dict[str, tuple] | None" = 
         pk, mk, p = evaluate(pol, task.phi_test, task.y_test, cfg.k_max)
         with torch.no_grad():
             p_train = pol.log_probs(task.phi).gather(1, task.y.view(-1, 1)).squeeze(1).exp()
-        out[name] = ArmResult(name, pk, mk, p, p_train, losses)
+            probs = pol.probs(task.phi_test)
+            ent = float(-(probs * probs.clamp_min(1e-30).log()).sum(-1).mean())
+        out[name] = ArmResult(name, pk, mk, p, p_train, ent, losses, pol)
     return task, out
 
 

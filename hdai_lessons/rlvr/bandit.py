@@ -46,7 +46,7 @@ class BanditConfig:
     """d, dimension of the prompt features (rank of the shared map)."""
     shared: bool = True
     """Logits from a map shared across prompts (True) or one free table per prompt (False)."""
-    init_scale: float = 1.0
+    init_scale: float = 2.0
     """Std of the initial map W0 (sets the initial pass@1 and entropy)."""
     K: int = 8
     """Answers sampled per prompt (group size)."""
@@ -149,15 +149,25 @@ class BanditRun:
     history: dict
 
 
+def sample_answers(probs: torch.Tensor, K: int, gens: list) -> torch.Tensor:
+    """Draw K answers per prompt by inverse CDF, one generator per seed (so a seed's draws do not
+    depend on which other seeds share the batch). ``probs`` ``(S, P, M)`` → ``(S, P, K)`` indices."""
+    S, P, M = probs.shape
+    u = torch.stack([torch.rand(P, K, generator=g, dtype=probs.dtype) for g in gens])  # (S, P, K)
+    cdf = probs.cumsum(-1)  # (S, P, M)
+    return torch.searchsorted(cdf, u).clamp_max(M - 1)
+
+
 def run_bandit(cfg: BanditConfig, task: BanditTask, name: "str | None" = None) -> BanditRun:
     """Train one arm (``cfg.loss``) on every seed of ``task`` at once; return its history.
 
-    Sampling uses a generator seeded by the task's first seed, identical for every arm, so two
-    arms whose policies are equal draw the same answers (E = 1: LPO-rev and GRPO coincide).
+    Each seed samples with its own generator, identical for every arm, so two arms whose policies
+    are equal draw the same answers (E = 1: LPO-rev and GRPO coincide), and a seed's run does not
+    depend on the other seeds in the batch. ``history["final_probs"]`` is π at the end ``(S, P, M)``.
     """
     policy = BanditPolicy(task, cfg.shared)
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
-    gen = torch.Generator().manual_seed(7919 * (task.seeds[0] + 1))
+    gens = [torch.Generator().manual_seed(7919 * (seed + 1)) for seed in task.seeds]
     S, P, M = task.correct.shape
     K = cfg.K
     correct = task.correct
@@ -174,9 +184,8 @@ def run_bandit(cfg: BanditConfig, task: BanditTask, name: "str | None" = None) -
     for _ in range(cfg.iters):
         with torch.no_grad():
             logp_all = torch.log_softmax(policy(), -1)  # (S, P, M) under π_b
-            answers = torch.multinomial(logp_all.exp().reshape(S * P, M), K, replacement=True, generator=gen)  # (S·P, K)
-            answers = answers.reshape(S, P, K)
-            rewards = correct.gather(-1, answers).to(logp_all.dtype).reshape(S * P, K)  # exact verifier
+            answers = sample_answers(logp_all.exp(), K, gens)  # (S, P, K)
+            rewards = correct.gather(-1, answers).to(DTYPE).reshape(S * P, K)  # exact verifier
             old_logp = logp_all.gather(-1, answers).reshape(S * P, K, 1)  # (S·P, K, 1)
         c_sum, clip = 0.0, 0.0
         for _ in range(cfg.epochs):
@@ -191,7 +200,14 @@ def run_bandit(cfg: BanditConfig, task: BanditTask, name: "str | None" = None) -
         hist["clip_frac"].append(clip)
         record()
     out = {k: (torch.stack(v) if torch.is_tensor(v[0]) else torch.tensor(v)) for k, v in hist.items()}
+    with torch.no_grad():
+        out["final_probs"] = torch.softmax(policy(), -1)
     return BanditRun(name=name or cfg.loss.name, epochs=cfg.epochs, shared=cfg.shared, history=out)
+
+
+def policy_tv(a: BanditRun, b: BanditRun) -> torch.Tensor:
+    """Total-variation distance between two arms' final policies, averaged over prompts: ``(S,)``."""
+    return 0.5 * (a.history["final_probs"] - b.history["final_probs"]).abs().sum(-1).mean(-1)
 
 
 ARMS = {"GRPO": "grpo", "LPO-fwd": "lpo_fwd", "LPO-rev": "lpo_rev", "pointwise": "pointwise"}
@@ -199,11 +215,13 @@ ARMS = {"GRPO": "grpo", "LPO-fwd": "lpo_fwd", "LPO-rev": "lpo_rev", "pointwise":
 
 def run_arms(cfg: BanditConfig, task: BanditTask, arms=tuple(ARMS), epochs=(1, 4)) -> dict:
     """Every (arm, E) pair on the same task; returns ``{(arm, E): BanditRun}``."""
+    from ..progress import progress
+
     runs = {}
-    for E in epochs:
-        for arm in arms:
-            c = replace(cfg, epochs=E, loss=replace(cfg.loss, name=ARMS[arm]))
-            runs[(arm, E)] = run_bandit(c, task, name=arm)
+    pairs = [(E, arm) for E in epochs for arm in arms]
+    for E, arm in progress(pairs, desc="bandit arms"):
+        c = replace(cfg, epochs=E, loss=replace(cfg.loss, name=ARMS[arm]))
+        runs[(arm, E)] = run_bandit(c, task, name=arm)
     return runs
 
 
@@ -240,3 +258,21 @@ def plot_runs(runs: dict, metrics=("reward", "entropy", "kept", "pass@32", "sum_
         ax.set_title(metric)
         ax.set_xlabel("iteration")
     return axes
+
+
+def onpolicy_coefficients(K: int = 8, tau_rule: str = "std", tau_scale: float = 1.0) -> dict:
+    """On-policy descent coefficients on a correct and on a wrong response vs the number correct.
+
+    For binary groups with ``c = 1 … K−1`` correct: LPO-fwd ``P − w*`` (τ from ``tau_rule`` times
+    ``tau_scale``), and GRPO's ``−A/K``. Returns dict of ``(K−1,)`` tensors:
+    ``n_correct``, ``fwd_correct``, ``fwd_wrong``, ``grpo_correct``, ``grpo_wrong``.
+    """
+    from .losses import lpo_forward_coefficients
+    from .targets import advantages, lpo_target, tau_from_rule
+
+    n = torch.arange(1, K)
+    R = (torch.arange(K).unsqueeze(0) < n.unsqueeze(1)).to(DTYPE)  # (K−1, K): first c responses correct
+    tau = tau_from_rule(R, tau_rule, eps=0.0) * tau_scale
+    c = lpo_forward_coefficients(torch.zeros_like(R), lpo_target(R, tau))
+    a = -advantages(R, "grpo", eps=0.0) / K
+    return {"n_correct": n, "fwd_correct": c[:, 0], "fwd_wrong": c[:, -1], "grpo_correct": a[:, 0], "grpo_wrong": a[:, -1]}

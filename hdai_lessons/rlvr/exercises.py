@@ -287,7 +287,7 @@ register(Exercise(
 ))
 
 # ------------------------------------------------------------------------------------------------
-# 01.2.2 — unbiased pass@k
+# 01.2.3 — unbiased pass@k
 
 
 def _pk_cases() -> list[Case]:
@@ -317,7 +317,7 @@ def _pk_linear(n, c, k):
 
 
 register(Exercise(
-    id="01.2.2",
+    id="01.2.3",
     title="the unbiased pass@k estimator (Chen et al. 2021)",
     reference=pass_at_k,
     cases=_pk_cases,
@@ -335,11 +335,11 @@ register(Exercise(
 ))
 
 # ------------------------------------------------------------------------------------------------
-# 01.2.3 — GRPO's clipped surrogate (per-sequence mean)
+# 01.2.2 — GRPO's clipped surrogate (per-sequence mean)
 
 
 def grpo_surrogate_ref(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, adv: torch.Tensor, eps: float) -> torch.Tensor:
-    """Exercise 01.2.3 reference: GRPO's loss per group, ``−(1/K) Σ_k (1/|y_k|) Σ_i min(r A, clip(r) A)`` (Eq. (2))."""
+    """Exercise 01.2.2 reference: GRPO's loss per group, ``−(1/K) Σ_k (1/|y_k|) Σ_i min(r A, clip(r) A)`` (Eq. (2))."""
     return grpo_surrogate(logp, old_logp, mask, adv, eps, agg="seq_mean")
 
 
@@ -384,7 +384,7 @@ def _gs_sign(logp, old, mask, adv, eps):
 
 
 register(Exercise(
-    id="01.2.3",
+    id="01.2.2",
     title="GRPO's clipped token-level surrogate, per-sequence mean (Eq. (2))",
     reference=grpo_surrogate_ref,
     cases=_gs_cases,

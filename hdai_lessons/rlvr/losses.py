@@ -275,16 +275,17 @@ def rlvr_loss(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, re
         raise ValueError(f"rewards {tuple(rewards.shape)} must be (B, K) = {tuple(logp.shape[:2])}")
     rewards = rewards.to(logp.dtype)
     m = mask.to(logp.dtype)
+    # statistics are collected as 0-d tensors and moved to the host once (a single device sync)
+    st: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         log_ratio = logp.detach() - old_logp.detach()  # (B, K, T)
         n_tok = m.sum().clamp_min(1.0)
         if _clip_off(cfg.eps):
-            clip_frac = 0.0
+            st["clip_frac"] = torch.zeros((), dtype=logp.dtype, device=logp.device)
         else:
             outside = (log_ratio < math.log(1 - cfg.eps)) | (log_ratio > math.log(1 + cfg.eps))
-            clip_frac = float((outside.to(m.dtype) * m).sum() / n_tok)
-        ratio_mean = float((log_ratio.exp() * m).sum() / n_tok)
-    stats: dict[str, float] = {"clip_frac": clip_frac, "ratio_mean": ratio_mean}
+            st["clip_frac"] = (outside.to(m.dtype) * m).sum() / n_tok
+        st["ratio_mean"] = (log_ratio.exp() * m).sum() / n_tok
 
     if cfg.name in PG_NAMES:
         adv = scheme_advantages(rewards, cfg.name, cfg.adv_eps)  # (B, K)
@@ -299,7 +300,7 @@ def rlvr_loss(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, re
                 active = ~(((ratio > 1 + cfg.eps) & (A > 0)) | ((ratio < 1 - cfg.eps) & (A < 0)))
                 active = active.to(ratio.dtype)
             r_bar = (ratio * active * m).sum(-1) / m.sum(-1).clamp_min(1.0)  # (B, K)
-            stats["sum_abs_c"] = float((adv * r_bar / K).abs().sum(-1).mean())
+            st["sum_abs_c"] = (adv * r_bar / K).abs().sum(-1).mean()
     elif cfg.name in LPO_NAMES:
         if cfg.agg not in LPO_AGGS:
             raise ValueError(f"LPO aggregation must be 'mean' or 'sum' (the Eq. (3) ambiguity), got {cfg.agg!r}")
@@ -318,11 +319,13 @@ def rlvr_loss(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, re
             c = pointwise_coefficients(s.detach(), w)
         with torch.no_grad():
             logP = torch.log_softmax(s.detach(), -1)
-            stats["sum_abs_c"] = float(c.abs().sum(-1).mean())
-            stats["kl_fwd"] = float((w * (log_w - logP)).sum(-1).mean())
-            stats["w_star_max"] = float(w.max(-1).values.mean())
+            st["sum_abs_c"] = c.abs().sum(-1).mean()
+            st["kl_fwd"] = (w * (log_w - logP)).sum(-1).mean()
+            st["w_star_max"] = w.max(-1).values.mean()
     else:
         raise ValueError(f"unknown loss {cfg.name!r}; choose one of {LOSS_NAMES}")
     loss = per_group.mean()
-    stats["loss"] = float(loss.detach())
+    st["loss"] = loss.detach()
+    values = torch.stack([v.to(torch.float64) for v in st.values()]).tolist()  # one host transfer
+    stats = dict(zip(st.keys(), values))
     return loss, stats

@@ -44,7 +44,7 @@ def draw_simplex(ax, labels=("$y_1$", "$y_2$", "$y_3$"), rewards=None) -> None:
     offsets = [(-0.06, -0.05), (0.02, -0.05), (-0.03, 0.03)]
     for i, (v, lab) in enumerate(zip(VERTICES, labels)):
         text = lab if rewards is None else f"{lab} (R={float(rewards[i]):.2g})"
-        ax.text(v[0] + offsets[i][0], v[1] + offsets[i][1], text, fontsize=8)
+        ax.text(v[0] + offsets[i][0], v[1] + offsets[i][1], text, fontsize=8, clip_on=True)
     ax.set_aspect("equal")
     ax.set_xlim(-0.1, 1.1)
     ax.set_ylim(-0.1, SQRT3_2 + 0.08)
@@ -159,8 +159,15 @@ def iterate(method: str, rewards, tau: float, lr: float, epochs: int, iterations
     return torch.stack(path)
 
 
-def plot_projection(ax, run: SimplexRun, rewards=None, title: str = "") -> None:
-    """Trajectories of ``P_θ`` on the triangle, the target ``w*`` as a star."""
+def zoom_limits(run: SimplexRun, pad: float = 0.06) -> tuple:
+    """``(xlim, ylim)`` of a box around every trajectory of ``run`` and its target, for equal zooms."""
+    pts = np.concatenate([to_xy(run.P).reshape(-1, 2), to_xy(run.w_star)])
+    lo, hi = pts.min(0) - pad, pts.max(0) + pad
+    return (lo[0], hi[0]), (lo[1], hi[1])
+
+
+def plot_projection(ax, run: SimplexRun, rewards=None, title: str = "", limits: "tuple | None" = None) -> None:
+    """Trajectories of ``P_θ`` on the triangle, the target ``w*`` as a star (``limits``: ``zoom_limits``)."""
     draw_simplex(ax, rewards=rewards)
     xy = to_xy(run.P)  # (N, E+1, 2)
     for i, lab in enumerate(run.labels):
@@ -170,6 +177,9 @@ def plot_projection(ax, run: SimplexRun, rewards=None, title: str = "") -> None:
     ws = to_xy(run.w_star[0])
     ax.plot(*ws, "*", ms=14, color="black", label="$w^*$")
     ax.set_title(title)
+    if limits is not None:
+        ax.set_xlim(*limits[0])
+        ax.set_ylim(*limits[1])
 
 
 def plot_targets(ax, rewards, tau_grid, schemes: dict, tau_marker: "float | None" = None) -> None:

@@ -51,12 +51,18 @@ class RLVRConfig:
     """E, passes over each rollout batch (E > 1: off-policy updates)."""
     minibatches: int = 1
     """Gradient steps per pass (prompts split into this many chunks)."""
+    optimizer: str = "adamw"
+    """"adamw" (the paper's choice) or "sgd" (plain gradient steps: with ``max_grad_norm`` the step
+    length is at most ``lr · max_grad_norm``, which a small, sharp model can need — see lesson 01.3)."""
     lr: float = 1e-3
-    """AdamW learning rate."""
+    """Learning rate."""
     weight_decay: float = 0.0
     """AdamW weight decay (the paper: 0.1)."""
     betas: tuple = (0.9, 0.999)
     """AdamW betas."""
+    warmup_updates: int = 0
+    """Linear learning-rate warm-up over this many optimizer updates (Adam's first steps are sign-like
+    and large; a short warm-up keeps a small model from being knocked off its SFT solution)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip (≤ 0 disables)."""
     max_new_tokens: int = 8
@@ -118,9 +124,16 @@ class RLVRTrainer:
             tokenizer.padding_side = "left"
         device = next(model.parameters()).device
         self.accelerator = accelerator or Accelerator(cpu=device.type == "cpu")
-        optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
-                                      betas=tuple(self.cfg.betas))
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        if self.cfg.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
+                                          betas=tuple(self.cfg.betas))
+        elif self.cfg.optimizer == "sgd":
+            optimizer = torch.optim.SGD(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        else:
+            raise ValueError(f"unknown optimizer {self.cfg.optimizer!r}; choose 'adamw' or 'sgd'")
+        warm = max(1, self.cfg.warmup_updates)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: min(1.0, (u + 1) / warm))
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         self.rng = random.Random(self.cfg.seed * 1000 + self.accelerator.process_index)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.step_count = 0
@@ -150,6 +163,16 @@ class RLVRTrainer:
         return out.view(-1, K, T)
 
     # ---------------------------------------------------------------------------------- one step
+    def compute_loss(self, logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor,
+                     rows: slice) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of one chunk of prompts: ``rlvr_loss`` with this trainer's ``LossConfig``.
+
+        Args: logp ``(b, K, T)`` with grad, old_logp ``(b, K, T)``, mask ``(b, K, T)``, rewards ``(b, K)``;
+        ``rows`` says which prompts of the current rollout the chunk holds, so a subclass can attach
+        per-prompt quantities (Module 02's ``CATTrainer`` overrides this to weight prompts).
+        """
+        return rlvr_loss(logp, old_logp, mask, rewards, self.loss_cfg)
+
     def step(self) -> dict[str, float]:
         """One RLVR iteration (rollout → reward → E × minibatches updates); returns its metrics."""
         cfg = self.cfg
@@ -178,12 +201,13 @@ class RLVRTrainer:
                     else:
                         logp = self._logp(ro, rows)
                     old = logp.detach() if single_update else old_logp[rows]
-                    loss, stats = rlvr_loss(logp, old, ro.mask[rows], rewards[rows], self.loss_cfg)
+                    loss, stats = self.compute_loss(logp, old, ro.mask[rows], rewards[rows], rows)
                 self.accelerator.backward(loss)
                 if cfg.max_grad_norm and cfg.max_grad_norm > 0:
                     gn = self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
                     grad_norms.append(float(gn))
                 self.optimizer.step()
+                self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 if not first_stats:
                     first_stats = stats

@@ -1,0 +1,270 @@
+"""CAT for RL: GRPO whose per-prompt advantages are re-weighted by a CAT weight (CAT §3, code ``rl.py``).
+
+The CAT policy gradient for a strategy with success ``S(p)`` is the ordinary one scaled by ``S'(p)``
+per prompt, so CAT-weighted GRPO is GRPO with ``A_{b,k} → w_b · A_{b,k}``::
+
+    A = (R − mean_K R) / (std_K R + eps)                  group-normalised advantages (GRPO)
+    p̂_b = (c_b + 1) / (K + 2)                             Laplace-smoothed success of prompt b
+    w_b = N (1 − p̂)^{N−1}                                  Pass@N ("raw"), or
+        = N C(N−1, k−1) p̂^{k−1} (1 − p̂)^{N−k}             Majority, k per prompt (dynamic) or fixed
+    w ← clip(w, c) / mean_batch(w)                          optional, as in the official code
+    loss = GRPO clipped surrogate with advantages sg(w · A)
+
+Weights are computed from the rollout's rewards without gradient. The update itself reuses module
+01's ``grpo_surrogate`` and the whole ``RLVRTrainer`` (sampling, E inner epochs, accelerate,
+checkpoints); ``CATTrainer`` only swaps the loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..rlvr.losses import LossConfig, grpo_surrogate, rlvr_loss
+from ..rlvr.targets import advantages as scheme_advantages
+from ..rlvr.trainer import RLVRTrainer
+from .weights import cat_weights, dynamic_majority_k, empirical_p, most_frequent_wrong_count
+
+
+@dataclass
+class CATConfig:
+    """Which CAT weight multiplies GRPO's advantages (``strategy="none"`` is plain GRPO)."""
+
+    strategy: str = "passn"
+    """"passn" | "majority" | "none"."""
+    N: int = 8
+    """Test-time budget the weight targets."""
+    k: int = 3
+    """Majority threshold when ``dynamic_k`` is off."""
+    dynamic_k: bool = True
+    """Majority: per-prompt k = max(2, min(N//2+1, ⌊N·c_max/K⌋+1)) from the top wrong answer's count."""
+    form: str = "raw"
+    """"raw" (S'(p), the RL weight) or "log" (p S'(p)/S(p), the SFT-derived weight)."""
+    clip: "float | None" = 10.0
+    """Clip the weight at this value (None: no clip)."""
+    normalise: bool = True
+    """Divide the weights by their batch mean (keeps GRPO's step size)."""
+
+
+def cat_prompt_weights(rewards: torch.Tensor, cat: CATConfig, c_max: "torch.Tensor | None" = None) -> torch.Tensor:
+    """Per-prompt CAT weights ``(B,)`` from ``rewards (B, K)`` (1 = correct), no gradient.
+
+    Args:
+        rewards: ``(B, K)`` verifier rewards; a rollout counts as correct when its reward is ≥ 1.
+        cat: the ``CATConfig``.
+        c_max: ``(B,)`` count of the most frequent wrong answer (majority with ``dynamic_k``).
+    """
+    with torch.no_grad():
+        correct = (rewards >= 1.0).to(torch.float64)                        # (B, K)
+        p_hat = empirical_p(correct)                                         # (B,)
+        k: "int | torch.Tensor" = cat.k
+        if cat.strategy == "majority" and cat.dynamic_k:
+            if c_max is None:
+                raise ValueError("majority with dynamic_k needs c_max (the top wrong answer's count per prompt)")
+            k = dynamic_majority_k(cat.N, c_max, rewards.shape[-1])
+        w = cat_weights(p_hat, cat.strategy, cat.N, k, cat.form, cat.clip, cat.normalise)
+        return w.to(rewards.dtype)
+
+
+def cat_grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor,
+                  loss_cfg: LossConfig, cat: CATConfig, c_max: "torch.Tensor | None" = None) -> tuple[torch.Tensor, dict]:
+    """CAT-weighted GRPO: the clipped surrogate with advantages ``sg(w_b · A_{b,k})``.
+
+    Args:
+        logp: ``(B, K, T)`` token log-probs under π_θ (with grad); old_logp ``(B, K, T)``; mask ``(B, K, T)``.
+        rewards: ``(B, K)``; loss_cfg: a PG ``LossConfig`` (its ``name`` picks the advantage, e.g. "grpo",
+            its ``eps``/``agg`` the surrogate); cat: the weight; c_max ``(B,)`` for dynamic majority k.
+    Returns:
+        ``(loss, stats)`` like ``rlvr_loss``, with ``cat_w_mean`` / ``cat_w_max``.
+    """
+    if cat.strategy == "none":
+        return rlvr_loss(logp, old_logp, mask, rewards, loss_cfg)
+    adv = scheme_advantages(rewards.to(logp.dtype), loss_cfg.name, loss_cfg.adv_eps)   # (B, K)
+    w = cat_prompt_weights(rewards, cat, c_max).to(logp.dtype)                          # (B,)
+    per_group = grpo_surrogate(logp, old_logp, mask, (adv * w.unsqueeze(-1)).detach(), loss_cfg.eps, loss_cfg.agg)
+    loss = per_group.mean()
+    return loss, {"loss": float(loss.detach()), "cat_w_mean": float(w.mean()), "cat_w_max": float(w.max())}
+
+
+def answer_ids(texts: "list[list[str]]", answer_fn=None) -> torch.Tensor:
+    """``(B, K)`` ids of the final answers: equal ``answer_fn(text)`` share an id within a prompt.
+
+    ``answer_fn`` extracts the final answer (default: the stripped text; GSM8K: the number after
+    ``####``). An unparsable completion (``None``) gets an id of its own.
+    """
+    fn = answer_fn or (lambda t: t.strip())
+    out = []
+    for group in texts:
+        seen: dict = {}
+        row = []
+        for j, t in enumerate(group):
+            a = fn(t)
+            row.append(seen.setdefault(("none", j) if a is None else a, len(seen)))
+        out.append(row)
+    return torch.tensor(out, dtype=torch.long)
+
+
+def majority_k_from_rollouts(ids: torch.Tensor, correct: torch.Tensor, N: int) -> torch.Tensor:
+    """Per-prompt majority threshold from one group of rollouts (CAT code, dynamic k).
+
+    ``c_max`` = votes of the most frequent *wrong* answer among the M rollouts, then
+    ``k = max(2, min(N//2 + 1, ⌊N c_max / M⌋ + 1))``.
+
+    Args: ids ``(B, M)`` answer-class ids; correct ``(B, M)`` bool; N budget. Returns ``(B,)`` long.
+    """
+    return dynamic_majority_k(N, most_frequent_wrong_count(ids, correct), ids.shape[-1])
+
+
+def heldout_standard_error(p_hat: torch.Tensor) -> torch.Tensor:
+    """Standard error of a held-out mean success: ``sd(p̂) / sqrt(P)`` (sample sd, P problems).
+
+    Args: p_hat ``(P,)`` per-problem success rates. Returns a 0-d tensor.
+    """
+    return p_hat.std(unbiased=True) / p_hat.numel() ** 0.5
+
+
+class CATTrainer(RLVRTrainer):
+    """Module 01's ``RLVRTrainer`` with the CAT-weighted GRPO loss (``cat_grpo_loss``).
+
+    Everything else (sampling, verifier rewards, E inner epochs, accelerate, checkpoints, eval) is
+    the parent's; this subclass overrides ``compute_loss``, the parent's per-chunk loss hook, and
+    attaches each prompt's top-wrong-answer count from the rollout.
+    """
+
+    def __init__(self, *args, cat: "CATConfig | None" = None, answer_fn=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cat = cat or CATConfig()
+        self.answer_fn = answer_fn
+        if self.loss_cfg.name not in ("grpo", "dr_grpo", "rloo", "reinforce", "reinforce_pp", "maxrl"):
+            raise ValueError(f"CAT weights multiply policy-gradient advantages; loss {self.loss_cfg.name!r} is not one")
+        self._c_max: "torch.Tensor | None" = None
+
+    def rollout(self, problems):
+        ro, rewards = super().rollout(problems)
+        ids = answer_ids(ro.texts, self.answer_fn)
+        self._c_max = most_frequent_wrong_count(ids, rewards.cpu() >= 1.0).to(rewards.device)   # (B,)
+        return ro, rewards
+
+    def compute_loss(self, logp, old_logp, mask, rewards, rows: slice):
+        """``cat_grpo_loss`` on the prompt rows ``rows`` of the current rollout."""
+        c_max = None if self._c_max is None else self._c_max[rows]
+        return cat_grpo_loss(logp, old_logp, mask, rewards, self.loss_cfg, self.cat, c_max)
+
+
+@torch.no_grad()
+def evaluate_strategies(model, tokenizer, task, problems, n_samples: int = 16, ks=(1, 4, 16), max_new_tokens: int = 8,
+                        temperature: float = 1.0, trials: int = 200, generator: "torch.Generator | None" = None,
+                        batch_prompts: int = 32, chat_template: bool = False, answer_fn=None) -> dict[str, float]:
+    """Held-out pass@k (unbiased) and maj@k (resampled votes) of an LM from ``n_samples`` per problem.
+
+    Answers are grouped by ``answer_fn(text)`` (default: the stripped text; ``None`` = unparsable,
+    a class of its own); every verified-correct completion is one answer class (so "122" and
+    " 122" vote together). maj@k resamples k of the n answers ``trials`` times
+    (``majority_at_k_mc``), as the paper evaluates maj@N.
+
+    Returns: ``{"pass@k": …, "maj@k": …}`` for each k, plus ``"p_hat"`` (per-problem success list).
+    """
+    from ..rlvr.sampling import sample_groups
+    from ..rlvr.trainer import format_prompts
+    from .strategies import majority_at_k_mc, pass_at_k_unbiased
+
+    was_training = model.training
+    model.eval()
+    ids_all, correct_all = [], []
+    for i in range(0, len(problems), batch_prompts):
+        chunk = problems[i:i + batch_prompts]
+        ro = sample_groups(model, tokenizer, format_prompts(tokenizer, [p.prompt for p in chunk], chat_template),
+                           n_samples, max_new_tokens, temperature)
+        fn = answer_fn or (lambda t: t.strip())
+        for p, group in zip(chunk, ro.texts):
+            keys = []
+            for j, c in enumerate(group):
+                a = fn(c)
+                keys.append("\x00correct" if task.reward(p, c) >= 1.0 else (("none", j) if a is None else a))
+            table: dict = {"\x00correct": 0}
+            ids_all.append([table.setdefault(k, len(table)) for k in keys])
+            correct_all.append(sum(k == "\x00correct" for k in keys))
+    model.train(was_training)
+    ids = torch.tensor(ids_all, dtype=torch.long)                                  # (P, n), correct = 0
+    c = torch.tensor(correct_all)
+    out: dict = {}
+    for k in ks:
+        out[f"pass@{k}"] = float(pass_at_k_unbiased(n_samples, c, k).mean())
+        out[f"maj@{k}"] = float(majority_at_k_mc(ids, torch.zeros(len(ids), dtype=torch.long), k, n_samples + 1,
+                                                 trials=trials, generator=generator).mean())
+    out["p_hat"] = (c.double() / n_samples).tolist()
+    return out
+
+
+def passn_weighted_advantages(rewards: torch.Tensor, N: int, clip: "float | None" = 10.0, eps: float = 1e-6) -> torch.Tensor:
+    """GRPO advantages times batch-normalised CAT-Pass@N weights: ``A_{b,k} · w_b / mean(w)``.
+
+    ``A`` = ``ops.group_advantages`` (population std per group); ``w_b = N (1 − p̂_b)^{N−1}`` with the
+    Laplace-smoothed ``p̂_b = (c_b + 1)/(K + 2)``, clipped at ``clip``, divided by its batch mean.
+
+    Args: rewards ``(B, K)`` 0/1; N budget. Returns ``(B, K)``.
+    """
+    from ..ops import group_advantages
+    from .weights import passn_rl_weight, clip_and_normalise
+
+    adv = group_advantages(rewards, eps)                                       # (B, K)
+    w = clip_and_normalise(passn_rl_weight(empirical_p(rewards), N), clip)      # (B,)
+    return adv * w.unsqueeze(-1).to(adv.dtype)
+
+
+@dataclass
+class CATRLLessonConfig:
+    """Lesson 02.3's settings: the shipped warm tiny LM, arithmetic with harder held-out digits."""
+
+    min_digits: int = 1
+    max_digits: int = 3          # the warm LM saw ≤ 2 digits: 3-digit prompts are the "hard" ones
+    n_train: int = 2000
+    n_heldout: int = 64
+    steps: int = 40              # RLVR iterations per arm
+    prompts_per_step: int = 16   # B
+    K: int = 8                   # rollouts per prompt (M in CAT's notation)
+    lr: float = 1e-4
+    max_new_tokens: int = 6
+    n_samples: int = 16          # held-out samples per problem for pass@k / maj@k
+    seeds: tuple = (0, 1)
+
+    @classmethod
+    def for_scale(cls, scale) -> "CATRLLessonConfig":
+        from ..scale import by_scale
+
+        return by_scale(scale, smoke=cls(n_train=200, n_heldout=8, steps=2, prompts_per_step=4, K=4, n_samples=4, seeds=(0,)),
+                        toy=cls(), full=cls(steps=300, n_heldout=500, n_samples=64, seeds=(0, 1, 2)))
+
+
+#: Lesson 02.3's arms: GRPO, CAT-Pass@8 (raw weight), CAT-Majority (N = 8, dynamic k).
+RL_ARMS = {"GRPO": CATConfig(strategy="none"),
+           "CAT-Pass@8": CATConfig(strategy="passn", N=8),
+           "CAT-Maj(8)": CATConfig(strategy="majority", N=8)}
+
+
+def run_rl_arm(cfg: CATRLLessonConfig, cat: CATConfig, seed: int, model_loader=None) -> dict:
+    """Train one arm from the shipped warm LM and evaluate it on held-out prompts.
+
+    Args:
+        cfg: lesson settings; cat: the arm's weight; seed: sampling / prompt-order seed.
+        model_loader: ``() -> (model, tokenizer)``; default ``hdai_lessons.lm.pretrained.load_warm_lm``.
+    Returns:
+        ``{"eval": evaluate_strategies(...), "history": trainer history}``.
+    """
+    from ..lm.pretrained import load_warm_lm
+    from ..rlvr.trainer import RLVRConfig
+    from ..seeding import seed_everything
+    from ..tasks import ArithmeticTask, split_problems
+
+    seed_everything(seed)
+    model, tok = (model_loader or (lambda: load_warm_lm()[:2]))()
+    task = ArithmeticTask(cfg.min_digits, cfg.max_digits, "+-")
+    train, held = split_problems(task, cfg.n_train, cfg.n_heldout, 123)
+    trainer = CATTrainer(model, tok, task, train, LossConfig(name="grpo", agg="seq_mean"),
+                         RLVRConfig(steps=cfg.steps, prompts_per_step=cfg.prompts_per_step, K=cfg.K, lr=cfg.lr,
+                                    max_new_tokens=cfg.max_new_tokens, seed=seed), cat=cat)
+    trainer.train(cfg.steps, desc=f"RLVR {cat.strategy}")
+    ks = tuple(k for k in (1, 4, 16) if k <= cfg.n_samples)
+    ev = evaluate_strategies(trainer.model, tok, task, held, n_samples=cfg.n_samples, ks=ks,
+                             max_new_tokens=cfg.max_new_tokens, generator=torch.Generator().manual_seed(seed))
+    return {"eval": ev, "history": trainer.history}

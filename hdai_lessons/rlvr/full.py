@@ -1,0 +1,140 @@
+"""Full-scale RLVR: Qwen2.5-0.5B-Instruct on GSM8K with the same trainer as the toy lessons.
+
+``build_run(scale, loss)`` returns everything a run needs, by scale, through one code path:
+
+- ``full``: the pretrained Qwen from its local snapshot (``hdai-lessons fetch 01.4`` downloads it)
+  and GSM8K's ``main`` split; settings scaled down from the paper (K = 8, 2 updates per rollout
+  batch, AdamW lr 1e-6, weight decay 0.1, ε = 0.2, τ = σ_G);
+- ``toy`` / ``smoke``: a randomly-initialised ``Qwen2ForCausalLM`` of the same class with the in-memory
+  char tokenizer (it has a chat template) and GSM8K-format problems generated in memory, so CI runs
+  the identical code — loading, chat formatting, sampling, verifier, update, checkpoint/resume.
+
+Launch: ``accelerate launch -m hdai_lessons.rlvr.train --scale full --loss lpo_fwd --run-dir runs/lpo``
+(see ``train.py``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from ..scale import Scale, by_scale, get_scale
+from ..tasks import GSM8KTask, load_gsm8k, synthetic_gsm8k
+from .losses import LossConfig
+from .trainer import RLVRConfig
+
+
+@dataclass
+class FullScaleConfig:
+    """One rung's settings of the GSM8K RLVR run."""
+
+    rl: RLVRConfig
+    """Trainer settings (K, E, lr, lengths …)."""
+    n_train: "int | None" = None
+    """Training problems (None: the whole split)."""
+    n_eval: int = 200
+    """Held-out problems for pass@k (from the test split at full scale)."""
+    eval_samples: int = 8
+    """Samples per held-out problem."""
+    eval_ks: tuple = (1, 8)
+    """k of the reported pass@k."""
+    eval_temperature: float = 0.6
+    """Evaluation temperature (the paper: 0.6)."""
+    sft_steps: int = 0
+    """Supervised warm-up steps on the worked solutions before RL (toy: teaches the '####' format)."""
+    synthetic_max_value: int = 5
+    """Toy/smoke: operands of the generated GSM8K-format problems are 1..this (small answers, so a
+    barely-trained tiny model is sometimes right and groups carry a learning signal)."""
+    dtype: str = "float32"
+    """Master weights dtype (use ``accelerate launch --mixed_precision bf16`` for bf16 compute)."""
+
+    @classmethod
+    def for_scale(cls, scale=None) -> "FullScaleConfig":
+        return by_scale(
+            scale,
+            smoke=cls(rl=RLVRConfig(steps=2, prompts_per_step=2, K=2, inner_epochs=2, lr=1e-3, max_new_tokens=8,
+                                    chat_template=True, warmup_updates=1),
+                      n_train=16, n_eval=4, eval_samples=2, eval_ks=(1, 2), sft_steps=2),
+            toy=cls(rl=RLVRConfig(steps=6, prompts_per_step=8, K=4, inner_epochs=2, lr=1e-4, max_new_tokens=24,
+                                  chat_template=True, warmup_updates=2, ckpt_every=3),
+                    n_train=512, n_eval=32, eval_samples=4, eval_ks=(1, 4), sft_steps=120),
+            full=cls(rl=RLVRConfig(steps=60, prompts_per_step=32, K=8, inner_epochs=1, minibatches=2, lr=1e-6,
+                                   weight_decay=0.1, max_new_tokens=320, temperature=1.0, chat_template=True,
+                                   warmup_updates=4, ckpt_every=10),
+                     n_train=None, n_eval=200, eval_samples=8, eval_ks=(1, 8)),
+        )
+
+
+@dataclass
+class Run:
+    """Everything ``RLVRTrainer`` needs, plus the held-out set."""
+
+    model: object
+    tokenizer: object
+    task: GSM8KTask
+    train: list
+    held_out: list
+    cfg: FullScaleConfig
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+def _tiny_policy(scale, seed: int):
+    from ..lm import TinyLMConfig, build_tiny_lm
+
+    return build_tiny_lm(TinyLMConfig.for_scale(Scale.SMOKE if get_scale(scale) is Scale.SMOKE else Scale.TOY), seed=seed)
+
+
+def build_run(scale=None, loss: str = "lpo_fwd", seed: int = 0, **overrides) -> Run:
+    """Model, tokenizer, task and problems for the GSM8K RLVR run at ``scale``.
+
+    Args:
+        scale: "smoke" | "toy" | "full" (default ``$HDAI_SCALE`` / toy).
+        loss: a ``LossConfig.name`` ("grpo", "lpo_fwd", "lpo_rev", …); τ = σ_G, ε = 0.2, token mean.
+        overrides: fields of ``RLVRConfig`` to change (e.g. ``steps=10``).
+    Raises:
+        ``MissingAssetError`` at full scale when the model or dataset is not downloaded (the message
+        names ``hdai-lessons fetch 01.4``).
+    """
+    scale = get_scale(scale)
+    cfg = FullScaleConfig.for_scale(scale)
+    cfg = replace(cfg, rl=replace(cfg.rl, seed=seed, **overrides))
+    if scale is Scale.FULL:
+        from ..assets import require
+        from ..lm import load_pretrained_lm
+        from .assets import DATASET, MODEL
+
+        model, tok = load_pretrained_lm(MODEL, "01.4", dtype=getattr(torch, cfg.dtype))
+        data_dir = require(DATASET, "01.4")
+        train = load_gsm8k(data_dir, "train", cfg.n_train)
+        held = load_gsm8k(data_dir, "test", cfg.n_eval)
+    else:
+        model, tok = _tiny_policy(scale, seed)
+        problems = synthetic_gsm8k(cfg.n_train + cfg.n_eval, seed=seed, max_value=cfg.synthetic_max_value)
+        train, held = problems[:cfg.n_train], problems[cfg.n_train:]
+    return Run(model=model, tokenizer=tok, task=GSM8KTask(tuple(train)), train=train, held_out=held, cfg=cfg,
+               loss=LossConfig(name=loss, eps=0.2, tau_rule="std", agg="mean"))
+
+
+def warm_up(run: Run, seed: int = 0, batch_size: int = 16, lr: float = 3e-3) -> list[float]:
+    """Supervised warm-up on the worked solutions for ``run.cfg.sft_steps`` steps (0 at full scale:
+    the instruct model already follows the format). Returns the loss per step."""
+    if not run.cfg.sft_steps:
+        return []
+    from .trainer import sft
+
+    return sft(run.model, run.tokenizer, run.train, steps=run.cfg.sft_steps, batch_size=batch_size, lr=lr,
+               seed=seed, chat_template=run.cfg.rl.chat_template, desc="SFT warm-up")
+
+
+def make_trainer(run: Run, run_dir=None, accelerator=None, loss: "str | None" = None, **overrides):
+    """An ``RLVRTrainer`` for ``run`` (optionally another loss or changed ``RLVRConfig`` fields)."""
+    from .trainer import RLVRTrainer
+
+    loss_cfg = replace(run.loss, name=loss) if loss else run.loss
+    return RLVRTrainer(run.model, run.tokenizer, run.task, run.train, loss_cfg, replace(run.cfg.rl, **overrides),
+                       accelerator=accelerator, run_dir=run_dir)
+
+
+def max_param_diff(a, b) -> float:
+    """Largest absolute difference between the parameters of two models of the same architecture."""
+    return max(float((p - q).abs().max()) for p, q in zip(a.parameters(), b.parameters()))

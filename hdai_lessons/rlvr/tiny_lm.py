@@ -1,0 +1,161 @@
+"""Lesson 01.3's experiment: GRPO vs LPO-fwd vs LPO-rev on the shipped warmed-up tiny LM.
+
+Every arm starts from the same SFT checkpoint (``lm.pretrained.load_warm_lm``), trains with the
+same ``RLVRTrainer`` settings and seeds on the arithmetic task with its exact verifier, and is then
+evaluated on held-out problems (pass@1 and pass@k with the unbiased estimator).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from ..scale import by_scale
+from .losses import LossConfig
+from .trainer import RLVRConfig, RLVRTrainer, evaluate_pass_at_k
+
+#: The arms of lesson 01.3 (display name → loss), all τ = σ_G, ε = 0.2, token mean.
+ARMS = {"GRPO": "grpo", "LPO-fwd": "lpo_fwd", "LPO-rev": "lpo_rev"}
+
+
+@dataclass(frozen=True)
+class TinyRLVRExperiment:
+    """Settings of the comparison (one per scale)."""
+
+    rl: RLVRConfig
+    seeds: tuple = (0, 1)
+    n_eval: int = 128
+    eval_samples: int = 8
+    ks: tuple = (1, 8)
+
+    @classmethod
+    def for_scale(cls, scale=None) -> "TinyRLVRExperiment":
+        base = RLVRConfig(steps=24, prompts_per_step=12, K=8, inner_epochs=2, lr=1e-4, max_new_tokens=5,
+                          warmup_updates=5)
+        return by_scale(scale,
+                        smoke=cls(rl=replace(base, steps=2, prompts_per_step=4, K=4), seeds=(0,), n_eval=8,
+                                  eval_samples=4, ks=(1, 4)),
+                        toy=cls(rl=base),
+                        full=cls(rl=replace(base, steps=200, prompts_per_step=64), seeds=(0, 1, 2, 3), n_eval=200,
+                                 eval_samples=32, ks=(1, 8, 32)))
+
+
+def run_arm(loss: str, seed: int, exp: TinyRLVRExperiment, held_out, train) -> dict:
+    """Train one arm from the warm checkpoint; return ``{"history": [...], "eval": {...}}``."""
+    from ..lm.pretrained import load_warm_lm, warm_task
+
+    model, tok, _ = load_warm_lm()
+    torch.manual_seed(seed)
+    trainer = RLVRTrainer(model, tok, warm_task(), train, LossConfig(name=loss), replace(exp.rl, seed=seed))
+    history = trainer.train(desc=loss)
+    torch.manual_seed(10_000 + seed)                 # same evaluation draws for every arm of a seed
+    ev = trainer.evaluate(held_out, n_samples=exp.eval_samples, ks=exp.ks)
+    return {"history": history, "eval": ev}
+
+
+def evaluate_warm_start(exp: TinyRLVRExperiment, held_out, seed: int = 0) -> dict:
+    """Held-out pass@k of the SFT checkpoint itself (the starting point of every arm)."""
+    from ..lm.pretrained import load_warm_lm, warm_task
+
+    model, tok, _ = load_warm_lm()
+    torch.manual_seed(10_000 + seed)
+    return evaluate_pass_at_k(model, tok, warm_task(), held_out, n_samples=exp.eval_samples, ks=exp.ks,
+                              max_new_tokens=exp.rl.max_new_tokens, temperature=exp.rl.temperature)
+
+
+def run_comparison(exp: TinyRLVRExperiment, arms: "dict[str, str] | None" = None) -> dict:
+    """Every arm × seed: ``{arm: [result per seed]}`` (see ``run_arm``)."""
+    from ..lm.pretrained import warm_problem_split
+
+    train, held = warm_problem_split(0)
+    held = held[:exp.n_eval]
+    arms = arms or ARMS
+    return {name: [run_arm(loss, s, exp, held, train) for s in exp.seeds] for name, loss in arms.items()}
+
+
+def curve(results: list[dict], metric: str) -> np.ndarray:
+    """``(n_seeds, steps)`` array of one metric's history."""
+    return np.array([[h[metric] for h in r["history"]] for r in results])
+
+
+def summary(results: dict, last: int = 10) -> dict[str, dict[str, float]]:
+    """Per arm, seed-means of: reward and entropy over the last ``last`` iterations, and held-out pass@k."""
+    out = {}
+    for arm, runs in results.items():
+        row = {"reward_end": float(curve(runs, "reward")[:, -last:].mean()),
+               "entropy_end": float(curve(runs, "entropy")[:, -last:].mean())}
+        for key in runs[0]["eval"]:
+            row[key] = float(np.mean([r["eval"][key] for r in runs]))
+        out[arm] = row
+    return out
+
+
+def per_seed(results: dict, key: str) -> dict[str, list[float]]:
+    """Held-out ``key`` (e.g. "pass@8") per arm and seed."""
+    return {arm: [r["eval"][key] for r in runs] for arm, runs in results.items()}
+
+
+def plot_comparison(results: dict, axes=None, smooth: int = 5):
+    """Reward and entropy curves (mean over seeds, moving average of ``smooth``) per arm."""
+    import matplotlib.pyplot as plt
+
+    from ..plotting import color_for
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for i, (arm, runs) in enumerate(results.items()):
+        for ax, metric in zip(axes, ("reward", "entropy")):
+            y = curve(runs, metric).mean(0)
+            k = min(smooth, len(y))
+            y = np.convolve(y, np.ones(k) / k, mode="valid")
+            ax.plot(np.arange(len(y)) + k, y, color=color_for(arm, i), label=arm)
+    axes[0].set(xlabel="RLVR iteration", ylabel="mean reward of rollouts", title="training reward")
+    axes[1].set(xlabel="RLVR iteration", ylabel="token entropy (nats)", title="policy entropy on its samples")
+    axes[0].legend()
+    return axes
+
+
+@torch.no_grad()
+def _expected_reward(model, tok, task, problems, n: int, max_new_tokens: int, seed: int) -> float:
+    from .sampling import sample_groups
+
+    torch.manual_seed(seed)
+    ro = sample_groups(model, tok, [p.prompt for p in problems], n, max_new_tokens)
+    return sum(task.reward(p, c) for p, g in zip(problems, ro.texts) for c in g) / (len(problems) * n)
+
+
+def policy_gradient_line_search(model, tok, task, problems, step_sizes, K: int = 16, n_eval: int = 32,
+                                max_new_tokens: int = 5, seed: int = 0) -> dict:
+    """How far can one step along the policy gradient go before the reward drops?
+
+    Estimates ``g = ∇_θ E[R]`` on ``problems`` from K samples each (REINFORCE with the group-mean
+    baseline, ``−Σ_k (R_k − R̄) log π(y_k|x)``), then for each step size η evaluates the expected
+    reward of ``θ + η g/‖g‖`` on the same problems (``n_eval`` fresh samples each, the same draws
+    for every η). The model is left unchanged.
+
+    Returns ``{"grad_norm": ‖g‖, "reward": {η: E[R]}}`` with η = 0 included (the start).
+    """
+    import copy
+
+    from .sampling import sample_groups, sequence_logprobs
+
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        ro = sample_groups(model, tok, [p.prompt for p in problems], K, max_new_tokens)
+    R = torch.tensor([[task.reward(p, c) for c in g] for p, g in zip(problems, ro.texts)])  # (B, K)
+    A = R - R.mean(-1, keepdim=True)
+    work = copy.deepcopy(model)
+    B, _, T = ro.shape
+    lp = sequence_logprobs(work, ro.input_ids, ro.attention_mask, ro.prompt_len).view(B, K, T)
+    loss = -(A * (lp * ro.mask).sum(-1)).mean()
+    grads = torch.autograd.grad(loss, list(work.parameters()))
+    norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
+    start = [p.detach().clone() for p in work.parameters()]
+    out = {}
+    for eta in [0.0, *step_sizes]:
+        with torch.no_grad():
+            for p, p0, g in zip(work.parameters(), start, grads):
+                p.copy_(p0 - eta * g / norm)                   # descent on the loss = ascent on E[R]
+        out[float(eta)] = _expected_reward(work, tok, task, problems, n_eval, max_new_tokens, seed + 1)
+    return {"grad_norm": float(norm), "reward": out}
