@@ -81,8 +81,10 @@ class CFMConfig:
 def train_cfm(v: torch.nn.Module, sample_data: Callable[[int, torch.Generator], torch.Tensor], cfg: CFMConfig = CFMConfig(), generator: "torch.Generator | None" = None, desc: str = "flow matching") -> list[float]:
     """Train ``v`` in place by conditional flow matching; returns the loss of every step.
 
-    ``sample_data(n, generator) -> (n, ...)`` draws data points x_1 (e.g. ``GaussianMixture.sample``).
+    ``sample_data(n, generator) -> (n, ...)`` draws data points x_1 (e.g. ``GaussianMixture.sample``)
+    on the CPU; batches move to the device of ``v``'s parameters (so a GPU run needs only ``v.to("cuda")``).
     """
+    dev = next(v.parameters()).device  # data and noise are drawn on the CPU (seeded), then moved
     opt = torch.optim.Adam(v.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.steps, 1))
     losses = []
@@ -90,7 +92,7 @@ def train_cfm(v: torch.nn.Module, sample_data: Callable[[int, torch.Generator], 
         x1 = sample_data(cfg.batch, generator)
         x0 = torch.randn(x1.shape, generator=generator, dtype=x1.dtype)
         t = sample_times(cfg.batch, generator, cfg.t_dist).to(x1.dtype)
-        loss = cfm_loss(v, x1, x0, t)
+        loss = cfm_loss(v, x1.to(dev), x0.to(dev), t.to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -32,6 +32,9 @@ class _AnalyticMap:
         return x + d * torch.tanh(x.flip(-1) + bcast(s, x)) + d**2
 
 
+_FIELD, _MAP = _Field(), _AnalyticMap()  # one instance each, so cases compare equal across builds
+
+
 # ---------------------------------------------------------------- 04.1: flow matching
 def _pair_cases() -> list[Case]:
     g = torch.Generator().manual_seed(0)
@@ -65,7 +68,7 @@ register(Exercise(
 
 def _loss_cases() -> list[Case]:
     g = torch.Generator().manual_seed(1)
-    v = _Field()
+    v = _FIELD
     return [
         Case((v, torch.randn(8, 2, generator=g, dtype=F64) * 2, torch.randn(8, 2, generator=g, dtype=F64),
               torch.rand(8, generator=g, dtype=F64)), label="8 points in 2-D"),
@@ -96,7 +99,7 @@ register(Exercise(
 
 def _euler_cases() -> list[Case]:
     g = torch.Generator().manual_seed(2)
-    v = _Field()
+    v = _FIELD
     return [
         Case((v, torch.randn(5, 2, generator=g, dtype=F64), 0.25, 0.125), label="scalar t and h"),
         Case((v, torch.randn(3, 2, generator=g, dtype=F64), torch.tensor([0.0, 0.5, 0.9], dtype=F64),
@@ -124,7 +127,7 @@ register(Exercise(
 
 def _integrate_cases() -> list[Case]:
     g = torch.Generator().manual_seed(3)
-    v = _Field()
+    v = _FIELD
     return [
         Case((v, torch.randn(4, 2, generator=g, dtype=F64), 0.0, 1.0, 5), label="0 → 1 in 5 steps"),
         Case((v, torch.randn(4, 2, generator=g, dtype=F64), 0.3, 0.7, 3), label="0.3 → 0.7 in 3 steps"),
@@ -167,7 +170,7 @@ register(Exercise(
 # ---------------------------------------------------------------- 04.2: flow maps
 def _fm_sample_cases() -> list[Case]:
     g = torch.Generator().manual_seed(4)
-    X = _AnalyticMap()
+    X = _MAP
     return [
         Case((X, torch.randn(5, 2, generator=g, dtype=F64), 1), label="one jump 0 → 1"),
         Case((X, torch.randn(5, 2, generator=g, dtype=F64), 4), label="four jumps"),
@@ -240,7 +243,7 @@ register(Exercise(
 
 def _comp_cases() -> list[Case]:
     g = torch.Generator().manual_seed(6)
-    X = _AnalyticMap()
+    X = _MAP
     return [
         Case((X, torch.randn(6, 2, generator=g, dtype=F64), 0.0, 0.5, 1.0), label="0 → 0.5 → 1"),
         Case((X, torch.randn(6, 2, generator=g, dtype=F64), 0.1, 0.3, 0.8), label="0.1 → 0.3 → 0.8"),

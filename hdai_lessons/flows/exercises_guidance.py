@@ -5,6 +5,8 @@ learner plausibly writes, with the hint the checker shows.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 from ..exercises import Case, Exercise, Mistake, register
@@ -15,12 +17,14 @@ from .rewards import QuadraticReward
 
 
 # ------------------------------------------------------------------ shared deterministic fixtures
+@lru_cache(maxsize=None)  # one instance per seed, so two calls of cases() hold equal arguments
 def _velocity(seed: int = 0) -> VelocityMLP:
     torch.manual_seed(seed)
     v = VelocityMLP(dim=2, hidden=16, depth=2).double()
     return v.eval().requires_grad_(False)
 
 
+@lru_cache(maxsize=None)
 def _flow_map(seed: int = 0) -> FlowMapMLP:
     torch.manual_seed(seed)
     X = FlowMapMLP(dim=2, hidden=16, depth=2).double()
@@ -38,6 +42,11 @@ class _Quad(QuadraticReward):
         return -((x - a) ** 2).sum(-1) / (2 * self.sigma_r**2)
 
 
+@lru_cache(maxsize=None)
+def _quad(a: tuple, sigma_r: float) -> _Quad:
+    return _Quad(list(a), sigma_r)
+
+
 def _x(seed: int, n: int = 5) -> torch.Tensor:
     return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
@@ -53,12 +62,10 @@ def _costate_cases() -> list[Case]:
 
 
 def _costate_no_transpose(v, x_k, t_k, dt, p_next):
-    jac = torch.autograd.functional.jacobian(lambda z: v(z[None], torch.full((1,), t_k, dtype=z.dtype))[0], x_k[0])
     rows = []
     for b in range(x_k.shape[0]):
         J = torch.autograd.functional.jacobian(lambda z: v(z[None], torch.full((1,), t_k, dtype=z.dtype))[0], x_k[b])
         rows.append(p_next[b] + dt * (J @ p_next[b]))  # J p instead of Jᵀ p
-    del jac
     return torch.stack(rows)
 
 
@@ -123,9 +130,9 @@ register(Exercise(
 def _control_cases() -> list[Case]:
     X = _flow_map(4)
     return [
-        Case((X, _Quad([1.0, -0.5], 1.0), _x(10), 0.0, 1.0), label="t=0, λ=1"),
-        Case((X, _Quad([-2.0, 1.0], 0.5), _x(11), 0.5, 2.0), label="t=0.5, λ=2"),
-        Case((_flow_map(5), _Quad([0.0, 2.0], 2.0), _x(12, 6), 0.25, 0.3), label="t=0.25, λ=0.3"),
+        Case((X, _quad((1.0, -0.5), 1.0), _x(10), 0.0, 1.0), label="t=0, λ=1"),
+        Case((X, _quad((-2.0, 1.0), 0.5), _x(11), 0.5, 2.0), label="t=0.5, λ=2"),
+        Case((_flow_map(5), _quad((0.0, 2.0), 2.0), _x(12, 6), 0.25, 0.3), label="t=0.25, λ=0.3"),
     ]
 
 
@@ -210,5 +217,196 @@ register(Exercise(
                 "guidance at step k is evaluated at t_k (control, then transport), so test t_k."),
         Mistake("off by one (N+1 grid points)", lambda n, ts: [k / n < ts - 1e-9 for k in range(n + 1)],
                 "there are N steps, k = 0..N−1, not N+1 grid points."),
+    ],
+))
+
+
+# ================================================================== lesson 04.5 (full scale)
+from .full import clip_preprocess, diffusers_denoiser, pack_latents  # noqa: E402
+
+
+def _pack_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(20)
+    return [Case((torch.randn(2, 4, 4, 6, generator=g),), label="(2, 4, 4, 6)"),
+            Case((torch.randn(1, 16, 8, 8, generator=g),), label="FLUX-like 16 channels"),
+            Case((torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4),), label="a ramp: order matters")]
+
+
+register(Exercise(
+    id="04.5.2",
+    title="FLUX's 2×2 latent packing (B, C, H, W) → (B, HW/4, 4C)",
+    reference=pack_latents,
+    cases=_pack_cases,
+    difficulty=2, importance=2, minutes=10,
+    mistakes=[
+        Mistake("plain reshape, no permute", lambda x: x.reshape(x.shape[0], -1, x.shape[1] * 4),
+                "first split H and W into 2×2 patches (view (B, C, H/2, 2, W/2, 2)), then bring the patch grid forward with permute(0, 2, 4, 1, 3, 5)."),
+        Mistake("channels after the patch pixels", lambda x: x.reshape(x.shape[0], x.shape[1], x.shape[2] // 2, 2, x.shape[3] // 2, 2)
+                .permute(0, 2, 4, 3, 5, 1).reshape(x.shape[0], -1, x.shape[1] * 4),
+                "each token is ordered (channel, dy, dx): permute(0, 2, 4, 1, 3, 5), channel before the 2×2 offsets."),
+        Mistake("swapped the patch grid (W before H)", lambda x: x.reshape(x.shape[0], x.shape[1], x.shape[2] // 2, 2, x.shape[3] // 2, 2)
+                .permute(0, 4, 2, 1, 3, 5).reshape(x.shape[0], -1, x.shape[1] * 4),
+                "tokens run row-major over the patch grid: (H/2, W/2), matching img_ids [0, row, col]."),
+    ],
+))
+
+
+def _denoiser_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(21)
+    return [Case((torch.randn(3, 4, 2, 2, generator=g), torch.tensor([1.0, 0.5, 0.1]), torch.randn(3, 4, 2, 2, generator=g)), label="latents"),
+            Case((torch.randn(5, 7, generator=g), torch.rand(5, generator=g), torch.randn(5, 7, generator=g)), label="flat"),
+            Case((torch.randn(2, 3, generator=g), torch.zeros(2), torch.randn(2, 3, generator=g)), label="σ = 0 (data)")]
+
+
+register(Exercise(
+    id="04.5.1",
+    title="DPS's endpoint in diffusers' convention: x̂_0 = x − σ v_d",
+    reference=diffusers_denoiser,
+    cases=_denoiser_cases,
+    grad_wrt=(0, 2),
+    difficulty=1, importance=3, minutes=5,
+    mistakes=[
+        Mistake("sign error", lambda x, s, v: x + s.reshape(-1, *([1] * (x.dim() - 1))) * v,
+                "diffusers predicts v_d = noise − x_0 = dx/dσ; to reach σ = 0 step *against* it: x − σ v_d."),
+        Mistake("1 − σ instead of σ", lambda x, s, v: x - (1 - s).reshape(-1, *([1] * (x.dim() - 1))) * v,
+                "the remaining 'time' to the data in σ-units is σ itself (σ runs 1 → 0); 1 − σ is the paper's t."),
+        Mistake("forgot σ (a unit step)", lambda x, s, v: x - v,
+                "the jump to the data has length σ in σ-units: x − σ v_d, with σ reshaped to (B, 1, …, 1)."),
+    ],
+))
+
+
+def _prep_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(22)
+    return [Case((torch.rand(2, 3, 16, 16, generator=g), 32), label="upsample 16 → 32"),
+            Case((torch.rand(1, 3, 40, 24, generator=g), 8), label="downsample, non-square"),
+            Case((torch.rand(3, 3, 8, 8, generator=g), 8), label="same size")]
+
+
+def _prep_nearest(img, size):
+    img = torch.nn.functional.interpolate(img, size=(size, size), mode="nearest")
+    return clip_preprocess(img, img.shape[-1])
+
+
+register(Exercise(
+    id="04.5.3",
+    title="CLIP's preprocessing, differentiable (resize + normalise)",
+    reference=clip_preprocess,
+    cases=_prep_cases,
+    grad_wrt=(0,),
+    difficulty=1, importance=2, minutes=8,
+    mistakes=[
+        Mistake("no normalisation", lambda img, size: torch.nn.functional.interpolate(img, size=(size, size), mode="bilinear", align_corners=False),
+                "CLIP expects (img − mean)/std with its own per-channel mean and std."),
+        Mistake("mean and std swapped", lambda img, size: (torch.nn.functional.interpolate(img, size=(size, size), mode="bilinear", align_corners=False)
+                - torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)) / torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1),
+                "subtract the mean (≈0.48, 0.46, 0.41), divide by the std (≈0.27, 0.26, 0.28)."),
+        Mistake("nearest-neighbour resize", _prep_nearest,
+                "use bilinear resizing: nearest-neighbour is piecewise constant, so its gradient is mostly zero."),
+        Mistake("images in [−1, 1] assumed", lambda img, size: clip_preprocess(img * 2 - 1, size),
+                "the decoder returns images in [0, 1]; CLIP's mean/std are for that range."),
+    ],
+))
+
+
+# ================================================================== lesson 04.4 (images)
+from .guidance import matched_steps  # noqa: E402
+from .images import DigitClassifier, classifier_log_prob  # noqa: E402
+from .metrics import energy_distance  # noqa: E402
+
+
+@lru_cache(maxsize=None)
+def _clf(seed: int = 0) -> DigitClassifier:
+    torch.manual_seed(seed)
+    return DigitClassifier(width=8).double().eval().requires_grad_(False)
+
+
+def _clf_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(30)
+    return [Case((_clf(0), torch.randn(4, 64, generator=g, dtype=torch.float64), 3), label="target 3"),
+            Case((_clf(1), torch.randn(6, 64, generator=g, dtype=torch.float64) * 3, 0), label="target 0, large inputs"),
+            Case((_clf(2), torch.randn(1, 64, generator=g, dtype=torch.float64), 9), label="one image, target 9")]
+
+
+register(Exercise(
+    id="04.4.1",
+    title="the classifier reward r(x) = log p(y = target | x)",
+    reference=classifier_log_prob,
+    cases=_clf_cases,
+    grad_wrt=(1,),
+    difficulty=1, importance=3, minutes=5,
+    mistakes=[
+        Mistake("probability, not log-probability", lambda c, x, t: torch.softmax(c(x.reshape(-1, 1, 8, 8)), -1)[:, t],
+                "use log_softmax: the probability's gradient vanishes where p is small, exactly where guidance must push."),
+        Mistake("raw logit", lambda c, x, t: c(x.reshape(-1, 1, 8, 8))[:, t],
+                "a raw logit ignores the other classes: normalise with log_softmax over the 10 classes."),
+        Mistake("normalised over the batch", lambda c, x, t: torch.log_softmax(c(x.reshape(-1, 1, 8, 8)), 0)[:, t],
+                "log_softmax over the class axis (dim=-1), not over the images in the batch."),
+    ],
+))
+
+
+def _budget_cases() -> list[Case]:
+    return [Case(("dps", 12), label="DPS, 12 NFE"), Case(("fmrg_j", 24), label="FMRG-J, 24 NFE"),
+            Case(("fmrg_e", 12), label="FMRG-E, 12 NFE"), Case(("best_of_n", 24), label="best-of-N, 24 NFE"),
+            Case(("fmrg_j", 12, 2), label="FMRG-J with a 2-NFE teacher map"), Case(("flowchef", 24), label="FlowChef")]
+
+
+def _budget_no_vjp(method, budget, k=1, base_steps=4):
+    per = {"dps": 2, "fmrg_j": 2, "flowchef": 2, "fmrg_e": 2, "best_of_n": base_steps, "unguided": 1}
+    kk = 1 if method in ("dps", "flowchef") else k
+    return budget // (per[method] * kk)
+
+
+def _budget_no_k(method, budget, k=1, base_steps=4):
+    return matched_steps(method, budget, 1, base_steps)
+
+
+def _budget_bon_steps(method, budget, k=1, base_steps=4):
+    return budget if method == "best_of_n" else matched_steps(method, budget, k, base_steps)
+
+
+register(Exercise(
+    id="04.4.2",
+    title="matched NFE: steps (or particles) that spend a budget exactly",
+    reference=matched_steps,
+    cases=_budget_cases,
+    difficulty=1, importance=3, minutes=8,
+    mistakes=[
+        Mistake("VJPs not counted", _budget_no_vjp,
+                "DPS and FMRG-J pay a vector–Jacobian product per step (≈ one more network call): 3 per step, not 2."),
+        Mistake("map cost ignored", _budget_no_k,
+                "a teacher flow map with k sub-steps costs k NFE per call: divide by k for the map-based methods."),
+        Mistake("best-of-N counts samples, not NFE", _budget_bon_steps,
+                "each best-of-N particle is a full unguided sample of base_steps NFE: n = budget / base_steps."),
+    ],
+))
+
+
+def _ed_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(31)
+    return [Case((torch.randn(20, 2, generator=g, dtype=torch.float64), torch.randn(30, 2, generator=g, dtype=torch.float64) + 1), label="shifted"),
+            Case((torch.randn(15, 64, generator=g, dtype=torch.float64), torch.randn(15, 64, generator=g, dtype=torch.float64) * 2), label="64-D, scaled"),
+            Case((torch.randn(10, 3, generator=g, dtype=torch.float64),) * 2, label="identical sets → 0")]
+
+
+def _ed_sq(x, y):
+    d = lambda a, b: torch.cdist(a, b) ** 2  # noqa: E731
+    return float(2 * d(x, y).mean() - d(x, x).mean() - d(y, y).mean())
+
+
+register(Exercise(
+    id="04.4.3",
+    title="the energy distance between two sample sets",
+    reference=energy_distance,
+    cases=_ed_cases,
+    difficulty=1, importance=2, minutes=8,
+    mistakes=[
+        Mistake("squared distances", _ed_sq,
+                "use plain Euclidean distances ‖x − y‖; with squares the statistic only compares means."),
+        Mistake("no factor 2", lambda x, y: float(torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean()),
+                "ED = 2E‖X − Y‖ − E‖X − X'‖ − E‖Y − Y'‖: the cross term counts twice."),
+        Mistake("forgot a self term", lambda x, y: float(2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean()),
+                "subtract both within-set terms, E‖X − X'‖ and E‖Y − Y'‖, so ED(P, P) = 0."),
     ],
 ))

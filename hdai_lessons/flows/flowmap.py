@@ -66,7 +66,7 @@ def teacher_trajectories(v: VelocityField, x0: torch.Tensor, grid_steps: int = 6
     Cost: N·(1 or 2) + (N + 1) velocity evaluations, once.
     """
     path = integrate(v, x0, 0.0, 1.0, grid_steps, method, return_path=True)  # (N+1, B, D)
-    ts = torch.linspace(0.0, 1.0, grid_steps + 1, dtype=x0.dtype)
+    ts = torch.linspace(0.0, 1.0, grid_steps + 1, dtype=x0.dtype, device=x0.device)
     vel = torch.stack([v(path[k], as_time(float(ts[k]), x0)) for k in range(grid_steps + 1)])  # (N+1, B, D)
     return ts, path, vel
 
@@ -119,17 +119,21 @@ def distill_flow_map(student: FlowMapMLP, v: VelocityField, cfg: DistillConfig =
     2. Each step: grid pairs (i ≤ j) from ``sample_grid_pairs``, target ``distillation_target``,
        loss = mean ‖v_φ(x_{t_i}, t_i, t_j) − target‖² (summed over D, averaged over the batch).
 
-    Returns the loss per step. The student is trained in place.
+    Returns the loss per step. The student is trained in place, on its own device; the bank is
+    computed on the teacher's device and moved (teacher and student may live on different devices).
     """
     dim = student.dim
+    dev = next(student.parameters()).device
+    v_params = list(v.parameters()) if isinstance(v, nn.Module) else []
+    v_dev = v_params[0].device if v_params else torch.device("cpu")
     x0 = torch.randn(cfg.n_traj, dim, generator=generator)
-    ts, path, vel = teacher_trajectories(v, x0, cfg.grid_steps)
+    ts, path, vel = (a.to(dev) for a in teacher_trajectories(v, x0.to(v_dev), cfg.grid_steps))  # bank on the teacher's device
     opt = torch.optim.Adam(student.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.steps, 1))
     losses = []
     for _ in progress(range(cfg.steps), desc=desc):
-        idx = torch.randint(0, cfg.n_traj, (cfg.batch,), generator=generator)
-        i, j = sample_grid_pairs(cfg.batch, cfg.grid_steps, generator)
+        idx = torch.randint(0, cfg.n_traj, (cfg.batch,), generator=generator).to(dev)
+        i, j = (a.to(dev) for a in sample_grid_pairs(cfg.batch, cfg.grid_steps, generator))
         xs, xt, v_s = path[i, idx], path[j, idx], vel[i, idx]  # (batch, D)
         s, t = ts[i], ts[j]
         target = distillation_target(xs, xt, s, t, v_s)
@@ -140,3 +144,18 @@ def distill_flow_map(student: FlowMapMLP, v: VelocityField, cfg: DistillConfig =
         sched.step()
         losses.append(loss.item())
     return losses
+
+
+def endpoint_jacobian_norm(X, x: torch.Tensor, t: float, end: float = 1.0) -> torch.Tensor:
+    """Spectral norm of the endpoint map's Jacobian, ‖∂X_{t,1}(x)/∂x‖₂, per point: ``(B, D) -> (B,)``.
+
+    FMRG-J's control is λ (∂X_{t,1}/∂x)ᵀ ∇r(X_{t,1}(x)); this norm bounds how much the Jacobian can
+    amplify the reward gradient. Between modes, where the flow splits, it is large.
+    Uses ``torch.func.jacrev`` per point (``vmap``): D backward passes' worth per point.
+    """
+    def single(z: torch.Tensor) -> torch.Tensor:  # (D,) -> (D,)
+        return X(z[None], t, end)[0]
+
+    with torch.enable_grad():
+        J = torch.func.vmap(torch.func.jacrev(single))(x)  # (B, D, D)
+    return torch.linalg.matrix_norm(J.detach(), ord=2)

@@ -31,7 +31,6 @@ A call of a ``TeacherFlowMap`` counts its ``nfe_per_call`` velocity evaluations.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -392,3 +391,41 @@ def format_table(summary: dict, keys: "tuple[str, ...]" = ("reward", "log_densit
             cells.append(f"{m:>11.{digits}g} ± {s:<6.2g}" if s > 0 else f"{m:>11.{digits}g}         ")
         lines.append(f"{label:22s}" + "".join(f"{c:>20s}" for c in cells))
     return "\n".join(lines)
+
+
+def run_specs(specs: list, reward: Reward, velocity, seeds: "list[int]", n: int, dim: int,
+              metrics: "dict[str, Callable[[torch.Tensor], float]] | None" = None) -> tuple[list, dict]:
+    """Run each ``(label, method, cfg, flow_map)`` on the same noise ``(n, dim)`` per seed.
+
+    Returns (rows, samples): rows ``{"label", "method", "seed", "reward", "nfe", "nfe_forward",
+    "nfe_vjp", **metrics}``; ``samples[label]`` = the first seed's ``(n, dim)`` samples (for grids).
+    """
+    rows, samples = [], {}
+    for seed in seeds:
+        x0 = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+        for label, method, cfg, X in specs:
+            res = guide(method, reward, x0, cfg, velocity=velocity, flow_map=X,
+                        generator=torch.Generator().manual_seed(10_000 + seed))
+            with torch.no_grad():
+                row = {"label": label, "method": method, "seed": seed, "reward": float(reward(res.samples).mean()),
+                       "nfe": res.nfe, "nfe_forward": res.nfe_forward, "nfe_vjp": res.nfe_vjp}
+                row.update({k: float(fn(res.samples)) for k, fn in (metrics or {}).items()})
+            rows.append(row)
+            samples.setdefault(label, res.samples)
+    return rows, samples
+
+
+def matched_steps(method: str, budget: int, nfe_per_map_call: int = 1, base_steps: int = 4) -> int:
+    """Grid steps N (or particles, for best-of-N) that spend exactly ``budget`` NFE (forward + VJP) per sample.
+
+    DPS and FMRG-J: 2 forwards (endpoint + step) + 1 VJP per step, times the map's cost → budget/(3k).
+    FlowChef and FMRG-E: 2 forwards per step → budget/(2k). Best-of-N: budget/(base_steps·k) particles.
+    Raises if the budget is not divisible (so comparisons stay exactly matched).
+    """
+    per = {"dps": 3, "fmrg_j": 3, "flowchef": 2, "fmrg_e": 2, "best_of_n": base_steps, "unguided": 1}
+    if method not in per:
+        raise ValueError(f"no NFE rule for {method!r}")
+    k = 1 if method in ("dps", "flowchef") else nfe_per_map_call
+    if budget % (per[method] * k):
+        raise ValueError(f"budget {budget} is not a multiple of {per[method] * k} for {method}")
+    return budget // (per[method] * k)

@@ -8,7 +8,8 @@ Files in ``data/flows/`` (listed in ``data/flows/manifest.json``, rebuilt with
 - ``flows-2d-flowmap``: ``FlowMapMLP`` distilled from that velocity field's 64-step Euler teacher
   (``build_flowmap_checkpoint``).
 
-Each file is a safetensors state dict with the model config and the data-set spec in its metadata.
+Each file is a safetensors state dict; its metadata key ``"hdai"`` holds JSON with the model config,
+the data-set spec, the seed and the final training loss.
 """
 from __future__ import annotations
 
@@ -42,21 +43,23 @@ def toy_dataset(spec: "dict | None" = None) -> GaussianMixture:
 
 
 def _save(model: torch.nn.Module, out_path: Path, kind: str, seed: int, extra: "dict | None" = None) -> None:
-    meta = {"kind": kind, "config": json.dumps(model.config()), "data": json.dumps(DATA_SPEC), "seed": str(seed)}
-    meta.update(extra or {})
+    meta = {"kind": kind, "config": model.config(), "data": DATA_SPEC, "seed": seed, **(extra or {})}
     sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(sd, str(out_path), metadata=meta)
+    # one metadata key holding sorted JSON: safetensors writes several keys in a random order,
+    # which would change the file's checksum from one rebuild to the next
+    save_file(sd, str(out_path), metadata={"hdai": json.dumps(meta, sort_keys=True)})
 
 
 def _load(path: Path, cls, kind: str):
     with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+        raw = (f.metadata() or {}).get("hdai")
+    meta = json.loads(raw) if raw else {}
     if meta.get("kind") != kind:
-        raise ValueError(f"{path} holds {meta.get('kind')!r}, expected {kind!r}")
-    model = cls(**json.loads(meta["config"]))
+        raise ValueError(f"{path} holds {meta.get('kind')!r}, expected a {kind!r} checkpoint written by this module")
+    model = cls(**meta["config"])
     model.load_state_dict(load_file(str(path)))
     model.eval().requires_grad_(False)
-    return model, json.loads(meta["data"])
+    return model, meta["data"]
 
 
 def build_velocity_checkpoint(out_path: Path, seed: int) -> None:

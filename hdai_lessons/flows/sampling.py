@@ -157,3 +157,30 @@ def sample(
     if x0 is None:
         x0 = torch.randn(shape, generator=generator)
     return integrate(v, x0, 0.0, 1.0, steps, method)
+
+
+def nfe_quality_sweep(v: VelocityField, x0: torch.Tensor, reference: torch.Tensor, nfes: "list[int]", log_prob=None, methods: "tuple[str, ...]" = METHODS) -> dict:
+    """Sample quality against the NFE budget, for each ODE method.
+
+    For every method and budget ``nfe`` (skipped when not a multiple of the method's evaluations per
+    step) integrate 0 → 1 from the shared noise ``x0 (B, D)`` and measure the energy distance to
+    ``reference (M, D)`` data and, if ``log_prob`` is given, the mean data log-density of the samples.
+    The NFE is counted by an ``NFECounter``, not assumed. Returns
+    ``{method: {"nfe": [...], "energy": [...], "logp": [...]}}``.
+    """
+    from .data2d import energy_distance
+
+    out: dict = {}
+    for m in methods:
+        rows = {"nfe": [], "energy": [], "logp": []}
+        for nfe in nfes:
+            if nfe % EVALS_PER_STEP[m]:
+                continue
+            counter = NFECounter(v)
+            with torch.no_grad():
+                x = integrate(counter, x0, 0.0, 1.0, nfe // EVALS_PER_STEP[m], m)
+                rows["logp"].append(float(log_prob(x).mean()) if log_prob is not None else float("nan"))
+            rows["nfe"].append(counter.forward_calls)
+            rows["energy"].append(energy_distance(x, reference))
+        out[m] = rows
+    return out

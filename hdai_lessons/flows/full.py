@@ -1,0 +1,507 @@
+"""Guidance on a real diffusers flow model: FLUX.1-schnell or SD3.5 at full scale, tiny configs in CI.
+
+FMRG's methods (``guidance.guide``) work on flat ``(B, D)`` states and need two callables: a velocity
+``b(x, t)`` and a flow map ``X(x, s, t)``, in the paper's convention (t = 0 noise, t = 1 data). This
+module adapts a diffusers flow transformer to that interface, so the *same* ``guide`` runs on image
+latents:
+
+- diffusers runs σ from 1 (noise) to 0 (data) and the transformer predicts v_d = noise − x_0 = dx/dσ
+  (``FlowMatchEulerDiscreteScheduler``). With t = 1 − σ, the paper's velocity is b_t(x) = −v_d(x, σ),
+  and DPS's denoiser x + (1 − t) b_t(x) is diffusers' x̂_0 = x − σ v_d.
+- ``DiffusersVelocity`` wraps ``SD3Transformer2DModel`` (latents ``(B, C, H, W)``, timestep = 1000σ)
+  or ``FluxTransformer2DModel`` (2×2-packed tokens ``(B, HW/4, 4C)``, timestep = σ, ``img_ids``
+  [0, row, col], ``txt_ids`` zeros) around fixed prompt embeddings.
+- Flow maps: ``OneStepFlowMap`` X_{s,t}(x) = x + (t − s) b_s(x) — exact for a perfectly straight
+  flow and the approximation a timestep-distilled model such as FLUX.1-schnell is trained for
+  (FMRG digest, "Ungated alternatives"); or ``flowmap.TeacherFlowMap(b, k)`` (k Euler sub-steps, k NFE).
+- ``LatentDecoder`` maps latents to images in [0, 1] through the VAE (``(z / scaling) + shift``);
+  ``CLIPReward`` scores decoded images by cosine similarity with a text prompt's CLIP embedding —
+  a differentiable reward, so ∇_x r flows through decoder and (for J / DPS) the transformer.
+
+``build_tiny`` builds every piece from tiny random configs in memory (CI; no network);
+``load_full`` loads the real pipeline and CLIP from the local Hugging Face cache
+(``hdai-lessons fetch 04.5`` downloads them) and raises ``MissingAssetError`` offline.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+KINDS = ("sd3", "flux")
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+# ------------------------------------------------------------------------------ packing (FLUX)
+def pack_latents(lat: torch.Tensor) -> torch.Tensor:
+    """FLUX's 2×2 packing: (B, C, H, W) → (B, (H/2)(W/2), 4C) (as ``FluxPipeline._pack_latents``)."""
+    b, c, h, w = lat.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"FLUX latents need even height and width, got {(h, w)}")
+    x = lat.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)  # (B, H/2, W/2, C, 2, 2)
+    return x.reshape(b, (h // 2) * (w // 2), c * 4)
+
+
+def unpack_latents(tok: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Inverse of ``pack_latents``: (B, (H/2)(W/2), 4C) → (B, C, H, W)."""
+    b, n, d = tok.shape
+    x = tok.reshape(b, h // 2, w // 2, d // 4, 2, 2).permute(0, 3, 1, 4, 2, 5)  # (B, C, H/2, 2, W/2, 2)
+    return x.reshape(b, d // 4, h, w)
+
+
+def latent_image_ids(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """FLUX positional ids of the packed tokens: ((H/2)(W/2), 3) rows [0, row, col]."""
+    ids = torch.zeros(h // 2, w // 2, 3)
+    ids[..., 1] = torch.arange(h // 2)[:, None]
+    ids[..., 2] = torch.arange(w // 2)[None, :]
+    return ids.reshape(-1, 3).to(device=device, dtype=dtype)
+
+
+# ------------------------------------------------------------------------------ the velocity
+@dataclass
+class PromptEmbeddings:
+    """Text conditioning for one prompt (batch 1, expanded to B inside the velocity).
+
+    prompt_embeds: (1, T, joint_attention_dim); pooled: (1, pooled_projection_dim);
+    text_ids: (T, 3) for FLUX (zeros), unused for SD3.
+    """
+
+    prompt_embeds: torch.Tensor
+    pooled: torch.Tensor
+    text_ids: "torch.Tensor | None" = None
+
+
+class DiffusersVelocity(nn.Module):
+    """The paper-convention velocity b_t(x) = −v_d(x, σ = 1 − t) of a diffusers flow transformer.
+
+    ``forward(x (B, D), t (B,)) -> (B, D)`` with D = C·H·W of ``latent_shape``; differentiable in x.
+    The transformer runs in its own dtype (bf16 at full scale); x and the output stay float32.
+    """
+
+    def __init__(self, transformer: nn.Module, kind: str, latent_shape: "tuple[int, int, int]",
+                 cond: PromptEmbeddings, guidance_scale: "float | None" = None):
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        self.transformer, self.kind, self.latent_shape, self.cond = transformer, kind, tuple(latent_shape), cond
+        self.guidance_scale = guidance_scale
+        self.dim = latent_shape[0] * latent_shape[1] * latent_shape[2]
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return next(self.transformer.parameters()).dtype
+
+    def velocity_diffusers(self, lat: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The transformer's own prediction v_d = dx/dσ: lat (B, C, H, W), σ (B,) → (B, C, H, W).
+
+        Runs on the transformer's device and dtype; the result comes back float32 on ``lat``'s device
+        (so guidance can keep its small states on the CPU while the model sits on a GPU).
+        """
+        b = lat.shape[0]
+        p = next(self.transformer.parameters())
+        dev, dt = p.device, p.dtype
+        enc = self.cond.prompt_embeds.to(dev, dt).expand(b, -1, -1)   # (B, T, J)
+        pooled = self.cond.pooled.to(dev, dt).expand(b, -1)           # (B, P)
+        sig = sigma.to(dev)
+        if self.kind == "sd3":
+            out = self.transformer(hidden_states=lat.to(dev, dt), encoder_hidden_states=enc, pooled_projections=pooled,
+                                   timestep=(sig * 1000).to(dt), return_dict=False)[0]
+            return out.float().to(lat.device)
+        _, c, h, w = lat.shape
+        guidance = None
+        if getattr(self.transformer.config, "guidance_embeds", False):
+            guidance = torch.full((b,), float(self.guidance_scale or 3.5), device=dev, dtype=dt)
+        txt_ids = self.cond.text_ids if self.cond.text_ids is not None else torch.zeros(enc.shape[1], 3)
+        out = self.transformer(hidden_states=pack_latents(lat).to(dev, dt), encoder_hidden_states=enc,
+                               pooled_projections=pooled, timestep=sig.to(dt), guidance=guidance,
+                               img_ids=latent_image_ids(h, w, dev, dt), txt_ids=txt_ids.to(dev, dt),
+                               return_dict=False)[0]
+        return unpack_latents(out.float().to(lat.device), h, w)
+
+    def forward(self, x: torch.Tensor, t: "float | torch.Tensor") -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"expected flat latents (B, {self.dim}) for latent shape {self.latent_shape}, got {tuple(x.shape)}")
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
+        lat = x.reshape(x.shape[0], *self.latent_shape)              # (B, C, H, W)
+        return -self.velocity_diffusers(lat, 1.0 - t).reshape(x.shape[0], -1)  # b_t = −v_d, (B, D)
+
+
+class OneStepFlowMap(nn.Module):
+    """X_{s,t}(x) = x + (t − s) b_s(x): the one-jump flow map of a (nearly) straight flow. 1 NFE per call.
+
+    For s → 1 it is DPS's denoiser, so FMRG with this map differs from DPS only in its base dynamics
+    (jumps vs Euler steps); a better map (``TeacherFlowMap`` or a distilled flow-map model) separates them.
+    """
+
+    nfe_per_call = 1
+
+    def __init__(self, velocity: Callable):
+        super().__init__()
+        self.velocity = velocity
+        self.dim = getattr(velocity, "dim", None)
+
+    def forward(self, x: torch.Tensor, s: "float | torch.Tensor", t: "float | torch.Tensor") -> torch.Tensor:
+        s_ = torch.as_tensor(s, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
+        t_ = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
+        return x + (t_ - s_)[:, None] * self.velocity(x, s_)
+
+
+# ------------------------------------------------------------------------------ decoder and reward
+class LatentDecoder(nn.Module):
+    """Flat latents (B, D) → images (B, 3, H, W) in [0, 1] through a diffusers ``AutoencoderKL``.
+
+    z_vae = z / scaling_factor + shift_factor (the pipelines' convention); with ``vae=None`` the
+    latents *are* the pixels (in [−1, 1]), as in the toy.
+    """
+
+    def __init__(self, vae: "nn.Module | None", latent_shape: "tuple[int, int, int]"):
+        super().__init__()
+        self.vae, self.latent_shape = vae, tuple(latent_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lat = x.reshape(x.shape[0], *self.latent_shape)  # (B, C, h, w)
+        if self.vae is None:
+            img = lat
+        else:
+            cfg = self.vae.config
+            p = next(self.vae.parameters())
+            z = lat / cfg.scaling_factor + (getattr(cfg, "shift_factor", None) or 0.0)
+            img = self.vae.decode(z.to(p.device, p.dtype), return_dict=False)[0].float()  # on the VAE's device
+        if img.shape[1] == 1:
+            img = img.expand(-1, 3, -1, -1)
+        return ((img + 1) / 2).clamp(0, 1)
+
+
+def clip_preprocess(img: torch.Tensor, size: int) -> torch.Tensor:
+    """CLIP's preprocessing, differentiable: bilinear resize to ``size``², then (img − mean)/std per channel.
+
+    img: (B, 3, H, W) in [0, 1] → (B, 3, size, size). (CLIP's own processor uses PIL: no gradients.)
+    """
+    img = nn.functional.interpolate(img, size=(size, size), mode="bilinear", align_corners=False)
+    mean = torch.tensor(CLIP_MEAN, device=img.device, dtype=img.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=img.device, dtype=img.dtype).view(1, 3, 1, 1)
+    return (img - mean) / std
+
+
+def diffusers_denoiser(x: torch.Tensor, sigma: torch.Tensor, v_d: torch.Tensor) -> torch.Tensor:
+    """DPS's endpoint in diffusers' convention: x̂_0 = x − σ·v_d (= x + (1 − t) b_t(x) with t = 1 − σ).
+
+    x, v_d: (B, ...) ; sigma: (B,) → (B, ...).
+    """
+    return x - sigma.reshape(-1, *([1] * (x.dim() - 1))) * v_d
+
+
+class CLIPReward:
+    """r(x) = scale · cos(CLIP_image(decode(x)), text_features): (B, D) → (B,), differentiable in x.
+
+    Preprocessing is CLIP's, written with differentiable ops: bilinear resize to the vision model's
+    image size, then normalisation by CLIP's mean/std (no PIL, so gradients pass).
+    """
+
+    def __init__(self, clip_model: nn.Module, text_features: torch.Tensor, decoder: Callable, scale: float = 100.0):
+        self.clip = clip_model.eval().requires_grad_(False)
+        self.text = nn.functional.normalize(text_features.detach().float().reshape(1, -1), dim=-1)  # (1, E)
+        self.decoder, self.scale = decoder, float(scale)
+        self.size = int(clip_model.config.vision_config.image_size)
+
+    def image_features(self, img: torch.Tensor) -> torch.Tensor:
+        """img (B, 3, H, W) in [0, 1] → normalised CLIP embeddings (B, E)."""
+        dt = next(self.clip.parameters()).dtype
+        out = self.clip.get_image_features(pixel_values=clip_preprocess(img, self.size).to(dt))
+        feats = out if torch.is_tensor(out) else out.pooler_output
+        return nn.functional.normalize(feats.float(), dim=-1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, D) flat latents → (B,) on x's device."""
+        img = self.decoder(x).to(next(self.clip.parameters()).device)
+        feats = self.image_features(img)                                   # (B, E)
+        return (self.scale * (feats @ self.text.to(feats.device).T)[:, 0]).to(x.device)
+
+
+def clip_text_features(clip_model: nn.Module, tokenizer, prompt: str) -> torch.Tensor:
+    """CLIP text embedding of ``prompt``: (1, E)."""
+    ids = tokenizer([prompt], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = clip_model.get_text_features(**{k: v.to(clip_model.device) for k, v in ids.items()})
+    return out if torch.is_tensor(out) else out.pooler_output
+
+
+# ------------------------------------------------------------------------------ setups
+@dataclass
+class FlowSetup:
+    """Everything ``guide`` needs for one prompt on a latent flow model."""
+
+    velocity: DiffusersVelocity
+    flow_map: nn.Module
+    reward: Callable
+    decode: LatentDecoder
+    latent_shape: tuple
+    kind: str
+
+    @property
+    def dim(self) -> int:
+        return self.velocity.dim
+
+    @property
+    def vae_is_none(self) -> bool:
+        """True when the latents are the pixels (the toy rung)."""
+        return self.decode.vae is None
+
+
+def tiny_transformer(kind: str, seed: int = 0) -> nn.Module:
+    """A tiny randomly initialised ``SD3Transformer2DModel`` / ``FluxTransformer2DModel`` (CI configs)."""
+    from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
+
+    torch.manual_seed(seed)
+    if kind == "sd3":
+        return SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=4, out_channels=4, num_layers=2,
+                                     attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                     caption_projection_dim=32, pooled_projection_dim=32, pos_embed_max_size=16)
+    if kind == "flux":
+        return FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+                                      attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                      pooled_projection_dim=32, guidance_embeds=False, axes_dims_rope=(4, 6, 6))
+    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def tiny_vae(latent_channels: int = 4, seed: int = 0) -> nn.Module:
+    """A tiny randomly initialised ``AutoencoderKL`` (one down block: 2× spatial compression)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+                         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(8, 16),
+                         layers_per_block=1, latent_channels=latent_channels, norm_num_groups=4, sample_size=16)
+
+
+def tiny_clip(seed: int = 0, image_size: int = 32) -> nn.Module:
+    """A tiny randomly initialised ``CLIPModel`` (vision + text towers) built in memory."""
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(seed)
+    cfg = CLIPConfig(text_config=dict(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                      num_attention_heads=4, max_position_embeddings=32,
+                                      bos_token_id=0, eos_token_id=1, pad_token_id=1),
+                     vision_config=dict(image_size=image_size, patch_size=8, hidden_size=32, intermediate_size=37,
+                                        num_hidden_layers=2, num_attention_heads=4),
+                     projection_dim=16)
+    return CLIPModel(cfg).eval()
+
+
+def build_tiny(kind: str = "sd3", seed: int = 0, flow_map: str = "one_step", teacher_substeps: int = 4) -> FlowSetup:
+    """Tiny random transformer + VAE + CLIP, wired exactly as ``load_full`` wires the real ones.
+
+    Latents are (4, 8, 8) for both (FLUX packs them into 16 tokens of 16 channels); the VAE decodes to 16×16 images.
+    ``flow_map``: "one_step" (``OneStepFlowMap``) or "teacher" (``TeacherFlowMap``, ``teacher_substeps``).
+    """
+    from .flowmap import TeacherFlowMap
+
+    g = torch.Generator().manual_seed(seed)
+    tr = tiny_transformer(kind, seed)
+    c = 4  # SD3: in_channels 4; FLUX: in_channels 16 = 4 latent channels × 2×2 packing
+    shape = (c, 8, 8)
+    cond = PromptEmbeddings(torch.randn(1, 6, 32, generator=g), torch.randn(1, 32, generator=g),
+                            torch.zeros(6, 3) if kind == "flux" else None)
+    vel = DiffusersVelocity(tr.eval().requires_grad_(False), kind, shape, cond)
+    dec = LatentDecoder(tiny_vae(c, seed).eval().requires_grad_(False), shape)
+    clip = tiny_clip(seed)
+    reward = CLIPReward(clip, torch.randn(1, clip.config.projection_dim, generator=g), dec)
+    X = OneStepFlowMap(vel) if flow_map == "one_step" else TeacherFlowMap(vel, teacher_substeps)
+    return FlowSetup(vel, X, reward, dec, shape, kind)
+
+
+@dataclass(frozen=True)
+class FullModel:
+    """A full-scale model choice: the hub repo, its kind, latent channels and the VAE's downsampling."""
+
+    repo_id: str
+    kind: str
+    latent_channels: int
+    vae_scale: int = 8
+
+
+FULL_MODELS = {
+    "flux-schnell": FullModel("black-forest-labs/FLUX.1-schnell", "flux", 16),
+    "sd3.5-medium": FullModel("stabilityai/stable-diffusion-3.5-medium", "sd3", 16),
+}
+CLIP_REPO = "openai/clip-vit-large-patch14"
+
+
+def load_full(model: str = "flux-schnell", prompt: str = "a photo of a cat", reward_prompt: str = "a watercolor painting",
+              height: int = 512, width: int = 512, device: "str | torch.device" = "cuda",
+              dtype: torch.dtype = torch.bfloat16, flow_map: str = "one_step", teacher_substeps: int = 4,
+              lesson_id: str = "04.5") -> FlowSetup:
+    """Load a real diffusers flow pipeline and CLIP from the local cache and wire them for ``guide``.
+
+    Raises ``hdai_lessons.assets.MissingAssetError`` naming ``hdai-lessons fetch 04.5`` when the
+    weights are not downloaded. The text encoders run once (prompt embeddings), then are freed.
+    """
+    from transformers import CLIPModel, CLIPTokenizer
+
+    from ..assets import Asset, require
+    from .flowmap import TeacherFlowMap
+
+    if model not in FULL_MODELS:
+        raise ValueError(f"model must be one of {sorted(FULL_MODELS)}, got {model!r}")
+    spec = FULL_MODELS[model]
+    pipe_dir = require(Asset("model", spec.repo_id), lesson_id)
+    clip_dir = require(Asset("model", CLIP_REPO), lesson_id)
+    if spec.kind == "flux":
+        from diffusers import FluxPipeline
+
+        pipe = FluxPipeline.from_pretrained(pipe_dir, torch_dtype=dtype).to(device)
+        with torch.no_grad():
+            pe, pooled, text_ids = pipe.encode_prompt(prompt=prompt, prompt_2=None, device=device, num_images_per_prompt=1,
+                                                      max_sequence_length=256)
+        cond = PromptEmbeddings(pe, pooled, text_ids)
+    else:
+        from diffusers import StableDiffusion3Pipeline
+
+        pipe = StableDiffusion3Pipeline.from_pretrained(pipe_dir, torch_dtype=dtype).to(device)
+        with torch.no_grad():
+            pe, _, pooled, _ = pipe.encode_prompt(prompt=prompt, prompt_2=None, prompt_3=None, device=device,
+                                                  num_images_per_prompt=1, do_classifier_free_guidance=False)
+        cond = PromptEmbeddings(pe, pooled)
+    for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+        if getattr(pipe, name, None) is not None:
+            setattr(pipe, name, None)  # free memory: prompts are encoded
+    shape = (spec.latent_channels, height // spec.vae_scale, width // spec.vae_scale)
+    vel = DiffusersVelocity(pipe.transformer.requires_grad_(False), spec.kind, shape, cond)
+    dec = LatentDecoder(pipe.vae.requires_grad_(False), shape)
+    clip = CLIPModel.from_pretrained(clip_dir, dtype=dtype).to(device)
+    tok = CLIPTokenizer.from_pretrained(clip_dir)
+    reward = CLIPReward(clip, clip_text_features(clip, tok, reward_prompt), dec)
+    X = OneStepFlowMap(vel) if flow_map == "one_step" else TeacherFlowMap(vel, teacher_substeps)
+    return FlowSetup(vel, X, reward, dec, shape, spec.kind)
+
+
+def euler_sample_scheduler(velocity: DiffusersVelocity, x0: torch.Tensor, steps: int) -> torch.Tensor:
+    """Unguided sampling with diffusers' own ``FlowMatchEulerDiscreteScheduler`` (shift 1), for parity tests.
+
+    x0: (B, D) noise → (B, D) latents. Equals ``guide("unguided", ...)`` with Euler steps on t = 1 − σ.
+    """
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+    sched.set_timesteps(sigmas=[1.0 - k / steps for k in range(steps)])
+    lat = x0.reshape(x0.shape[0], *velocity.latent_shape)
+    with torch.no_grad():
+        for t in sched.timesteps:
+            sigma = torch.full((x0.shape[0],), float(t) / 1000.0)
+            lat = sched.step(velocity.velocity_diffusers(lat, sigma), t, lat, return_dict=False)[0]
+    return lat.reshape(x0.shape[0], -1)
+
+
+# ------------------------------------------------------------------------------ the toy rung: SD3 on digits
+DIGITS_SD3 = "flows-digits-sd3"
+DIGITS_SHAPE = (1, 8, 8)
+
+
+def digits_sd3_transformer(seed: int = 0) -> nn.Module:
+    """The toy rung's model: a small ``SD3Transformer2DModel`` on 8×8 single-channel pixels (16 tokens)."""
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(seed)
+    return SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=1, out_channels=1, num_layers=2,
+                                 attention_head_dim=16, num_attention_heads=2, joint_attention_dim=16,
+                                 caption_projection_dim=32, pooled_projection_dim=16, pos_embed_max_size=8)
+
+
+def _null_cond() -> PromptEmbeddings:
+    """The unconditional model's fixed "prompt": zeros, one token (1, 1, 16) and pooled (1, 16)."""
+    return PromptEmbeddings(torch.zeros(1, 1, 16), torch.zeros(1, 16))
+
+
+def train_digits_sd3(steps: int = 2500, batch: int = 64, lr: float = 2e-3, seed: int = 0) -> tuple[nn.Module, list]:
+    """Rectified-flow training of ``digits_sd3_transformer`` in diffusers' convention.
+
+    x_σ = ``FlowMatchEulerDiscreteScheduler.scale_noise``-style σ·ε + (1 − σ)·x_0, target v_d = ε − x_0,
+    σ ~ logit-normal (SD3's training distribution). Returns (frozen model, losses).
+    """
+    from ..progress import progress
+    from .images import load_digits_tensor, split
+
+    g = torch.Generator().manual_seed(seed)
+    x, _ = load_digits_tensor()
+    tr, _ = split(len(x), seed=0)
+    data = x[tr].reshape(-1, *DIGITS_SHAPE)  # (N, 1, 8, 8) in [−1, 1]
+    model = digits_sd3_transformer(seed)
+    vel = DiffusersVelocity(model, "sd3", DIGITS_SHAPE, _null_cond())
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    losses = []
+    for _ in progress(range(steps), desc="SD3 on digits"):
+        x0 = data[torch.randint(0, len(data), (batch,), generator=g)]
+        eps = torch.randn(x0.shape, generator=g)
+        sigma = torch.sigmoid(torch.randn(batch, generator=g))
+        s4 = sigma.view(-1, 1, 1, 1)
+        loss = (vel.velocity_diffusers(s4 * eps + (1 - s4) * x0, sigma) - (eps - x0)).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+    return model.eval().requires_grad_(False), losses
+
+
+def build_digits_sd3_checkpoint(out_path, seed: int) -> None:
+    """Generator of ``flows-digits-sd3`` (``hdai-lessons data build flows-digits-sd3``)."""
+    from safetensors.torch import save_file
+
+    model, losses = train_digits_sd3(seed=seed)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out_path),
+              metadata={"kind": "digits_sd3", "final_loss": f"{sum(losses[-100:]) / 100:.4f}", "seed": str(seed)})
+
+
+def load_digits_setup(target: int = 3, flow_map: str = "teacher", teacher_substeps: int = 4) -> FlowSetup:
+    """The toy rung of lesson 04.5: the shipped SD3-on-digits model, pixels as latents, the shipped
+    digit classifier's log p(target | x) as the reward. Same ``FlowSetup`` as ``load_full``."""
+    from safetensors.torch import load_file
+
+    from ..data import data_path
+    from .flowmap import TeacherFlowMap
+    from .images import load_digit_classifier
+    from .rewards import ClassifierLogProb
+
+    model = digits_sd3_transformer(0)
+    model.load_state_dict(load_file(str(data_path(DIGITS_SD3))))
+    model.eval().requires_grad_(False)
+    vel = DiffusersVelocity(model, "sd3", DIGITS_SHAPE, _null_cond())
+    dec = LatentDecoder(None, DIGITS_SHAPE)
+    reward = ClassifierLogProb(load_digit_classifier(), target, flat_shape=DIGITS_SHAPE)
+    X = OneStepFlowMap(vel) if flow_map == "one_step" else TeacherFlowMap(vel, teacher_substeps)
+    return FlowSetup(vel, X, reward, dec, DIGITS_SHAPE, "sd3")
+
+
+# ------------------------------------------------------------------------------ matched-NFE comparison
+def matched_nfe_specs(setup: FlowSetup, lam: float, budget: int = 12, teacher_substeps: int = 2) -> list:
+    """(label, method, cfg, flow_map) at a total budget of ``budget`` NFE (forward + VJP) per sample.
+
+    DPS: N = budget/3 Euler steps (2N forwards + N VJPs). FMRG-J: the ``teacher_substeps``-step teacher
+    map, N = budget/(3k). FMRG-E: N = budget/(2k). Best-of-n: n = budget/4 samples of 4 Euler steps.
+    """
+    from .flowmap import TeacherFlowMap
+
+    k = teacher_substeps
+    if budget % 12:
+        raise ValueError(f"budget must be a multiple of 12 to match every method exactly, got {budget}")
+    one, teacher = OneStepFlowMap(setup.velocity), TeacherFlowMap(setup.velocity, k)
+    from .guidance import GuidanceConfig
+
+    return [
+        (f"best-of-{budget // 4}", "best_of_n", GuidanceConfig(steps=4, n_particles=budget // 4), one),
+        (f"DPS N={budget // 3}", "dps", GuidanceConfig(steps=budget // 3, lam=lam), one),
+        (f"FMRG-E N={budget // (2 * k)}", "fmrg_e", GuidanceConfig(steps=budget // (2 * k), lam=lam), teacher),
+        (f"FMRG-J N={budget // (3 * k)}", "fmrg_j", GuidanceConfig(steps=budget // (3 * k), lam=lam), teacher),
+    ]
+
+
+def run_matched(setup: FlowSetup, specs: list, seeds: "list[int]", n: int,
+                metrics: "dict[str, Callable[[torch.Tensor], float]] | None" = None) -> tuple[list, dict]:
+    """``guidance.run_specs`` on a ``FlowSetup``: (rows, first-seed samples per label)."""
+    from .guidance import run_specs
+
+    return run_specs(specs, setup.reward, setup.velocity, seeds, n, setup.dim, metrics)

@@ -1,0 +1,231 @@
+"""Images without a download: scikit-learn's 8×8 digits, a small classifier reward, a flow on pixels.
+
+- ``load_digits_tensor``: the 1797 bundled digits as ``(N, 64)`` in [−1, 1] with labels ``(N,)``.
+- ``DigitClassifier``: a small CNN ``(B, 1, 8, 8) -> (B, 10)`` logits; ``train_digit_classifier``
+  fits it in a couple of seconds (test accuracy ≈ 95 %); ``ClassifierLogProb(clf, target,
+  flat_shape=(1, 8, 8))`` turns it into the reward r(x) = log p(y = target | x) guidance ascends.
+  The classifier is trained on clean digits *plus Gaussian-noised copies* so its gradient stays
+  informative near (not only on) the data.
+- ``train_digit_flow``: a ``VelocityMLP`` on the 64 pixels by conditional flow matching, and a
+  distilled ``FlowMapMLP`` — the same code as the 2-D toy, on images (lesson 04.4).
+- ``image_grid``: tile ``(B, 64)`` or ``(B, C, H, W)`` images into one array for ``imshow``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..progress import progress
+
+
+def load_digits_tensor() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's bundled digits: x ``(1797, 64)`` float32 scaled from [0, 16] to [−1, 1], y ``(1797,)`` int64."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.data, dtype=torch.float32) / 8.0 - 1.0  # (N, 64)
+    y = torch.tensor(d.target, dtype=torch.int64)
+    return x, y
+
+
+def split(n: int, test_frac: float = 0.2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random train/test split of ``range(n)``: (train_idx, test_idx)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    k = int(round(n * test_frac))
+    return perm[k:], perm[:k]
+
+
+class DigitClassifier(nn.Module):
+    """A small CNN on 8×8 digits: ``(B, 1, 8, 8)`` (or ``(B, 64)``) → logits ``(B, 10)``."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        self.width = width
+        self.net = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(width, width, 3, padding=1, stride=2), nn.SiLU(),   # (B, w, 4, 4)
+            nn.Flatten(), nn.Linear(width * 16, 64), nn.SiLU(), nn.Linear(64, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            if x.shape[1] != 64:
+                raise ValueError(f"expected (B, 64) or (B, 1, 8, 8) digits, got {tuple(x.shape)}")
+            x = x.reshape(-1, 1, 8, 8)  # (B, 1, 8, 8)
+        return self.net(x)
+
+
+@dataclass
+class ClassifierConfig:
+    """Digit-classifier training settings."""
+
+    steps: int = 600        #: Adam steps
+    batch: int = 128        #: images per step
+    lr: float = 3e-3        #: learning rate
+    noise: float = 0.5      #: max std of the Gaussian noise added to half of each batch
+    width: int = 32         #: conv width
+
+
+def train_digit_classifier(cfg: ClassifierConfig = ClassifierConfig(), seed: int = 0) -> tuple[DigitClassifier, float]:
+    """Train ``DigitClassifier`` on the train split; return (frozen classifier, clean test accuracy)."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    x, y = load_digits_tensor()
+    tr, te = split(len(x), seed=0)
+    clf = DigitClassifier(cfg.width)
+    opt = torch.optim.Adam(clf.parameters(), lr=cfg.lr)
+    for _ in progress(range(cfg.steps), desc="classifier"):
+        idx = tr[torch.randint(0, len(tr), (cfg.batch,), generator=g)]
+        xb = x[idx]
+        half = cfg.batch // 2
+        sig = cfg.noise * torch.rand(half, 1, generator=g)
+        xb = torch.cat([xb[:half], xb[half:2 * half] + sig * torch.randn(half, 64, generator=g)])  # (batch, 64)
+        loss = nn.functional.cross_entropy(clf(xb), y[idx][: len(xb)])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    clf.eval().requires_grad_(False)
+    with torch.no_grad():
+        acc = float((clf(x[te]).argmax(-1) == y[te]).float().mean())
+    return clf, acc
+
+
+@dataclass
+class DigitFlowConfig:
+    """Flow-matching + flow-map distillation on 8×8 digits (lesson 04.4)."""
+
+    hidden: int = 256
+    depth: int = 3
+    cfm_steps: int = 1500
+    distill_steps: int = 800
+    n_traj: int = 2048
+    grid_steps: int = 32
+    batch: int = 256
+
+
+def train_digit_flow(cfg: DigitFlowConfig = DigitFlowConfig(), seed: int = 0):
+    """Train a velocity field on the 64 pixels and distil its flow map: → (VelocityMLP, FlowMapMLP), both frozen."""
+    from .cfm import CFMConfig, train_cfm
+    from .flowmap import DistillConfig, distill_flow_map
+    from .models import FlowMapMLP, VelocityMLP
+
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    x, _ = load_digits_tensor()
+    tr, _ = split(len(x), seed=0)
+    data = x[tr]
+
+    def sample(n: int, gen: "torch.Generator | None" = None) -> torch.Tensor:
+        return data[torch.randint(0, len(data), (n,), generator=gen)]
+
+    v = VelocityMLP(dim=64, hidden=cfg.hidden, depth=cfg.depth)
+    train_cfm(v, sample, CFMConfig(steps=cfg.cfm_steps, batch=cfg.batch), generator=g, desc="digits flow")
+    v.eval().requires_grad_(False)
+    X = FlowMapMLP(dim=64, hidden=cfg.hidden, depth=cfg.depth)
+    distill_flow_map(X, v, DistillConfig(n_traj=cfg.n_traj, grid_steps=cfg.grid_steps, steps=cfg.distill_steps,
+                                         batch=cfg.batch), generator=g, desc="digits flow map")
+    X.eval().requires_grad_(False)
+    return v, X
+
+
+def image_grid(x: torch.Tensor, nrow: int = 8, shape: "tuple[int, int, int]" = (1, 8, 8), pad: int = 1) -> np.ndarray:
+    """Tile images into one ``(H', W')`` (grey) or ``(H', W', 3)`` array in [0, 1] for ``plt.imshow``.
+
+    x: ``(B, prod(shape))`` in [−1, 1] or ``(B, C, H, W)``.
+    """
+    x = x.detach().float().cpu()
+    if x.dim() == 2:
+        x = x.reshape(x.shape[0], *shape)  # (B, C, H, W)
+    x = ((x + 1) / 2).clamp(0, 1) if x.min() < 0 else x.clamp(0, 1)
+    b, c, h, w = x.shape
+    ncol = min(nrow, b)
+    nr = (b + ncol - 1) // ncol
+    out = torch.ones(c, nr * (h + pad) + pad, ncol * (w + pad) + pad)
+    for i in range(b):
+        r, q = divmod(i, ncol)
+        out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = x[i]
+    return out[0].numpy() if c == 1 else out.permute(1, 2, 0).numpy()
+
+
+DIGIT_CLASSIFIER = "flows-digit-classifier"
+
+
+def build_classifier_checkpoint(out_path, seed: int) -> None:
+    """Generator of ``flows-digit-classifier`` (``hdai-lessons data build flows-digit-classifier``)."""
+    from safetensors.torch import save_file
+
+    clf, acc = train_digit_classifier(seed=seed)
+    save_file({k: v.contiguous() for k, v in clf.state_dict().items()}, str(out_path),
+              metadata={"kind": "digit_classifier", "width": str(clf.width), "test_accuracy": f"{acc:.4f}", "seed": str(seed)})
+
+
+def load_digit_classifier() -> DigitClassifier:
+    """The shipped digit classifier (frozen, eval mode); its test accuracy is in the file's metadata."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from ..data import data_path
+
+    path = data_path(DIGIT_CLASSIFIER)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("kind") != "digit_classifier":
+        raise ValueError(f"{path} is not a digit classifier checkpoint (kind={meta.get('kind')!r})")
+    clf = DigitClassifier(int(meta.get("width", 32)))
+    clf.load_state_dict(load_file(str(path)))
+    return clf.eval().requires_grad_(False)
+
+
+DIGIT_VELOCITY = "flows-digits-velocity"
+DIGIT_FLOWMAP = "flows-digits-flowmap"
+
+
+def build_digit_flow_checkpoint(out_path, seed: int) -> None:
+    """Generator of ``flows-digits-velocity`` *and* ``flows-digits-flowmap`` (one training run writes both;
+    ``hdai-lessons data build flows-digits-velocity`` then ``... flows-digits-flowmap`` records both checksums)."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    out_path = Path(out_path)
+    other = out_path.parent / ("digits_flowmap.safetensors" if out_path.name.startswith("digits_velocity") else "digits_velocity.safetensors")
+    vel_path = out_path if out_path.name.startswith("digits_velocity") else other
+    map_path = other if vel_path == out_path else out_path
+    if vel_path.exists() and map_path.exists() and out_path == map_path:
+        return  # written by the velocity build of the same run
+    v, X = train_digit_flow(DigitFlowConfig(), seed=seed)
+    for model, path, kind in ((v, vel_path, "digits_velocity"), (X, map_path, "digits_flowmap")):
+        save_file({k: t.contiguous() for k, t in model.state_dict().items()}, str(path),
+                  metadata={"kind": kind, "config": json.dumps(model.config()), "seed": str(seed)})
+
+
+def load_digit_flow():
+    """The shipped digits flow: (VelocityMLP, FlowMapMLP) on 64 pixels, frozen, eval mode."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from ..data import data_path
+    from .models import FlowMapMLP, VelocityMLP
+
+    out = []
+    for name, cls, kind in ((DIGIT_VELOCITY, VelocityMLP, "digits_velocity"), (DIGIT_FLOWMAP, FlowMapMLP, "digits_flowmap")):
+        path = data_path(name)
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if meta.get("kind") != kind:
+            raise ValueError(f"{path} holds {meta.get('kind')!r}, expected {kind!r}")
+        m = cls(**json.loads(meta["config"]))
+        m.load_state_dict(load_file(str(path)))
+        out.append(m.eval().requires_grad_(False))
+    return tuple(out)
+
+
+def classifier_log_prob(classifier, x: torch.Tensor, target: int) -> torch.Tensor:
+    """The classifier reward r(x) = log p(y = target | x) = log_softmax(logits)[:, target]: (B, 64) → (B,)."""
+    logits = classifier(x.reshape(x.shape[0], 1, 8, 8))  # (B, 10)
+    return torch.log_softmax(logits, dim=-1)[:, target]
