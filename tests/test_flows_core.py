@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from hdai_lessons.flows.cfm import CFMConfig, cfm_loss, denoiser, linear_path, train_cfm
-from hdai_lessons.flows.data2d import Checkerboard, GaussianMixture, Moons, Rings, energy_distance, make_dataset
+from hdai_lessons.flows.data2d import Checkerboard, GaussianMixture, Moons, Rings, make_dataset
+from hdai_lessons.flows.metrics import energy_distance
 from hdai_lessons.flows.flowmap import (
     DistillConfig, TeacherFlowMap, composition_error, distill_flow_map, distillation_target, flow_map_sample,
     sample_grid_pairs, teacher_trajectories,

@@ -8,7 +8,8 @@ flow matching on the linear path), ``models`` (``VelocityMLP``, ``FlowMapMLP``),
 Paper convention throughout: t = 0 is noise, t = 1 is data.
 """
 from .cfm import cfm_loss, cfm_target, linear_path, train_cfm
-from .data2d import Checkerboard, GaussianMixture, Moons, Rings, energy_distance, make_dataset
+from .data2d import Checkerboard, GaussianMixture, Moons, Rings, make_dataset
+from .metrics import energy_distance
 from .flowmap import TeacherFlowMap, distill_flow_map
 from .models import FlowMapMLP, VelocityMLP
 from .sampling import NFECounter, integrate

@@ -156,15 +156,6 @@ class Checkerboard:
         return torch.where(self._dark(x), out, torch.full_like(out, -math.inf))
 
 
-def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Energy distance 2E‖X−Y‖ − E‖X−X'‖ − E‖Y−Y'‖ (V-statistic; 0 iff the laws agree). ``x (n, D)``, ``y (m, D)``."""
-    x, y = x.flatten(1).double(), y.flatten(1).double()
-    xy = torch.cdist(x, y).mean()
-    xx = torch.cdist(x, x).mean()
-    yy = torch.cdist(y, y).mean()
-    return float(2 * xy - xx - yy)
-
-
 DATASETS = {"gmm": GaussianMixture.circle, "moons": Moons, "rings": Rings, "checkerboard": Checkerboard}
 
 

@@ -168,7 +168,7 @@ def nfe_quality_sweep(v: VelocityField, x0: torch.Tensor, reference: torch.Tenso
     The NFE is counted by an ``NFECounter``, not assumed. Returns
     ``{method: {"nfe": [...], "energy": [...], "logp": [...]}}``.
     """
-    from .data2d import energy_distance
+    from .metrics import energy_distance
 
     out: dict = {}
     for m in methods:
