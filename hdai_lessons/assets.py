@@ -6,7 +6,8 @@ Modules declare what their full-scale lessons need in ``hdai_lessons/<module>/as
                              Asset("dataset", "openai/gsm8k", allow_patterns=("main/*",))])
 
 ``fetch_lesson`` downloads them with ``huggingface_hub`` and verifies every LFS file against the
-hub's sha256; ``require`` (called by full-scale code) finds them in the local cache, or raises
+hub's sha256 (kind ``"minari"``: a Minari dataset id, fetched with Minari's own client);
+``require`` (called by full-scale code) finds them in the local cache, or raises
 ``MissingAssetError`` naming the exact ``hdai-lessons fetch`` command to run.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ class MissingAssetError(RuntimeError):
 
 @dataclass(frozen=True)
 class Asset:
-    kind: str                       # "model" or "dataset"
+    kind: str                       # "model" or "dataset" (Hugging Face hub), or "minari"
     repo_id: str                    # e.g. "Qwen/Qwen2.5-0.5B-Instruct"
     revision: str = "main"
     allow_patterns: "tuple[str, ...] | None" = None
@@ -33,9 +34,21 @@ class Asset:
 
     @property
     def repo_type(self) -> str:
-        if self.kind not in ("model", "dataset"):
-            raise ValueError(f"asset kind must be 'model' or 'dataset', got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"asset kind must be one of {KINDS}, got {self.kind!r}")
         return self.kind
+
+
+KINDS = ("model", "dataset", "minari")
+MINARI_HINT = "Minari datasets need the MuJoCo extra: pip install -e .[mujoco]"
+
+
+def _minari():
+    try:
+        import minari
+    except ImportError:
+        raise MissingAssetError(MINARI_HINT) from None
+    return minari
 
 
 _ASSETS: dict[str, list[Asset]] = {}
@@ -61,6 +74,12 @@ def require(asset: Asset, lesson_id: str) -> Path:
     """The local snapshot folder of ``asset``; offline and absent → ``MissingAssetError`` with the fix."""
     from huggingface_hub import snapshot_download
 
+    if asset.repo_type == "minari":
+        minari = _minari()
+        if asset.repo_id not in minari.list_local_datasets():
+            raise MissingAssetError(f"Minari dataset {asset.repo_id} is not downloaded. On a machine with network run: "
+                                    f"hdai-lessons fetch {lesson_id}")
+        return Path(minari.storage.get_dataset_path(asset.repo_id)) if hasattr(minari, "storage") else Path(asset.repo_id)
     try:
         return Path(snapshot_download(asset.repo_id, repo_type=asset.repo_type, revision=asset.revision,
                                       allow_patterns=list(asset.allow_patterns) if asset.allow_patterns else None,
@@ -76,6 +95,13 @@ def fetch_asset(asset: Asset) -> Path:
     """Download ``asset`` and verify each LFS file's sha256 against the hub's metadata."""
     from huggingface_hub import HfApi, snapshot_download
 
+    if asset.repo_type == "minari":
+        minari = _minari()
+        try:
+            minari.download_dataset(asset.repo_id)
+        except Exception as err:
+            raise MissingAssetError(f"could not download Minari dataset {asset.repo_id}: {type(err).__name__}: {err}") from None
+        return Path(asset.repo_id)
     try:
         local = Path(snapshot_download(asset.repo_id, repo_type=asset.repo_type, revision=asset.revision,
                                        allow_patterns=list(asset.allow_patterns) if asset.allow_patterns else None))

@@ -78,3 +78,17 @@ def test_asset_kind_is_validated():
 
 def test_lesson_without_assets():
     assert assets_for("00.1") == []
+
+
+def test_minari_assets_need_the_mujoco_extra_or_name_the_fetch(monkeypatch):
+    import importlib.util
+
+    assets = assets_for("03.4")
+    assert assets and all(a.kind == "minari" for a in assets)
+    if importlib.util.find_spec("minari") is None:
+        with pytest.raises(MissingAssetError, match=r"pip install -e \.\[mujoco\]"):
+            require(assets[0], "03.4")
+    else:
+        monkeypatch.setenv("MINARI_DATASETS_PATH", "/nonexistent-minari-store")
+        with pytest.raises(MissingAssetError, match="hdai-lessons fetch 03.4"):
+            require(assets[0], "03.4")

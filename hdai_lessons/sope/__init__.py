@@ -11,5 +11,7 @@ One concept per file:
 - ``prior_data``: scripted/noisy controllers, npz in the D4RL layout, a Minari loader (full scale);
 - ``flops``: the paper's analytic FLOP accounting (plus the validation passes);
 - ``train``: the online loop with atomic checkpoint/resume;
+- ``benchmark``: the paper's protocol (tasks, score bounds, normalised scores, TFLOPs) at any scale;
+- ``assets``: fetching the Minari datasets for full scale (``hdai-lessons fetch 03.4``);
 - ``exercises``: the bank for lessons 03.1–03.4.
 """

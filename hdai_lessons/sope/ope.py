@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tabular import TabularMDP, Trajectories
+from .tabular import TabularMDP, Trajectories, evaluate_policy, mix_policies, sample_trajectories
 
 
 def importance_ratios(traj: Trajectories, pi_e: np.ndarray) -> np.ndarray:
@@ -130,7 +130,7 @@ def estimator_study(mdp: TabularMDP, pi_e: np.ndarray, pi_b: np.ndarray, n_episo
     rng = np.random.default_rng(seed)
     out: dict[str, list[float]] = {}
     for _ in range(n_repeats):
-        est = all_estimates(mdp, sample_trajectories_(mdp, pi_b, n_episodes, rng), pi_e)
+        est = all_estimates(mdp, sample_trajectories(mdp, pi_b, n_episodes, rng), pi_e)
         for k, v in est.items():
             out.setdefault(k, []).append(v)
     return {k: np.array(v) for k, v in out.items()}
@@ -146,6 +146,16 @@ def bias_variance(estimates: dict[str, np.ndarray], truth: float) -> dict[str, d
     return res
 
 
-def sample_trajectories_(mdp, pi_b, n, rng):  # local alias keeps the import graph simple
-    from .tabular import sample_trajectories
-    return sample_trajectories(mdp, pi_b, n, rng)
+
+def sweep(mdp: TabularMDP, pi_e: np.ndarray, pi_other: np.ndarray, betas: "list[float]", sizes: "list[int]",
+          n_repeats: int, seed: int) -> dict[tuple[float, int], dict[str, dict[str, float]]]:
+    """Bias/std/RMSE of every estimator for each behaviour mismatch ``β`` (``π_b = (1−β)π_e + βπ_other``)
+    and dataset size ``N``: ``{(β, N): {name: {"bias", "std", "rmse"}}}`` from ``n_repeats`` datasets each."""
+    truth = evaluate_policy(mdp, pi_e)[0]
+    out = {}
+    for i, beta in enumerate(betas):
+        pi_b = mix_policies(pi_e, pi_other, beta)
+        for j, n in enumerate(sizes):
+            est = estimator_study(mdp, pi_e, pi_b, n, n_repeats, seed + 1000 * i + j)
+            out[(beta, n)] = bias_variance(est, truth)
+    return out

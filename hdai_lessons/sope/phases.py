@@ -100,6 +100,9 @@ def run_phase(pop: SACPopulation, online, prior, max_len: torch.Tensor, adaptive
               batch_per_source: int, gen: torch.Generator, use_prior: "torch.Tensor | None", env_step: int) -> PhaseLog:
     """One stabilisation phase for all runs in lockstep (critic-only, expectile τ = 0.5 loss).
 
+    ``Ĵ_val`` is traced for every run while any run is still in its phase; for non-adaptive runs the
+    "validation" rows are their most recent transitions, which stay in training (nothing is held out).
+
     Args:
         max_len: ``(R,)`` longest phase per run (0 = no phase, e.g. SACfD; ``L`` for SPEQ-O2O; ``E_max`` for SOPE).
         adaptive: ``(R,)`` runs that hold out a validation split and early-stop (SOPE).
@@ -126,7 +129,7 @@ def run_phase(pop: SACPopulation, online, prior, max_len: torch.Tensor, adaptive
         length = torch.zeros(R, dtype=torch.long)
         from .buffers import symmetric_batch
         for e in range(int(max_len.max())):
-            if e > 0 and e % cfg.check_every == 0 and val_obs is not None and bool((hold & ~stopped).any()):
+            if e > 0 and e % cfg.check_every == 0 and val_obs is not None and bool(((e < max_len) & ~stopped).any()):
                 J = dm_value_estimate(pop, val_obs)
                 log.trace_e.append(e)
                 log.trace_J.append(J.tolist())
@@ -146,3 +149,40 @@ def run_phase(pop: SACPopulation, online, prior, max_len: torch.Tensor, adaptive
         if prior is not None:
             prior.restore()
     return log
+
+
+@torch.no_grad()
+def td_validation_error(pop: SACPopulation, val: dict) -> torch.Tensor:
+    """The research repo's ablation signal ``Ĵ_TD = Σ_i mean_V (Q_i(s,a) − y)²`` on held-out transitions, ``(R,)``."""
+    return pop.critic_loss(val, "mse")
+
+
+def phase_study(pop: SACPopulation, online, prior, n_updates: int, cfg: PhaseConfig, batch_per_source: int,
+                gen: torch.Generator, use_prior=None) -> dict:
+    """Run one long critic-only phase *without* stopping and trace both validation signals.
+
+    Holds out SOPE's split, runs ``n_updates`` stabilisation steps, and every ``cfg.check_every`` records
+    ``Ĵ_val`` (DM, actor-aligned) and ``Ĵ_TD`` on the held-out data. Restores the split afterwards.
+    Returns ``{"e": (K,), "J_val": (K, R), "J_td": (K, R)}`` as tensors; the stopping rule can then be
+    replayed offline with ``phase_stop_point`` for any patience.
+    """
+    from .buffers import symmetric_batch
+
+    n_on, n_off = validation_sizes(online.size, prior.size if prior is not None else 0, cfg.val_frac, cfg.val_batch)
+    v_on = online.hold_out(n_on, gen)
+    v_off = prior.hold_out(n_off, gen) if prior is not None and n_off > 0 else None
+    val = v_on if v_off is None else {k: torch.cat([v_on[k], v_off[k]], dim=1) for k in v_on}
+    es, jv, jt = [], [], []
+    try:
+        for e in range(n_updates + 1):
+            if e % cfg.check_every == 0:
+                es.append(e)
+                jv.append(dm_value_estimate(pop, val["obs"]))
+                jt.append(td_validation_error(pop, val))
+            if e < n_updates:
+                pop.critic_update(symmetric_batch(online, prior, batch_per_source, gen, use_prior), loss="expectile")
+    finally:
+        online.restore()
+        if prior is not None:
+            prior.restore()
+    return {"e": torch.tensor(es), "J_val": torch.stack(jv), "J_td": torch.stack(jt)}

@@ -168,7 +168,7 @@ def load_minari(dataset_id: str, download: bool = False) -> dict[str, np.ndarray
     except Exception as err:
         raise FileNotFoundError(
             f"Minari dataset {dataset_id} is not available locally ({type(err).__name__}). On a machine with "
-            f"network run: python -m hdai_lessons.sope.assets {dataset_id}   (or hdai-lessons fetch 03.4)") from None
+            f"network run: hdai-lessons fetch 03.4") from None
     eps = list(ds.iterate_episodes())
     return episodes_to_transitions([e.observations for e in eps], [e.actions for e in eps], [e.rewards for e in eps],
                                    [e.terminations for e in eps], [e.truncations for e in eps])

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from ..progress import progress
 from .buffers import ReplayBuffer, symmetric_batch
 from .flops import NetDims, total_flops
-from .phases import PhaseConfig, PhaseLog, run_phase
+from .phases import PhaseConfig, PhaseLog, run_phase, validation_sizes
 from .prior_data import make_env, to_buffer_arrays
 from .sac import SACConfig, SACPopulation
 
@@ -78,6 +78,7 @@ class TrainResult:
     critic_updates: np.ndarray          # online + stabilisation critic steps
     flops: np.ndarray
     phases: list[PhaseLog]
+    state: "dict | None" = None         # {"population", "online", "prior", "use_prior", "gen"} after training
 
     def rows(self, **match) -> list[int]:
         """Indices of runs whose spec fields equal ``match`` (e.g. ``arm="SOPE"``)."""
@@ -95,11 +96,11 @@ class TrainResult:
 class _State(nn.Module):
     """Everything a checkpoint stores as tensors: the population and the online replay data."""
 
-    def __init__(self, pop: SACPopulation, online: ReplayBuffer):
+    def __init__(self, pop: SACPopulation, online: "dict[str, torch.Tensor]"):
         super().__init__()
         self.pop = pop
-        for k, v in online.data.items():
-            self.register_buffer(f"online_{k}", v, persistent=True)   # shares storage with the buffer
+        for k, v in online.items():                 # the filled rows ``(R, size, ·)`` of each field
+            self.register_buffer(f"online_{k}", v, persistent=True)
 
 
 def _phase_plan(specs: list[RunSpec], cfg: PhaseConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,12 +108,8 @@ def _phase_plan(specs: list[RunSpec], cfg: PhaseConfig) -> tuple[torch.Tensor, t
     for s in specs:
         if s.arm not in ARMS:
             raise ValueError(f"unknown arm {s.arm!r}; choose one of {ARMS}")
-        if s.arm in ("SAC", "SACfD"):
-            max_len.append(0)
-        elif s.arm == "SPEQ-O2O":
-            max_len.append(s.phase_len or cfg.e_max)
-        else:
-            max_len.append(s.phase_len or cfg.e_max)
+        # SAC/SACfD: no phases; SPEQ-O2O: exactly phase_len (default E_max); SOPE: at most phase_len
+        max_len.append(0 if s.arm in ("SAC", "SACfD") else (s.phase_len or cfg.e_max))
         adaptive.append(s.arm == "SOPE")
     return torch.tensor(max_len), torch.tensor(adaptive)
 
@@ -177,12 +174,17 @@ def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, 
     n_val_states = np.zeros(R, dtype=np.int64)
     phase_logs: list[PhaseLog] = []
     start = 1
-    state = _State(pop, online)
-    if cfg.checkpoint_dir:
-        meta = load_checkpoint(cfg.checkpoint_dir, state, pop.opt)
+    if cfg.checkpoint_dir and latest_checkpoint(cfg.checkpoint_dir) is not None:
+        n_saved = json.loads((latest_checkpoint(cfg.checkpoint_dir) / "state.json").read_text())["extra"]["online_size"]
+        if n_saved > cfg.total_steps:
+            raise ValueError(f"checkpoint in {cfg.checkpoint_dir} holds {n_saved} steps, more than total_steps={cfg.total_steps}")
+        holder = {k: torch.zeros(R, n_saved, *v.shape[2:]) for k, v in online.data.items()}
+        meta = load_checkpoint(cfg.checkpoint_dir, _State(pop, holder), pop.opt)
         if meta is not None:
             ex = meta["extra"]
-            online.size = ex["online_size"]
+            for k, v in holder.items():
+                online.data[k][:, :n_saved] = v
+            online.size = n_saved
             online.restore()
             start = meta["step"] + 1
             hist = ex["hist"]
@@ -191,7 +193,6 @@ def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, 
             gen.set_state(torch.tensor(ex["gen"], dtype=torch.uint8))
             for r, st in zip(rngs, ex["rngs"]):
                 r.bit_generator.state = st
-    episode = [0] * R
     obs = np.stack([e.reset(seed=s.seed * 1_000_003 + start)[0] for e, s in zip(envs, specs)])
     steps = range(start, cfg.total_steps + 1)
     for t in progress(steps, desc="env steps", total=len(steps)) if cfg.show_progress else steps:
@@ -200,21 +201,17 @@ def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, 
         else:
             act = pop.act(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(1))[:, 0].numpy()     # (R, a)
         nxt, rew, term = np.empty_like(obs), np.zeros(R), np.zeros(R)
+        done = np.zeros(R, dtype=bool)
         for r, e in enumerate(envs):
             o2, rew[r], te, tr, _ = e.step(act[r])
-            nxt[r], term[r] = o2, float(te)
-            if te or tr:
-                episode[r] += 1
+            nxt[r], term[r], done[r] = o2, float(te), te or tr      # store termination, never truncation
         online.add(obs, act, rew, nxt, term)
         for r, e in enumerate(envs):
-            done = term[r] > 0 or getattr(e, "_elapsed_steps", 0) >= (e.spec.max_episode_steps or 1 << 30)
-            obs[r] = e.reset(seed=specs[r].seed * 1_000_003 + t)[0] if done else nxt[r]
+            obs[r] = e.reset(seed=specs[r].seed * 1_000_003 + t)[0] if done[r] else nxt[r]
         if t > cfg.warmup and t % cfg.phases.every == 0 and int(max_len.max()) > 0:
             log = run_phase(pop, online, prior, max_len, adaptive, cfg.phases, cfg.batch_per_source, gen, use_prior, t)
             phase_logs.append(log)
             n_stab += np.array(log.lengths)
-            n_on_v, n_off_v = online.size, 0
-            from .phases import validation_sizes
             v_on, v_off = validation_sizes(online.size, prior.size if prior is not None else 0, cfg.phases.val_frac, cfg.phases.val_batch)
             n_val_states += adaptive.numpy() * (v_on + v_off) * len(log.trace_e)
         if t > cfg.warmup:
@@ -233,8 +230,49 @@ def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, 
                          "gen": gen.get_state().tolist(), "rngs": [r.bit_generator.state for r in rngs],
                          "specs": [asdict(s) for s in specs]}
                 json.dumps(extra)   # fail here, not half-way through a write, if something is not JSON
-                save_checkpoint(cfg.checkpoint_dir, t, state, pop.opt, extra=extra)
+                filled = {k: v[:, : online.size] for k, v in online.data.items()}
+                save_checkpoint(cfg.checkpoint_dir, t, _State(pop, filled), pop.opt, extra=extra)
     for e in envs:
         e.close()
     T = lambda k: np.array(hist[k], dtype=np.float64).T.reshape(R, -1)   # (R, n_evals)
-    return TrainResult(specs, list(hist["steps"]), T("returns"), T("online"), T("critic"), T("flops"), phase_logs)
+    state_out = {"population": pop, "online": online, "prior": prior, "use_prior": use_prior, "gen": gen}
+    return TrainResult(specs, list(hist["steps"]), T("returns"), T("online"), T("critic"), T("flops"), phase_logs, state_out)
+
+
+def pendulum_config(scale, *, total_steps: int = 3000, eval_every: int = 250, phases: "PhaseConfig | None" = None) -> TrainConfig:
+    """The lessons' Pendulum-v1 settings on the scale ladder (toy: 2×64 nets, 64+64 batches, lr 1e−3, no dropout).
+
+    Deviations from the paper, for a one-minute CPU budget: widths 64 (paper 256), batches 64+64 (256+256),
+    lr 1e−3 (3e−4), critic dropout 0 (Pendulum has no table entry; Hopper's is 0.001), 500 warm-up steps (5000).
+    ``full`` keeps the paper's networks and batches and runs 20k steps.
+    """
+    from ..scale import by_scale
+
+    phases = phases or PhaseConfig(every=500, e_max=2000, check_every=100, patience=500, val_batch=64)
+    smoke_ph = PhaseConfig(every=100, e_max=40, check_every=10, patience=20, val_batch=16)
+    return by_scale(
+        scale,
+        smoke=TrainConfig(total_steps=300, warmup=100, batch_per_source=16, eval_every=100, eval_episodes=1,
+                          sac=SACConfig(hidden=(16, 16), dropout=0.0, lr=1e-3), phases=smoke_ph, show_progress=False),
+        toy=TrainConfig(total_steps=total_steps, warmup=500, batch_per_source=64, eval_every=eval_every, eval_episodes=2,
+                        sac=SACConfig(hidden=(64, 64), dropout=0.0, lr=1e-3), phases=phases),
+        full=TrainConfig(total_steps=20_000, warmup=2000, batch_per_source=256, eval_every=1000, eval_episodes=10,
+                         sac=SACConfig(hidden=(256, 256), dropout=0.01, lr=3e-4),
+                         phases=PhaseConfig(every=2000, e_max=20_000, check_every=500, patience=5000)),
+    )
+
+
+def summarise(result: TrainResult, last: int = 2) -> dict[str, dict[str, float]]:
+    """Per run name (``RunSpec.name``), across seeds: final return (mean of the last ``last`` evaluations),
+    its across-seed sd, the mean return after warm-up (AUC), critic updates, online updates and TFLOPs."""
+    out: dict[str, dict[str, float]] = {}
+    final = result.final_return(last)
+    for name in dict.fromkeys(s.name for s in result.specs):
+        rows = [i for i, s in enumerate(result.specs) if s.name == name]
+        out[name] = {
+            "final": float(final[rows].mean()), "final_sd": float(final[rows].std()),
+            "auc": float(result.returns[rows].mean()), "critic_updates": float(result.critic_updates[rows, -1].mean()),
+            "online_updates": float(result.online_updates[rows, -1].mean()), "tflops": float(result.flops[rows, -1].mean() / 1e12),
+            "n_seeds": len(rows),
+        }
+    return out
