@@ -39,7 +39,7 @@ def condition_from_hidden(hidden: torch.Tensor, mask: torch.Tensor, drop: int) -
     return cond, out_mask
 
 
-def _with_end(prompt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def prompt_with_end(prompt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``prompt <ans>`` per row (right-padded) and its mask: the ``<ans>`` plays JoyImage's
     "<|im_end|> <|im_start|>assistant" suffix, so even an empty prompt leaves one token."""
     rows = [[t for t in p.tolist() if t != PAD] + [ANS] for p in prompt]
@@ -61,7 +61,7 @@ class WordConditioner(nn.Module):
     def forward(self, prompt: torch.Tensor, images: "torch.Tensor | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
         if images is not None:
             raise ValueError("WordConditioner reads text only; use MLLMConditioner to condition on images")
-        ids, mask = _with_end(prompt)
+        ids, mask = prompt_with_end(prompt)
         return self.emb(ids) + self.pos[: ids.shape[1]], mask
 
 
@@ -78,7 +78,7 @@ class MLLMConditioner(nn.Module):
         self.freeze = freeze
 
     def forward(self, prompt: torch.Tensor, images: "torch.Tensor | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, text_mask = _with_end(prompt)
+        ids, text_mask = prompt_with_end(prompt)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             _, hidden = self.mllm(images, ids)  # (B, K + N + L, d)
         K = self.mllm.n_template

@@ -327,3 +327,69 @@ register(Exercise(
                 "match the CONDITIONAL prediction's norm, ‖v_c‖."),
     ],
 ))
+
+
+# ---------------------------------------------------------------------------- lesson 05.4
+from .full import euler_step_sigma, joyimage_guidance, pack_edit_items  # noqa: E402
+
+
+def _euler_cases() -> list[Case]:
+    g = _g(9)
+    x, v = torch.randn(2, 16, 1, 4, 4, generator=g, dtype=torch.float64), torch.randn(2, 16, 1, 4, 4, generator=g, dtype=torch.float64)
+    return [Case((x, v, 1.0, 0.9), label="first step, σ 1 → 0.9"), Case((x, v * 2, 0.35, 0.0), label="last step, σ 0.35 → 0")]
+
+
+register(Exercise(
+    id="05.4.1", title="one FlowMatchEulerDiscreteScheduler step by hand", reference=euler_step_sigma, cases=_euler_cases,
+    grad_wrt=(0, 1), difficulty=1, importance=2, minutes=6,
+    mistakes=[
+        Mistake("sign error", lambda x, v, s, sn: x + (s - sn) * v,
+                "σ decreases from 1 (noise) to 0 (data) and v = noise − data, so the step is x + (σ_next − σ)·v."),
+        Mistake("jumped to the denoised estimate", lambda x, v, s, sn: x - s * v,
+                "x − σ·v is the model's guess of the clean image (a full jump to σ = 0), not one step to σ_next."),
+        Mistake("absolute σ instead of the difference", lambda x, v, s, sn: x + sn * v, "multiply v by the step Δσ = σ_next − σ."),
+    ],
+))
+
+
+def _pack_cases() -> list[Case]:
+    g = _g(10)
+    return [Case((torch.randn(2, 4, 1, 3, 3, generator=g, dtype=torch.float64), torch.randn(2, 4, 1, 3, 3, generator=g, dtype=torch.float64)),
+                 label="B=2, C=4, T=1, 3×3 latents"),
+            Case((torch.randn(1, 16, 1, 2, 4, generator=g, dtype=torch.float64), torch.randn(1, 16, 1, 2, 4, generator=g, dtype=torch.float64)),
+                 label="16 channels")]
+
+
+register(Exercise(
+    id="05.4.2", title="pack source and target latents as JoyImage items", reference=pack_edit_items, cases=_pack_cases,
+    grad_wrt=(0, 1), difficulty=1, importance=2, minutes=5,
+    mistakes=[
+        Mistake("target first", lambda s, n: torch.stack([n, s], dim=1),
+                "the pipeline puts references first and the noisy target LAST; the transformer rotates it to the front itself."),
+        Mistake("concatenated on channels", lambda s, n: torch.cat([s, n], dim=1),
+                "items are a new axis (B, n, C, T, H, W), not extra channels: they get their own RoPE item index."),
+        Mistake("concatenated on time", lambda s, n: torch.cat([s, n], dim=2),
+                "stack along a new item axis (dim 1); the transformer flattens items into its time axis itself."),
+    ],
+))
+
+
+def _jg_cases() -> list[Case]:
+    g = _g(11)
+    vc = torch.randn(2, 2, 4, 1, 3, 3, generator=g, dtype=torch.float64)
+    vu = torch.randn(2, 2, 4, 1, 3, 3, generator=g, dtype=torch.float64)
+    return [Case((vc, vu, 4.0), label="w = 4, two items"), Case((vc * 0.5, vu, 2.5), label="w = 2.5")]
+
+
+register(Exercise(
+    id="05.4.3", title="the pipeline's rescaled CFG on (B, items, C, T, H, W) latents", reference=joyimage_guidance,
+    cases=_jg_cases, grad_wrt=(0, 1), difficulty=1, importance=2, minutes=6,
+    mistakes=[
+        Mistake("norm over the items axis", lambda vc, vu, w: cfg_rescaled(vc, vu, w, dim=1),
+                "the channel axis of diffusers' latents is dim 2 (dim 1 counts items)."),
+        Mistake("no rescaling", lambda vc, vu, w: cfg_combine(vc, vu, w), "rescale to ‖v_c‖ over channels after combining."),
+        Mistake("one norm per sample", lambda vc, vu, w: cfg_combine(vc, vu, w) * vc.flatten(1).norm(dim=1)[:, None, None, None, None, None]
+                / cfg_combine(vc, vu, w).flatten(1).norm(dim=1)[:, None, None, None, None, None],
+                "the pipeline's torch.norm(noise_pred, dim=2, keepdim=True) is per position, over channels only."),
+    ],
+))

@@ -226,7 +226,7 @@ class MMDiTConfig:
     """Sizes of the MMDiT (JoyAI-Image: d = 4096, 32 heads, 40 blocks, RoPE axes (16, 56, 56), θ = 10000)."""
 
     image_size: int = 24          #: canvas (pixels)
-    patch: int = 6                #: patch size (pixels)
+    patch: int = 4                #: patch size (pixels; 4·4·3 = 48 values < d, so noise can pass through a token)
     channels: int = 3             #: image channels (RGB pixels; latents at full scale)
     dim: int = 64                 #: model width d
     heads: int = 4                #: attention heads (head dim = dim / heads)

@@ -5,7 +5,7 @@ Each ``build_*`` is a manifest generator ``fn(out_path, seed)``; rebuild with
 ready modules.
 
 - ``unified-mllm``: the tiny MLLM after stage 1 (understanding).
-- ``unified-mmdit-t2i``: an MMDiT + word conditioner trained for text → image (lesson 05.2).
+- ``unified-mmdit-t2i``: an MMDiT (6×6 patches) + word conditioner trained for text → image (lesson 05.2).
 - ``unified-mmdit``: an MMDiT trained on the frozen stage-1 MLLM's states for text → image and
   editing (stages 2–3; lesson 05.3).
 """
@@ -24,9 +24,14 @@ from .mmdit import MMDiT, MMDiTConfig
 from .shapes import ShapesWorld, WorldConfig
 from .train import GenerationConfig, UnderstandingConfig, train_generation, train_understanding
 
-MLLM_STEPS = 1500
+MLLM_STEPS = 3500
 T2I_STEPS = 2500
-UNIFIED_STEPS = 3000
+UNIFIED_STEPS = 2500
+UNIFIED_BATCH = 48
+UNIFIED_PHASE2_STEPS = 3500
+# Lesson 05.2's shipped model keeps 6×6 patches (108 values per 64-wide token): it follows the text but its
+# samples keep some noise — the token-width bottleneck that lesson discusses. 05.3's model uses 4×4 patches.
+T2I_CONFIG = MMDiTConfig(patch=6)
 
 
 def _save(out_path: Path, modules: dict) -> None:
@@ -60,24 +65,33 @@ def load_mllm() -> TinyMLLM:
 def build_t2i(out_path: Path, seed: int) -> None:
     """Lesson 05.2's model: MMDiT + word conditioner, text → image (``T2I_STEPS`` steps)."""
     g = seed_everything(seed)
-    model, cond = MMDiT(MMDiTConfig()), WordConditioner(MMDiTConfig().cond_dim)
-    train_generation(model, cond, ShapesWorld(WorldConfig()), GenerationConfig(steps=T2I_STEPS, batch=64), g)
+    model, cond = MMDiT(T2I_CONFIG), WordConditioner(T2I_CONFIG.cond_dim)
+    train_generation(model, cond, ShapesWorld(WorldConfig()), GenerationConfig(steps=T2I_STEPS, batch=64, t_dist="logit_normal"), g)
     _save(out_path, {"mmdit": model, "cond": cond})
 
 
 def load_t2i() -> tuple[MMDiT, WordConditioner]:
     """The shipped text → image MMDiT and its word conditioner (``unified-mmdit-t2i``)."""
-    model, cond = MMDiT(MMDiTConfig()), WordConditioner(MMDiTConfig().cond_dim)
+    model, cond = MMDiT(T2I_CONFIG), WordConditioner(T2I_CONFIG.cond_dim)
     _load(data_path("unified-mmdit-t2i"), {"mmdit": model, "cond": cond})
     return model, cond
 
 
+def _unified_phase2(model: MMDiT, cond: MLLMConditioner, seed: int) -> None:
+    """Phase 2 of ``build_unified``: more editing (70 %), a fresh cosine schedule at half the rate,
+    its own generator (so it can be resumed from a saved phase-1 model bit for bit)."""
+    cfg = GenerationConfig(steps=UNIFIED_PHASE2_STEPS, batch=UNIFIED_BATCH, edit_frac=0.7, lr=1e-3)
+    train_generation(model, cond, ShapesWorld(WorldConfig()), cfg, torch.Generator().manual_seed(seed + 1), desc="stage 3 (phase 2)")
+
+
 def build_unified(out_path: Path, seed: int) -> None:
-    """Stages 2–3: MMDiT on the frozen stage-1 MLLM's states, text → image mixed with editing."""
+    """Stages 2–3: MMDiT on the frozen stage-1 MLLM's states, text → image mixed with editing
+    (phase 1: ``UNIFIED_STEPS`` at 50 % editing; phase 2: ``UNIFIED_PHASE2_STEPS`` at 70 %)."""
     g = seed_everything(seed)
     cond = MLLMConditioner(load_mllm(), freeze=True)
     model = MMDiT(MMDiTConfig(cond_dim=MLLMConfig().d))
-    train_generation(model, cond, ShapesWorld(WorldConfig()), GenerationConfig(steps=UNIFIED_STEPS, batch=64, edit_frac=0.5), g)
+    train_generation(model, cond, ShapesWorld(WorldConfig()), GenerationConfig(steps=UNIFIED_STEPS, batch=UNIFIED_BATCH, edit_frac=0.5), g)
+    _unified_phase2(model, cond, seed)
     _save(out_path, {"mmdit": model})
 
 

@@ -106,7 +106,7 @@ class GenerationConfig:
     lr: float = 2e-3          #: AdamW learning rate (cosine-decayed)
     edit_frac: float = 0.0    #: probability that a step is an editing batch (stage 3)
     p_uncond: float = 0.1     #: condition dropout for classifier-free guidance
-    t_dist: str = "logit_normal"  #: training-time distribution (``flows.cfm.sample_times``)
+    t_dist: str = "uniform"   #: training-time distribution (``flows.cfm.sample_times``)
     etypes: tuple = EDIT_TYPES    #: edit types trained on
     alpha_ntp: float = 0.0    #: weight of L_NTP when the MLLM is fine-tuned jointly (L = L_FM + α L_NTP)
 
@@ -237,4 +237,10 @@ def evaluate_editing(model, conditioner, world: ShapesWorld, n: int = 64, seed: 
     g = torch.Generator().manual_seed(seed)
     b = sample_gen_batch(world, n, g, edit=True)
     imgs = sample(model, conditioner, b.prompt, g, source=b.source, steps=steps, guidance=guidance)
-    return edit_scores(world, imgs, b.source, b.scenes, b.touched)
+    out = edit_scores(world, imgs, b.source, b.scenes, b.touched)
+    for et in EDIT_TYPES:  # success by edit type
+        idx = [i for i, e in enumerate(b.etypes) if e == et]
+        out[et] = float("nan")  # no edit of this type in a small batch
+        if idx:
+            out[et] = edit_scores(world, imgs[idx], b.source[idx], [b.scenes[i] for i in idx], [b.touched[i] for i in idx])["success"]
+    return out

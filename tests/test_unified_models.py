@@ -1,0 +1,140 @@
+"""Module 05's models: attention and RoPE identities, parity with diffusers' JoyImage MMDiT, training."""
+import math
+
+import pytest
+import torch
+
+from hdai_lessons.unified.conditioning import MLLMConditioner, WordConditioner, condition_from_hidden
+from hdai_lessons.unified.guidance import cfg_rescaled
+from hdai_lessons.unified.mllm import MLLMConfig, TinyMLLM, causal_self_attention
+from hdai_lessons.unified.mmdit import (DoubleStreamBlock, MMDiT, MMDiTConfig, apply_rope, joint_attention,
+                                        load_diffusers_block, load_diffusers_weights, rope_frequencies, rope_positions)
+from hdai_lessons.unified.shapes import ShapesWorld
+from hdai_lessons.unified.train import (GenerationConfig, UnderstandingConfig, sample, train_generation,
+                                        train_understanding)
+
+
+def _g(s):
+    return torch.Generator().manual_seed(s)
+
+
+def test_joint_attention_equals_naive_per_token():
+    g = _g(0)
+    qi, ki, vi = (torch.randn(2, 2, 4, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    qt, kt, vt = (torch.randn(2, 2, 3, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    oi, ot = joint_attention(qi, ki, vi, qt, kt, vt, mask)
+    q, k, v = torch.cat([qi, qt], 2), torch.cat([ki, kt], 2), torch.cat([vi, vt], 2)
+    for b in range(2):
+        for h in range(2):
+            for i in range(7):
+                w = [math.exp(float(q[b, h, i] @ k[b, h, j]) / math.sqrt(8)) if (j < 4 or mask[b, j - 4]) else 0.0 for j in range(7)]
+                ref = sum(wj * v[b, h, j] for j, wj in enumerate(w)) / sum(w)
+                got = oi[b, h, i] if i < 4 else ot[b, h, i - 4]
+                assert torch.allclose(got, ref, atol=1e-10)
+
+
+def test_causal_attention_matches_sdpa():
+    g = _g(1)
+    q, k, v = (torch.randn(2, 3, 6, 4, generator=g) for _ in range(3))
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.allclose(causal_self_attention(q, k, v), ref, atol=1e-6)
+
+
+def test_rope_scores_depend_only_on_relative_positions():
+    g = _g(2)
+    q, k = torch.randn(1, 1, 1, 16, generator=g, dtype=torch.float64), torch.randn(1, 1, 1, 16, generator=g, dtype=torch.float64)
+    axes = (4, 6, 6)
+
+    def score(pq, pk):
+        cq, sq = rope_frequencies(torch.tensor([pq], dtype=torch.float64), axes, 10000.0)
+        ck, sk = rope_frequencies(torch.tensor([pk], dtype=torch.float64), axes, 10000.0)
+        return float((apply_rope(q, cq.double(), sq.double()) * apply_rope(k, ck.double(), sk.double())).sum())
+    a = score([0, 1, 2], [1, 3, 0])
+    b = score([2, 4, 5], [3, 6, 3])  # both shifted by (2, 3, 3)
+    c = score([0, 1, 2], [1, 3, 1])  # a different offset
+    assert abs(a - b) < 1e-5 and abs(a - c) > 1e-3
+    cos, sin = rope_frequencies(rope_positions(2, 3, 3), axes, 10000.0)  # rotations preserve norms
+    x = torch.randn(1, 2, 18, 16, generator=g)
+    assert torch.allclose(apply_rope(x, cos, sin).norm(dim=-1), x.norm(dim=-1), atol=1e-5)
+
+
+def _perturbed(module, scale, seed):
+    g = _g(seed)
+    module.load_state_dict({k: v + scale * torch.randn(v.shape, generator=g) for k, v in module.state_dict().items()})
+    return module
+
+
+def test_block_parity_with_diffusers_joyimage_block():
+    from diffusers.models.transformers.transformer_joyimage import JoyImageTransformerBlock
+
+    torch.manual_seed(0)
+    theirs = _perturbed(JoyImageTransformerBlock(48, 2, 24), 0.1, 3)  # non-zero tables and norms
+    ours = DoubleStreamBlock(48, 2)
+    load_diffusers_block(ours, theirs.state_dict())
+    g = _g(4)
+    img, txt, vec = torch.randn(2, 16, 48, generator=g), torch.randn(2, 5, 48, generator=g), torch.randn(2, 6, 48, generator=g)
+    rope = rope_frequencies(rope_positions(1, 4, 4), (4, 10, 10), 10000.0)
+    a = ours(img, txt, vec, rope)
+    b = theirs(img, txt, vec, (rope, None))
+    assert torch.allclose(a[0], b[0], atol=1e-5) and torch.allclose(a[1], b[1], atol=1e-5)
+
+
+def test_model_parity_with_diffusers_joyimage_transformer_t2i_and_edit():
+    from diffusers import JoyImageEditTransformer3DModel
+
+    torch.manual_seed(0)
+    theirs = JoyImageEditTransformer3DModel(patch_size=[1, 4, 4], in_channels=3, hidden_size=48, num_attention_heads=2,
+                                            text_dim=32, num_layers=2, rope_dim_list=[4, 10, 10], theta=10000)
+    _perturbed(theirs, 0.05, 5)
+    ours = MMDiT(MMDiTConfig(image_size=16, patch=4, dim=48, heads=2, layers=2, cond_dim=32, rope_axes=(4, 10, 10)))
+    load_diffusers_weights(ours, theirs.state_dict())
+    g = _g(6)
+    x, c, src = torch.randn(2, 3, 16, 16, generator=g), torch.randn(2, 5, 32, generator=g), torch.randn(2, 3, 16, 16, generator=g)
+    t = torch.tensor([100.0, 700.0])
+    ref = theirs(hidden_states=x.unsqueeze(2), timestep=t, encoder_hidden_states=c).sample.squeeze(2)
+    assert torch.allclose(ours(x, t, c), ref, atol=1e-5)
+    items = torch.stack([src, x], 1).unsqueeze(3)  # (B, n, C, T, H, W): diffusers puts the target LAST
+    ref = theirs(hidden_states=items, timestep=t, encoder_hidden_states=c).sample[:, -1].squeeze(2)
+    assert torch.allclose(ours(x, t, c, refs=src.unsqueeze(1)), ref, atol=1e-5)
+    with pytest.raises(KeyError):
+        load_diffusers_weights(MMDiT(MMDiTConfig(image_size=16, patch=4, dim=48, heads=2, layers=3, cond_dim=32, rope_axes=(4, 10, 10))), theirs.state_dict())
+
+
+def test_adaln_zero_blocks_start_as_identity_and_bad_input_is_explained():
+    m = MMDiT(MMDiTConfig())
+    x = torch.randn(2, 3, 24, 24)
+    c = torch.randn(2, 4, 64)
+    out1 = m(x, torch.tensor([0.0, 500.0]), c)
+    out2 = m(x, torch.tensor([0.0, 500.0]), torch.randn(2, 4, 64))
+    assert torch.allclose(out1, out2)  # gates are zero: the condition cannot reach the image yet
+    with pytest.raises(ValueError, match="x must be"):
+        m(torch.randn(2, 3, 16, 16), torch.zeros(2), c)
+
+
+def test_condition_from_hidden_and_cfg_rescale():
+    h = torch.arange(2 * 5 * 1, dtype=torch.float32).reshape(2, 5, 1)
+    c, m = condition_from_hidden(h, torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 0, 0]]), 2)
+    assert c[:, :, 0].tolist() == [[3.0, 4.0], [7.0, 0.0]] and m.tolist() == [[1, 1], [1, 0]]
+    g = _g(7)
+    vc, vu = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    v = cfg_rescaled(vc, vu, 4.0)
+    assert torch.allclose(v.norm(dim=1), vc.norm(dim=1), atol=1e-5)
+    assert torch.allclose(cfg_rescaled(vc, vu, 1.0), vc, atol=1e-6)
+
+
+def test_short_training_runs_lower_each_loss_and_sampling_is_seeded():
+    w = ShapesWorld()
+    torch.manual_seed(0)
+    mllm = TinyMLLM(MLLMConfig(d=32, layers=1))
+    ntp = train_understanding(mllm, w, UnderstandingConfig(steps=40, batch=16), _g(0))
+    assert sum(ntp[-8:]) / 8 < 0.6 * sum(ntp[:4]) / 4
+    model = MMDiT(MMDiTConfig(dim=32, heads=2, layers=1, cond_dim=32, rope_axes=(4, 6, 6)))
+    hist = train_generation(model, MLLMConditioner(mllm, freeze=False), w,
+                            GenerationConfig(steps=40, batch=16, edit_frac=0.5, alpha_ntp=0.5), _g(1))
+    assert sum(hist["fm"][-8:]) / 8 < 0.8 * sum(hist["fm"][:4]) / 4
+    wc = WordConditioner(32)
+    prompt = torch.tensor([[5, 6, 7]])
+    model2 = MMDiT(MMDiTConfig(dim=32, heads=2, layers=1, cond_dim=32, rope_axes=(4, 6, 6)))
+    a, b = sample(model2, wc, prompt, _g(3), steps=3), sample(model2, wc, prompt, _g(3), steps=3)
+    assert torch.equal(a, b) and a.shape == (1, 3, 24, 24)

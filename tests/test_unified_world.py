@@ -1,0 +1,77 @@
+"""The shapes world and its analytic evaluators (module 05)."""
+import torch
+
+from hdai_lessons.unified.evaluate import detect_batch, edit_scores, generation_scores, psnr, qa_accuracy, scene_match
+from hdai_lessons.unified.shapes import (EDIT_TYPES, QUESTION_TYPES, ShapesWorld, WorldConfig, chance_accuracy, decode,
+                                         encode, sample_qa_batch)
+
+
+def _scenes(world, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [world.sample_scene(g) for _ in range(n)]
+
+
+def test_renderer_images_are_detected_exactly():
+    for cfg in (WorldConfig(), WorldConfig(grid=3, cell=10, max_objects=3)):
+        w = ShapesWorld(cfg)
+        scenes = _scenes(w, 200, 0)
+        imgs = w.render_batch(scenes)
+        assert all(scene_match(d, s) for d, s in zip(detect_batch(w, imgs), scenes))
+        assert generation_scores(w, imgs, scenes) == {k: 1.0 for k in ("colour", "shape", "size", "position", "object", "scene")}
+
+
+def test_random_images_score_poorly():
+    w = ShapesWorld()
+    scenes = _scenes(w, 100, 1)
+    s = generation_scores(w, torch.rand(100, 3, 24, 24, generator=torch.Generator().manual_seed(0)), scenes)
+    assert s["scene"] == 0.0 and s["object"] < 0.2
+
+
+def test_captions_parse_back_and_generator_is_deterministic():
+    w = ShapesWorld()
+    a, b = _scenes(w, 50, 3), _scenes(w, 50, 3)
+    assert a == b
+    assert all(w.parse_caption(w.caption(s)) == s for s in a)
+    assert decode(encode(w.caption(a[0]))) == w.caption(a[0])
+    b1 = sample_qa_batch(w, 16, torch.Generator().manual_seed(5))
+    b2 = sample_qa_batch(w, 16, torch.Generator().manual_seed(5))
+    assert torch.equal(b1.images, b2.images) and torch.equal(b1.question, b2.question) and b1.qtypes == b2.qtypes
+
+
+def test_answers_are_true_of_the_scene():
+    w = ShapesWorld()
+    g = torch.Generator().manual_seed(4)
+    for _ in range(200):
+        s = w.sample_scene(g)
+        q, a = w.question(s, "count", g)
+        assert a == [("zero", "one", "two", "three")[len(s.objects)]]
+        q, a = w.question(s, "colour", g)
+        assert [o.colour for o in s.objects if o.shape == q[4]] == a
+        q, a = w.question(s, "position", g)
+        assert a in (["yes"], ["no"])
+    assert all(0 < c < 0.75 for c in chance_accuracy(w).values())
+
+
+def test_edits_produce_their_targets_and_psnr():
+    w = ShapesWorld()
+    g = torch.Generator().manual_seed(6)
+    eds = [w.sample_edit(g) for _ in range(120)]
+    assert {e[1] for e in eds} == set(EDIT_TYPES)
+    src = w.render_batch([e[0] for e in eds])
+    tgt = w.render_batch([e[3] for e in eds])
+    perfect = edit_scores(w, tgt, src, [e[3] for e in eds], [e[4] for e in eds])
+    assert perfect == {"success": 1.0, "psnr_untouched": 60.0}
+    unchanged = edit_scores(w, src, src, [e[3] for e in eds], [e[4] for e in eds])
+    assert unchanged["success"] == 0.0  # doing nothing is never a successful edit
+    noisy = edit_scores(w, torch.rand_like(src), src, [e[3] for e in eds], [e[4] for e in eds])
+    assert noisy["success"] == 0.0 and noisy["psnr_untouched"] < 10
+    for e in eds:  # the untouched cells really are identical in source and target
+        m = ~w.cell_mask(e[4])
+        assert torch.equal(w.render(e[0])[:, m], w.render(e[3])[:, m])
+    assert abs(psnr(torch.zeros(3, 4, 4), torch.full((3, 4, 4), 0.1)) - 20.0) < 1e-5
+
+
+def test_qa_accuracy_by_type():
+    acc = qa_accuracy([["red"], ["two"], ["no"]], [["red"], ["one"], ["no"]], ["colour", "count", "position"])
+    assert acc == {"colour": 1.0, "count": 0.0, "position": 1.0, "all": 2 / 3}
+    assert set(QUESTION_TYPES) == {"colour", "shape", "count", "position"}
