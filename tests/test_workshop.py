@@ -132,3 +132,10 @@ def test_catch_up_errors_are_clear():
         catch_up("00.1", 99)
     with pytest.raises(RuntimeError, match="inside a Jupyter notebook"):
         catch_up("00.1", 1)
+
+
+def test_raw_angle_brackets_in_markdown_are_caught():
+    from hdai_lessons.workshop.slides import _md, unclosed_tags
+
+    assert unclosed_tags(_md("Rotate the <view> side view.")) == ["view"]
+    assert unclosed_tags(_md("Rotate the &lt;view&gt; side view, `<view>` and $a<b$.")) == []

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from html.parser import HTMLParser
+
 import nbformat
 from nbconvert.filters.markdown import markdown2html_mistune
 
@@ -92,6 +94,32 @@ def _images(cell) -> list[str]:
     return out
 
 
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+class _TagBalance(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in _VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in self.open:
+            while self.open and self.open.pop() != tag:
+                pass
+
+
+def unclosed_tags(fragment: str) -> list[str]:
+    """HTML elements a slide opens and never closes (raw ``<view>`` in Markdown swallows the deck)."""
+    parser = _TagBalance()
+    parser.feed(fragment)
+    parser.close()
+    return parser.open
+
+
 def lesson_slides(lesson: Lesson) -> list[Slide]:
     """The slides one lesson contributes to its module's deck."""
     nb = nbformat.read(str(lesson.path), as_version=4)
@@ -137,6 +165,11 @@ def lesson_slides(lesson: Lesson) -> list[Slide]:
     summary = next((c.source for c in reversed(markdown) if "summary" in c.source.lower()), None)
     if summary:
         slides.append(Slide("summary", _md(summary), notes=_plain(summary)))
+    for slide in slides:
+        left_open = unclosed_tags(slide.html)
+        if left_open:
+            raise ValueError(f"lesson {lesson.id}: a {slide.kind} slide leaves <{'>, <'.join(left_open)}> open; "
+                             f"write literal angle brackets in its Markdown as &lt; &gt; or inside `code`")
     return slides
 
 
