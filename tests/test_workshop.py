@@ -138,4 +138,5 @@ def test_raw_angle_brackets_in_markdown_are_caught():
     from hdai_lessons.workshop.slides import _md, unclosed_tags
 
     assert unclosed_tags(_md("Rotate the <view> side view.")) == ["view"]
+    assert unclosed_tags(_md("Move the <object> into the box.")) == ["object"]
     assert unclosed_tags(_md("Rotate the &lt;view&gt; side view, `<view>` and $a<b$.")) == []

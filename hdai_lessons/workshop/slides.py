@@ -101,15 +101,16 @@ class _TagBalance(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.open: list[str] = []
+        self.unclosed: list[str] = []
 
     def handle_starttag(self, tag, attrs):
         if tag not in _VOID:
             self.open.append(tag)
 
     def handle_endtag(self, tag):
-        if tag in self.open:
-            while self.open and self.open.pop() != tag:
-                pass
+        if tag in self.open:  # elements closed only implicitly by an outer end tag count as unclosed
+            while (inner := self.open.pop()) != tag:
+                self.unclosed.append(inner)
 
 
 def unclosed_tags(fragment: str) -> list[str]:
@@ -117,7 +118,7 @@ def unclosed_tags(fragment: str) -> list[str]:
     parser = _TagBalance()
     parser.feed(fragment)
     parser.close()
-    return parser.open
+    return parser.unclosed + parser.open
 
 
 def lesson_slides(lesson: Lesson) -> list[Slide]:
