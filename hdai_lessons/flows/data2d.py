@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -69,7 +70,7 @@ class GaussianMixture:
         return torch.softmax(self.component_log_prob(x), dim=-1)
 
 
-class _NoisyCurves:
+class _NoisyCurves(abc.ABC):
     """Points c(θ) on curves plus N(0, σ² I) noise; log-density by quadrature over ``_curve_points``."""
 
     dim = 2
@@ -77,8 +78,9 @@ class _NoisyCurves:
     def __init__(self, noise: float, n_quad: int):
         self.noise, self.n_quad = float(noise), int(n_quad)
 
+    @abc.abstractmethod
     def _curve(self, u: torch.Tensor) -> torch.Tensor:  # u ∈ [0, 1) (n,) -> (n, 2), uniform in arc measure
-        raise NotImplementedError
+        """Points on the curves for arc parameters ``u`` (each subclass draws its own curves)."""
 
     def sample(self, n: int, generator: "torch.Generator | None" = None) -> torch.Tensor:
         u = torch.rand(n, generator=generator)

@@ -48,35 +48,35 @@ class Deck:
 _MATH = re.compile(r"\$\$.+?\$\$|(?<![\\$])\$(?!\s)[^$\n]+?(?<![\s\\])\$", re.S)
 
 
-def _md(text: str) -> str:
-    """Markdown → HTML with math protected, as Jupyter renders it: TeX is cut out before the
-    Markdown pass (so ``w^*`` or ``\\|u\\|`` are not read as emphasis or escapes), then put back
-    HTML-escaped for KaTeX to render in the browser."""
+_PLACEHOLDER = re.compile(r"HDAIMATH(\d+)END")
+
+
+def _stash_math(text: str) -> tuple[str, list[str]]:
+    """Cut TeX out of Markdown (as Jupyter does before its Markdown pass): placeholders + the TeX."""
     math: list[str] = []
 
     def stash(m: re.Match) -> str:
         math.append(m.group(0))
         return f"HDAIMATH{len(math) - 1}END"
 
-    body = markdown2html_mistune(_MATH.sub(stash, text))
-    return re.sub(r"HDAIMATH(\d+)END", lambda m: html.escape(math[int(m.group(1))]), body)
+    return _MATH.sub(stash, text), math
+
+
+def _md(text: str) -> str:
+    """Markdown → HTML with math protected (so ``w^*`` or ``\\|u\\|`` are not read as emphasis or
+    escapes); the TeX goes back HTML-escaped for KaTeX to render in the browser."""
+    body, math = _stash_math(text)
+    return _PLACEHOLDER.sub(lambda m: html.escape(math[int(m.group(1))]), markdown2html_mistune(body))
 
 
 def _plain(text: str, limit: int = 700) -> str:
     """Markdown → short plain text for speaker notes (inline math kept intact for KaTeX)."""
-    text = re.sub(r"\$\$.*?\$\$", "[equation]", text, flags=re.S)
-    math: list[str] = []
-
-    def stash(m: re.Match) -> str:
-        math.append(m.group(0))
-        return f"HDAIMATH{len(math) - 1}END"
-
-    text = re.sub(r"[#*`_>|]", "", _MATH.sub(stash, text))
-    text = re.sub(r"\s+", " ", text).strip()
+    text, math = _stash_math(re.sub(r"\$\$.*?\$\$", "[equation]", text, flags=re.S))
+    text = re.sub(r"\s+", " ", re.sub(r"[#*`_>|]", "", text)).strip()
     if len(text) > limit:
         text = text[: limit - 1].rsplit(" ", 1)[0] + " …"
     text = re.sub(r"HDAIMATH\d*(END)?$", "", text)          # a placeholder cut by the limit
-    return re.sub(r"HDAIMATH(\d+)END", lambda m: math[int(m.group(1))], text)
+    return _PLACEHOLDER.sub(lambda m: math[int(m.group(1))], text)
 
 
 def _stream_text(cell) -> str:
