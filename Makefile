@@ -15,14 +15,16 @@ JOBS ?= 2
 # Headless, offline, one torch thread per notebook (two notebooks at a time use both cores).
 RUN_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
            HDAI_PROGRESS=0 HDAI_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYDEVD_DISABLE_FILE_VALIDATION=1
-NBVAL := -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=400 \
-         --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+NBVAL_ONE := --nbval-lax --nbval-current-env --nbval-cell-timeout=400 \
+             --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+NBVAL := -n $(JOBS) --dist loadfile $(NBVAL_ONE)
 
-.PHONY: help setup lab test test-unit test-notebooks test-learner course notebooks exercises readme doctor slides clean
+.PHONY: help setup lab test test-unit test-notebooks test-notebooks-perturbed test-learner course notebooks exercises readme doctor slides clean
 
 help:
 	@echo "make lab      open JupyterLab on notebooks/ (sets itself up)"
-	@echo "make test     unit tests + every lesson at toy scale + every learner version at smoke scale"
+	@echo "make test     unit tests + every lesson at toy scale (twice: this CPU's float path and a perturbed one)"
+	@echo "              + every learner version at smoke scale"
 	@echo "make course   run every lesson headless; write build/course-report.md"
 	@echo "make notebooks  re-execute every lesson in place (commit outputs), regenerate learner versions"
 	@echo "make doctor   check this machine; make slides  build offline decks"
@@ -41,13 +43,21 @@ $(STAMP): pyproject.toml
 lab: setup
 	$(PY) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-test: setup test-unit test-notebooks test-learner
+test: setup test-unit test-notebooks test-notebooks-perturbed test-learner
 
 test-unit: setup
 	$(RUN_ENV) $(PY) -m pytest -q -n $(JOBS) tests
 
 test-notebooks: setup
 	$(RUN_ENV) HDAI_SCALE=toy HDAI_EXERCISES_STRICT=1 $(PY) -m pytest -q $(NBVAL) notebooks --ignore=notebooks/learner
+
+# The committed outputs were written on one CPU. Run the lessons again on another float path
+# (torch's portable scalar kernels instead of AVX2/AVX-512, one notebook at a time on two threads
+# instead of two on one): every checked output must still match, as on a learner's laptop.
+PERTURBED_ENV := ATEN_CPU_CAPABILITY=default HDAI_THREADS=2 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
+
+test-notebooks-perturbed: setup
+	$(RUN_ENV) $(PERTURBED_ENV) HDAI_SCALE=toy HDAI_EXERCISES_STRICT=1 $(PY) -m pytest -q $(NBVAL_ONE) notebooks --ignore=notebooks/learner
 
 test-learner: setup
 	$(RUN_ENV) HDAI_SCALE=smoke HDAI_EXERCISES_STRICT=0 $(PY) -m pytest -q $(NBVAL) notebooks/learner

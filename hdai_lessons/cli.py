@@ -28,16 +28,22 @@ def _lesson_or_exit(lesson_id: str):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run_measured
+    from .runner import describe_claim, run_measured
 
     lesson = _lesson_or_exit(args.lesson)
     if lesson is None:
         return 2
-    result = run_measured(lesson, args.scale, inplace=args.inplace)
+    if args.seed is not None and args.inplace:
+        print("--inplace writes the committed outputs, which use the lesson's own seed: drop --seed or --inplace", file=sys.stderr)
+        return 2
+    print(f"running lesson {lesson.id} headless (budget {lesson.budget_s} s)…", file=sys.stderr, flush=True)
+    result = run_measured(lesson, args.scale, inplace=args.inplace, seed=args.seed)
     for c in result["claims"]:
-        print(f"claim {'held' if c['held'] else 'did not hold' if c['held'] is False else 'mixed'}: {c['claim']} {c['numbers']}")
+        print(f"[{lesson.id}] {describe_claim(c)}")
     if result["error"]:
         print(f"lesson {lesson.id} FAILED after {result['wall_s']} s: {result['error']}", file=sys.stderr)
+        for line in result.get("log_tail", [])[-10:]:
+            print(f"  kernel log: {line}", file=sys.stderr)
         return 1
     print(f"lesson {lesson.id} ran in {result['wall_s']} s (peak {result['peak_mib']} MiB); executed copy: {result['executed']}")
     return 0
@@ -50,7 +56,10 @@ def _cmd_course(args: argparse.Namespace) -> int:
     lessons = all_lessons()
     if args.module:
         lessons = [l for l in lessons if l.module == f"{int(args.module):02d}"]
-    results, report = run_course(args.scale, jobs=args.jobs, inplace=args.inplace, lessons=lessons)
+    if args.seed is not None and args.inplace:
+        print("--inplace writes the committed outputs, which use each lesson's own seed: drop --seed or --inplace", file=sys.stderr)
+        return 2
+    results, report = run_course(args.scale, jobs=args.jobs, inplace=args.inplace, lessons=lessons, seed=args.seed)
     print(report.read_text())
     return 1 if any(r["error"] for r in results) else 0
 
@@ -154,6 +163,12 @@ def _cmd_workshop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed_arg(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed: use a non-negative integer")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hdai-lessons", description="HDAI Lessons course tools")
     sub = p.add_subparsers(dest="command", required=True)
@@ -163,12 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("lesson", help="lesson id, e.g. 01.2")
     s.add_argument("--scale", choices=["smoke", "toy", "full"], default=None)
     s.add_argument("--inplace", action="store_true", help="also write outputs back into the lesson notebook")
+    s.add_argument("--seed", type=_seed_arg, default=None,
+                   help="the lesson's base seed (default: the lesson's own, or $HDAI_SEED); rerun a claim on other seeds")
     s.set_defaults(func=_cmd_run)
     s = sub.add_parser("course", help="run every lesson and write build/course-report.md")
     s.add_argument("--scale", choices=["smoke", "toy", "full"], default=None)
     s.add_argument("--jobs", type=int, default=2)
     s.add_argument("--module", default=None, help="only this module, e.g. 01")
     s.add_argument("--inplace", action="store_true", help="write outputs back into the lesson notebooks")
+    s.add_argument("--seed", type=_seed_arg, default=None, help="base seed for every lesson (see run --seed)")
     s.set_defaults(func=_cmd_course)
     s = sub.add_parser("exercises", help="generate learner versions (solutions replaced by stubs)")
     s.add_argument("--check", action="store_true", help="only report stale learner versions")

@@ -1,6 +1,7 @@
 """``setup_lesson``: the one setup call at the top of every lesson (seed, scale, device, style)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -22,12 +23,28 @@ class LessonContext:
     generator: torch.Generator
 
 
+SEED_ENV = "HDAI_SEED"
+
+
+def seed_from_env(default: int) -> int:
+    """The lesson's base seed: ``$HDAI_SEED`` when set (``hdai-lessons run LESSON --seed N``), else ``default``."""
+    raw = os.environ.get(SEED_ENV, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise ValueError(f"{SEED_ENV}={raw!r} is not a seed: use a non-negative integer, e.g. {SEED_ENV}=1")
+    return int(raw)
+
+
 def setup_lesson(lesson: str, scale: "Scale | str | None" = None, seed: int = 0, device: "str | None" = None) -> LessonContext:
     """Seed everything, resolve the scale and device, apply the plot style; print one line.
 
     ``scale`` defaults to ``$HDAI_SCALE`` or ``toy``; toy and smoke lessons run on the CPU
-    (small models are faster there and results repeat bit for bit); ``full`` takes the best device.
+    (small models are faster there; the checked outputs are the same on any float path).
+    ``seed`` is the lesson's base seed; ``$HDAI_SEED`` overrides it, so a claim can be rerun on
+    seeds the lesson was not written with. Every seed the lesson uses derives from ``ctx.seed``.
     """
+    seed = seed_from_env(seed)
     resolved = get_scale(scale)
     threads = set_threads()
     gen = seed_everything(seed)

@@ -32,24 +32,127 @@ HEADLESS_ENV = {
 }
 
 
+# Each wait on the kernel's reply lasts at most this long before it is re-armed. nbclient waits
+# once for the whole cell timeout; a wake-up lost in that single wait cost a whole timeout (a
+# 26 s lesson took 627 s), so we wait in short slices instead.
+WAIT_SLICE_S = 1.0
+LOG_TAIL_LINES = 40
+
+
+def cell_timeout_for(budget_s: int) -> int:
+    """Per-cell timeout from a lesson's budget: 3× the budget (the report's "over budget" line), ≥ 120 s."""
+    return max(120, 3 * int(budget_s))
+
+
+def _sliced_client_class():
+    """A ``NotebookClient`` that waits for replies in ≤ 1 s slices and times every cell."""
+    import asyncio
+    from queue import Empty
+
+    from jupyter_core.utils import ensure_async
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError
+
+    class SlicedNotebookClient(NotebookClient):
+        cell_seconds: list
+
+        async def _async_poll_for_reply(self, msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive):
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                remaining = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, deadline - time.monotonic())
+                try:
+                    if remaining <= 0:
+                        raise Empty
+                    msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=remaining))
+                except Empty:
+                    await self._async_check_alive()
+                    if deadline is not None and time.monotonic() >= deadline:
+                        task_poll_kernel_alive.cancel()
+                        await self._async_handle_timeout(timeout, cell)  # interrupts the kernel, raises
+                        raise CellTimeoutError.error_from_timeout_and_cell("Cell timed out", timeout, cell)
+                    continue
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                try:  # the reply came; drain the cell's outputs (also in slices)
+                    waited = 0.0
+                    while not task_poll_output_msg.done():
+                        await asyncio.wait([task_poll_output_msg], timeout=WAIT_SLICE_S)
+                        waited += WAIT_SLICE_S
+                        if waited >= self.iopub_timeout and not task_poll_output_msg.done():
+                            self.log.warning("Timeout waiting for IOPub output")
+                            break
+                finally:
+                    task_poll_kernel_alive.cancel()
+                return msg
+
+        async def async_execute_cell(self, cell, cell_index, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+            finally:
+                if cell.get("cell_type") == "code":
+                    self.cell_seconds.append((cell_index, round(time.perf_counter() - start, 2)))
+
+    return SlicedNotebookClient
+
+
+class _TailHandler:
+    """Collects the last ``LOG_TAIL_LINES`` records of the kernel client's log."""
+
+    def __init__(self):
+        import logging
+        from collections import deque
+
+        self.lines: "deque[str]" = deque(maxlen=LOG_TAIL_LINES)
+        outer = self
+
+        class _Handler(logging.Handler):
+            def emit(self, record):
+                outer.lines.append(f"{time.strftime('%H:%M:%S')} {record.levelname} {record.getMessage()}")
+
+        self.handler = _Handler(level=logging.DEBUG)
+
+
 def execute_notebook(path: Path, out_path: "Path | None", scale: "Scale | str | None" = None,
                      timeout: int = 600, threads: int = 1, claims_file: "Path | None" = None,
-                     strict: bool = True) -> nbformat.NotebookNode:
-    """Execute ``path`` top to bottom with nbclient; write the executed copy to ``out_path``."""
-    from nbclient import NotebookClient
+                     strict: bool = True, seed: "int | None" = None,
+                     timings: "dict | None" = None) -> nbformat.NotebookNode:
+    """Execute ``path`` top to bottom with nbclient; write the executed copy to ``out_path``.
+
+    ``timeout`` is per cell (seconds). ``seed`` sets the lesson's base seed (``$HDAI_SEED``).
+    When ``timings`` is a dict it receives ``cell_seconds`` (``[(cell index, s), ...]``) and
+    ``log_tail`` (the kernel client's last log lines), also when the run fails, so a stall names
+    its cell.
+    """
+    import logging
 
     env = {**HEADLESS_ENV, "HDAI_SCALE": get_scale(scale).value, "HDAI_THREADS": str(threads),
            "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "HDAI_EXERCISES_STRICT": "1" if strict else "0"}
     if claims_file is not None:
         env["HDAI_CLAIMS_FILE"] = str(claims_file)
+    if seed is not None:
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        env["HDAI_SEED"] = str(seed)
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    tail = _TailHandler()
+    log = logging.getLogger("hdai_lessons.runner.kernel")
+    log.setLevel(logging.DEBUG)
+    log.addHandler(tail.handler)
+    client = None
     try:
         nb = nbformat.read(str(path), as_version=4)
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        client = _sliced_client_class()(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                                        resources={"metadata": {"path": str(path.parent)}}, log=log)
+        client.cell_seconds = []
+        client.execute()
     finally:
+        log.removeHandler(tail.handler)
+        if timings is not None:
+            timings["cell_seconds"] = list(client.cell_seconds) if client is not None else []
+            timings["log_tail"] = list(tail.lines)
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -63,37 +166,51 @@ def execute_notebook(path: Path, out_path: "Path | None", scale: "Scale | str | 
     return nb
 
 
-def _run_one_measured(lesson_id: str, scale: str, out_path: str, claims_file: str, inplace: bool) -> None:
-    """Child-process entry point: execute, then print a JSON line with time and peak memory."""
+def _run_one_measured(lesson_id: str, scale: str, out_path: str, claims_file: str, inplace: bool,
+                      seed: "int | None" = None) -> None:
+    """Child-process entry point: execute, then print a JSON line with time, memory and cell timings."""
     from .lessons import get_lesson
 
     lesson = get_lesson(lesson_id)
     start = time.perf_counter()
     error = None
+    timings: dict = {}
     try:
-        nb = execute_notebook(lesson.path, Path(out_path), scale=scale, claims_file=Path(claims_file))
+        nb = execute_notebook(lesson.path, Path(out_path), scale=scale, claims_file=Path(claims_file),
+                              timeout=cell_timeout_for(lesson.budget_s), seed=seed, timings=timings)
         if inplace:
             nbformat.write(nb, str(lesson.path))
     except Exception as err:  # reported, not raised: the course report lists failures
         error = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
     wall = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"lesson": lesson_id, "wall_s": round(wall, 1), "peak_mib": round(peak_kib / 1024, 0), "error": error}))
+    print(json.dumps({"lesson": lesson_id, "wall_s": round(wall, 1), "peak_mib": round(peak_kib / 1024, 0), "error": error,
+                      "cell_seconds": timings.get("cell_seconds", []),
+                      "log_tail": timings.get("log_tail", []) if error else []}))
 
 
-def run_measured(lesson: Lesson, scale: "Scale | str | None", inplace: bool = False) -> dict:
-    """Run one lesson in a fresh process; return wall time, peak memory, error and claims."""
+def run_measured(lesson: Lesson, scale: "Scale | str | None", inplace: bool = False, seed: "int | None" = None) -> dict:
+    """Run one lesson in a fresh process; return wall time, peak memory, error, cell timings and claims.
+
+    ``seed`` overrides the lesson's base seed (``hdai-lessons run LESSON --seed N``); executed
+    copies for another seed go to ``build/executed/<scale>-seed<N>/`` and never in place.
+    """
+    if seed is not None and inplace:
+        raise ValueError("--inplace writes the committed outputs, which come from the lesson's own seed; drop --seed or --inplace")
     scale_v = get_scale(scale).value
-    out_path = build_dir() / "executed" / scale_v / lesson.path.parent.name / lesson.path.name
+    folder = scale_v if seed is None else f"{scale_v}-seed{seed}"
+    out_path = build_dir() / "executed" / folder / lesson.path.parent.name / lesson.path.name
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
         claims_file = f.name
     proc = subprocess.run(
         [sys.executable, "-c",
-         "import sys; from hdai_lessons.runner import _run_one_measured as r; r(*sys.argv[1:5], sys.argv[5] == '1')",
-         lesson.id, scale_v, str(out_path), claims_file, "1" if inplace else "0"],
+         "import sys; from hdai_lessons.runner import _run_one_measured as r; "
+         "r(*sys.argv[1:5], sys.argv[5] == '1', None if sys.argv[6] == '' else int(sys.argv[6]))",
+         lesson.id, scale_v, str(out_path), claims_file, "1" if inplace else "0", "" if seed is None else str(seed)],
         capture_output=True, text=True,
     )
-    result = {"lesson": lesson.id, "wall_s": None, "peak_mib": None, "error": None}
+    result = {"lesson": lesson.id, "seed": seed, "wall_s": None, "peak_mib": None, "error": None,
+              "cell_seconds": [], "log_tail": []}
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     if lines:
         result.update(json.loads(lines[-1]))
@@ -107,30 +224,46 @@ def run_measured(lesson: Lesson, scale: "Scale | str | None", inplace: bool = Fa
 
 
 def run_course(scale: "Scale | str | None" = None, jobs: int = 2, inplace: bool = False,
-               lessons: "list[Lesson] | None" = None) -> tuple[list[dict], Path]:
+               lessons: "list[Lesson] | None" = None, seed: "int | None" = None) -> tuple[list[dict], Path]:
     """Run every lesson (``jobs`` at a time); write ``build/course-report.md`` and ``.json``."""
     lessons = lessons if lessons is not None else all_lessons()
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda l: run_measured(l, scale, inplace), lessons))
+        results = list(pool.map(lambda l: run_measured(l, scale, inplace, seed=seed), lessons))
     total = time.perf_counter() - start
     report = write_report(lessons, results, get_scale(scale), total, jobs)
     return results, report
 
 
+def describe_claim(record: dict) -> str:
+    """One line for a recorded claim: verdict, claim, then the rule's numbers (``d̄``, SE, N) if any."""
+    word = {True: "✔ held", False: "✘ did not hold", None: "◐ not resolved"}[record["held"]]
+    if record.get("smoke"):
+        word = "· not tested at smoke scale"
+    ev = record.get("evidence")
+    detail = []
+    if ev:
+        se = "n/a" if ev.get("se") is None else f"{ev['se']:.3g}"
+        detail.append(f"mean diff {ev['mean_diff']:+.3g} ± SE {se}, N={ev['n']}")
+    detail += [f"{k}={v}" for k, v in record.get("numbers", {}).items()]
+    return f"{word}: {record['claim']}" + (f" ({'; '.join(detail)})" if detail else "")
+
+
 def write_report(lessons: list[Lesson], results: list[dict], scale: Scale, total_s: float, jobs: int) -> Path:
     by_id = {l.id: l for l in lessons}
-    rows = ["| lesson | title | status | wall (s) | budget (s) | peak memory (MiB) | claims checked |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| lesson | title | status | wall (s) | budget (s) | slowest cell (s) | peak memory (MiB) | claims checked |",
+            "|---|---|---|---|---|---|---|---|"]
     for r in results:
         lesson = by_id[r["lesson"]]
         status = "FAILED: " + r["error"] if r["error"] else ("ok" if (r["wall_s"] or 0) <= lesson.budget_s * 3 else "over budget")
-        claims = "<br>".join(
-            f"{'✔ held' if c['held'] else ('✘ did not hold' if c['held'] is False else '◐ mixed')}: {c['claim']} "
-            f"({', '.join(f'{k}={v}' for k, v in c['numbers'].items())})" for c in r["claims"]) or "—"
-        rows.append(f"| {lesson.id} | {lesson.title} | {status} | {r['wall_s']} | {lesson.budget_s} | {r['peak_mib']} | {claims} |")
+        slowest = max(r.get("cell_seconds") or [(None, 0.0)], key=lambda c: c[1])
+        slow = f"{slowest[1]} (cell {slowest[0]})" if slowest[0] is not None else "—"
+        claims = "<br>".join(describe_claim(c) for c in r["claims"]) or "—"
+        rows.append(f"| {lesson.id} | {lesson.title} | {status} | {r['wall_s']} | {lesson.budget_s} | {slow} | {r['peak_mib']} | {claims} |")
+    seeds = sorted({r.get("seed") for r in results}, key=lambda x: -1 if x is None else x)
+    seed_note = "" if seeds in ([None], []) else f" Base seed {', '.join('lesson default' if s is None else str(s) for s in seeds)}."
     text = (f"# Course report ({scale} scale)\n\nGenerated by `hdai-lessons course`; {len(results)} lessons, "
-            f"{jobs} at a time, total wall time {total_s:.0f} s.\n\n" + "\n".join(rows) + "\n")
+            f"{jobs} at a time, total wall time {total_s:.0f} s.{seed_note}\n\n" + "\n".join(rows) + "\n")
     out = build_dir() / "course-report.md"
     out.write_text(text)
     (build_dir() / "course-report.json").write_text(json.dumps(results, indent=1))

@@ -26,7 +26,7 @@ from ..paths import repo_root
 
 MAX_EQUATION_SLIDES = 3
 MAX_FIGURE_SLIDES = 3
-CLAIM_LINE = re.compile(r"claim (HOLDS|DOES NOT HOLD|MIXED)")
+CLAIM_LINE = re.compile(r"claim (HOLDS|DOES NOT HOLD|NOT RESOLVED|not tested at smoke scale)")
 HEADING = re.compile(r"^#+\s*(.+)$", re.M)
 
 

@@ -1,0 +1,52 @@
+"""The headless runner: sliced waits (no lost wake-up can cost a whole timeout), cell timings, seeds."""
+from __future__ import annotations
+
+import time
+
+import nbformat
+import pytest
+
+from hdai_lessons.runner import cell_timeout_for, describe_claim, execute_notebook
+
+
+def _notebook(tmp_path, *sources: str):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_runner_times_every_cell_and_passes_the_seed(tmp_path):
+    path = _notebook(tmp_path, "import os, time\ntime.sleep(0.3)", "print(os.environ['HDAI_SEED'], os.environ['HDAI_SCALE'])")
+    timings: dict = {}
+    nb = execute_notebook(path, tmp_path / "out.ipynb", scale="smoke", seed=5, timeout=60, timings=timings)
+    assert nb.cells[1].outputs[0]["text"].strip() == "5 smoke"
+    idx = [i for i, _ in timings["cell_seconds"]]
+    assert idx == [0, 1] and timings["cell_seconds"][0][1] >= 0.3
+    assert (tmp_path / "out.ipynb").exists()
+
+
+def test_a_cell_timeout_is_raised_on_time_and_names_the_cell(tmp_path):
+    from nbclient.exceptions import CellTimeoutError
+
+    path = _notebook(tmp_path, "x = 1", "import time\ntime.sleep(30)")
+    timings: dict = {}
+    start = time.perf_counter()
+    with pytest.raises(CellTimeoutError):
+        execute_notebook(path, None, scale="smoke", timeout=2, timings=timings)
+    assert time.perf_counter() - start < 25
+    assert [i for i, _ in timings["cell_seconds"]][0] == 0 and timings["cell_seconds"][-1][0] == 1
+
+
+def test_runner_rejects_bad_seeds_and_sizes_timeouts_from_budgets(tmp_path):
+    with pytest.raises(ValueError, match="non-negative int"):
+        execute_notebook(_notebook(tmp_path, "1"), None, seed=-3)
+    assert cell_timeout_for(30) == 120 and cell_timeout_for(200) == 600
+
+
+def test_describe_claim_shows_the_rule_numbers():
+    rec = {"claim": "a beats b", "held": None, "numbers": {"a": 0.5},
+           "evidence": {"mean_diff": 0.01, "se": 0.02, "n": 5}}
+    assert describe_claim(rec) == "◐ not resolved: a beats b (mean diff +0.01 ± SE 0.02, N=5; a=0.5)"
+    assert describe_claim({**rec, "smoke": True}).startswith("· not tested at smoke scale")
