@@ -1,4 +1,4 @@
-"""The reasoning bandit: task, exact metrics, learning, Proposition 1 in training, seed-batching parity."""
+"""The reasoning bandit: task, exact metrics, learning, Proposition 1 in training, seed-batching and arm independence."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hdai_lessons.rlvr.bandit import (BanditConfig, BanditPolicy, make_task, policy_metrics, policy_tv, run_arms,
-                                      run_bandit, sample_answers, verdict)
+                                      run_bandit, sample_answers)
 from hdai_lessons.rlvr.losses import LossConfig
 
 SMALL = BanditConfig(n_prompts=12, n_answers=10, n_correct=2, feat_dim=4, iters=12, lr=0.1)
@@ -75,12 +75,28 @@ def test_seed_batching_equals_separate_runs():
         assert torch.allclose(both.history[key][:, 1], alone.history[key][:, 0], atol=1e-9), key
 
 
-def test_verdict():
-    assert verdict(torch.tensor([True, True])) is True
-    assert verdict(torch.tensor([False, False])) is False
-    assert verdict(torch.tensor([True, False])) is None
+def test_an_arm_does_not_depend_on_the_arms_beside_it():
+    """Every arm builds its own policy, optimizer and per-seed generators: training it alone or after
+    other arms gives the same run (bitwise: the same ops on the same float path)."""
+    cfg = replace(SMALL, iters=6)
+    task = make_task(cfg, [2, 3])
+    alone = run_arms(cfg, task, arms=("LPO-fwd",), epochs=(4,))[("LPO-fwd", 4)]
+    torch.manual_seed(123)                               # the global RNG is not used by the runs
+    beside = run_arms(cfg, task, arms=("GRPO", "pointwise", "LPO-fwd"), epochs=(1, 4))[("LPO-fwd", 4)]
+    for key in ("reward", "entropy", "kept", "pass@32", "final_probs"):
+        assert torch.equal(alone.history[key], beside.history[key]), key
 
 
 def test_config_for_scale():
     assert BanditConfig.for_scale("smoke").iters < BanditConfig.for_scale("toy").iters
     assert BanditConfig.for_scale("toy", K=4).K == 4
+
+
+def test_runs_use_one_thread_and_restore_the_setting():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_bandit(replace(SMALL, iters=2), make_task(SMALL, [0]))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

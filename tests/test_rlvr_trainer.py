@@ -263,3 +263,20 @@ def test_optimizer_choice_and_line_search_leaves_model_untouched():
     res = policy_gradient_line_search(model, tok, StartsWithDigit(), TRAIN[:4], [0.01, 1.0], K=4, n_eval=4, max_new_tokens=3)
     assert set(res["reward"]) == {0.0, 0.01, 1.0} and res["grad_norm"] >= 0
     assert torch.equal(params_vector(model), before)
+
+
+def test_tiny_lm_arm_does_not_depend_on_what_ran_before():
+    """Lesson 01.3's runs own their randomness: an arm's run is the same alone or after other arms/seeds."""
+    from hdai_lessons.lm.pretrained import warm_problem_split
+    from hdai_lessons.rlvr import tiny_lm
+    exp = tiny_lm.TinyRLVRExperiment.for_scale("smoke", seed=3)
+    assert exp.seeds == (3, 4)                                   # seeds derive from the base seed
+    train, held = warm_problem_split(0)
+    held = held[:exp.n_eval]
+    alone = tiny_lm.run_arm("grpo", 4, exp, held, train)
+    torch.manual_seed(999)
+    tiny_lm.run_arm("lpo_fwd", 3, exp, held, train)             # another arm and seed first
+    beside = tiny_lm.run_arm("grpo", 4, exp, held, train)
+    assert alone["eval"] == beside["eval"]
+    assert [h["reward"] for h in alone["history"]] == [h["reward"] for h in beside["history"]]
+    assert [h["entropy"] for h in alone["history"]] == [h["entropy"] for h in beside["history"]]

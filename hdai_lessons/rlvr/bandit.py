@@ -26,6 +26,7 @@ import torch
 
 from ..metrics import pass_at_k_from_probs
 from ..scale import by_scale
+from ._threads import one_thread
 from .losses import LossConfig, rlvr_loss
 
 #: float64 throughout: with E = 1, LPO-rev and GRPO then agree to ~1e-15 and draw identical samples.
@@ -164,7 +165,13 @@ def run_bandit(cfg: BanditConfig, task: BanditTask, name: "str | None" = None) -
     Each seed samples with its own generator, identical for every arm, so two arms whose policies
     are equal draw the same answers (E = 1: LPO-rev and GRPO coincide), and a seed's run does not
     depend on the other seeds in the batch. ``history["final_probs"]`` is π at the end ``(S, P, M)``.
+    Runs on one intra-op thread (``_threads.one_thread``: the tensors are tiny).
     """
+    with one_thread():
+        return _run_bandit(cfg, task, name)
+
+
+def _run_bandit(cfg: BanditConfig, task: BanditTask, name: "str | None") -> BanditRun:
     policy = BanditPolicy(task, cfg.shared)
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
     gens = [torch.Generator().manual_seed(7919 * (seed + 1)) for seed in task.seeds]
@@ -228,16 +235,6 @@ def run_arms(cfg: BanditConfig, task: BanditTask, arms=tuple(ARMS), epochs=(1, 4
 def final(runs: dict, metric: str, last: int = 1) -> dict:
     """``{(arm, E): (S,)}`` — the metric averaged over the last ``last`` iterations, per seed."""
     return {key: r.history[metric][-last:].mean(0) for key, r in runs.items()}
-
-
-def verdict(per_seed: torch.Tensor) -> "bool | None":
-    """True if a per-seed comparison holds on every seed, False on none, None (mixed) otherwise."""
-    per_seed = per_seed.bool()
-    if bool(per_seed.all()):
-        return True
-    if not bool(per_seed.any()):
-        return False
-    return None
 
 
 def plot_runs(runs: dict, metrics=("reward", "entropy", "kept", "pass@32", "sum_abs_c"), epochs=None, axes=None):

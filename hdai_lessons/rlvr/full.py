@@ -117,13 +117,15 @@ def build_run(scale=None, loss: str = "lpo_fwd", seed: int = 0, **overrides) -> 
 
 def warm_up(run: Run, seed: int = 0, batch_size: int = 16, lr: float = 3e-3) -> list[float]:
     """Supervised warm-up on the worked solutions for ``run.cfg.sft_steps`` steps (0 at full scale:
-    the instruct model already follows the format). Returns the loss per step."""
+    the instruct model already follows the format), on one intra-op thread. Returns the loss per step."""
     if not run.cfg.sft_steps:
         return []
+    from ._threads import one_thread
     from .trainer import sft
 
-    return sft(run.model, run.tokenizer, run.train, steps=run.cfg.sft_steps, batch_size=batch_size, lr=lr,
-               seed=seed, chat_template=run.cfg.rl.chat_template, desc="SFT warm-up")
+    with one_thread():                      # a tiny model: intra-op threads only add synchronisation
+        return sft(run.model, run.tokenizer, run.train, steps=run.cfg.sft_steps, batch_size=batch_size, lr=lr,
+                   seed=seed, chat_template=run.cfg.rl.chat_template, desc="SFT warm-up")
 
 
 def make_trainer(run: Run, run_dir=None, accelerator=None, loss: "str | None" = None, **overrides):

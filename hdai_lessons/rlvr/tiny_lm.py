@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..scale import by_scale
+from ._threads import one_thread
 from .losses import LossConfig
 from .trainer import RLVRConfig, RLVRTrainer, evaluate_pass_at_k
 
@@ -30,38 +31,52 @@ class TinyRLVRExperiment:
     ks: tuple = (1, 8)
 
     @classmethod
-    def for_scale(cls, scale=None) -> "TinyRLVRExperiment":
+    def for_scale(cls, scale=None, seed: int = 0, n_seeds: "int | None" = None) -> "TinyRLVRExperiment":
+        """The lesson's settings at ``scale``; the seeds are ``seed, seed + 1, …`` (``n_seeds`` of them,
+        default by scale), so a lesson derives every run from its own base seed."""
         base = RLVRConfig(steps=24, prompts_per_step=12, K=8, inner_epochs=2, lr=1e-4, max_new_tokens=5,
                           warmup_updates=5)
-        return by_scale(scale,
-                        smoke=cls(rl=replace(base, steps=2, prompts_per_step=4, K=4), seeds=(0,), n_eval=8,
-                                  eval_samples=4, ks=(1, 4)),
-                        toy=cls(rl=base),
-                        full=cls(rl=replace(base, steps=200, prompts_per_step=64), seeds=(0, 1, 2, 3), n_eval=200,
-                                 eval_samples=32, ks=(1, 8, 32)))
+        exp = by_scale(scale,
+                       smoke=cls(rl=replace(base, steps=2, prompts_per_step=4, K=4), seeds=(0, 1), n_eval=8,
+                                 eval_samples=4, ks=(1, 4)),
+                       toy=cls(rl=base, seeds=tuple(range(6))),
+                       full=cls(rl=replace(base, steps=200, prompts_per_step=64), seeds=tuple(range(8)), n_eval=200,
+                                eval_samples=32, ks=(1, 8, 32)))
+        n = len(exp.seeds) if n_seeds is None else int(n_seeds)
+        return replace(exp, seeds=tuple(int(seed) + i for i in range(n)))
 
 
 def run_arm(loss: str, seed: int, exp: TinyRLVRExperiment, held_out, train) -> dict:
-    """Train one arm from the warm checkpoint; return ``{"history": [...], "eval": {...}}``."""
+    """Train one arm from the warm checkpoint; return ``{"history": [...], "eval": {...}}``.
+
+    The run owns its randomness: a fresh model from the checkpoint, the trainer's prompt sampler
+    seeded from ``seed``, and the global torch RNG (which the sampler draws from) re-seeded from
+    ``seed`` before training and before evaluation. So a run's numbers do not depend on which arms or
+    seeds ran before it, and every arm of a seed sees the same evaluation draws. Runs on one intra-op
+    thread (``_threads.one_thread``: the model is tiny).
+    """
     from ..lm.pretrained import load_warm_lm, warm_task
 
-    model, tok, _ = load_warm_lm()
-    torch.manual_seed(seed)
-    trainer = RLVRTrainer(model, tok, warm_task(), train, LossConfig(name=loss), replace(exp.rl, seed=seed))
-    history = trainer.train(desc=loss)
-    torch.manual_seed(10_000 + seed)                 # same evaluation draws for every arm of a seed
-    ev = trainer.evaluate(held_out, n_samples=exp.eval_samples, ks=exp.ks)
+    with one_thread():
+        model, tok, _ = load_warm_lm()
+        torch.manual_seed(seed)
+        trainer = RLVRTrainer(model, tok, warm_task(), train, LossConfig(name=loss), replace(exp.rl, seed=seed))
+        history = trainer.train(desc=loss)
+        torch.manual_seed(10_000 + seed)                 # same evaluation draws for every arm of a seed
+        ev = trainer.evaluate(held_out, n_samples=exp.eval_samples, ks=exp.ks)
     return {"history": history, "eval": ev}
 
 
 def evaluate_warm_start(exp: TinyRLVRExperiment, held_out, seed: int = 0) -> dict:
-    """Held-out pass@k of the SFT checkpoint itself (the starting point of every arm)."""
+    """Held-out pass@k of the SFT checkpoint itself (the starting point of every arm), with the
+    evaluation draws of ``seed`` (the same as ``run_arm``'s for that seed, for a paired comparison)."""
     from ..lm.pretrained import load_warm_lm, warm_task
 
-    model, tok, _ = load_warm_lm()
-    torch.manual_seed(10_000 + seed)
-    return evaluate_pass_at_k(model, tok, warm_task(), held_out, n_samples=exp.eval_samples, ks=exp.ks,
-                              max_new_tokens=exp.rl.max_new_tokens, temperature=exp.rl.temperature)
+    with one_thread():
+        model, tok, _ = load_warm_lm()
+        torch.manual_seed(10_000 + seed)
+        return evaluate_pass_at_k(model, tok, warm_task(), held_out, n_samples=exp.eval_samples, ks=exp.ks,
+                                  max_new_tokens=exp.rl.max_new_tokens, temperature=exp.rl.temperature)
 
 
 def run_comparison(exp: TinyRLVRExperiment, arms: "dict[str, str] | None" = None) -> dict:
@@ -136,6 +151,11 @@ def policy_gradient_line_search(model, tok, task, problems, step_sizes, K: int =
 
     Returns ``{"grad_norm": ‖g‖, "reward": {η: E[R]}}`` with η = 0 included (the start).
     """
+    with one_thread():
+        return _line_search(model, tok, task, problems, step_sizes, K, n_eval, max_new_tokens, seed)
+
+
+def _line_search(model, tok, task, problems, step_sizes, K, n_eval, max_new_tokens, seed) -> dict:
     import copy
 
     from .sampling import sample_groups, sequence_logprobs
