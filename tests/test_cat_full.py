@@ -45,3 +45,15 @@ def test_cli_trains_checkpoints_and_resumes(tmp_path):
     steps = [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1.0, 2.0]                                   # the second call resumed at step 1
     assert json.loads((run_dir / "eval.json").read_text()).keys() >= {"pass@1", "maj@1"}
+
+
+def test_toy_run_evaluates_on_more_held_out_problems_with_the_same_training_set():
+    from hdai_lessons.cat.full import TOY_HELDOUT
+    from hdai_lessons.rlvr.full import build_run
+
+    base = build_run("toy", loss="grpo", seed=3)
+    run = build_cat_run("toy", seed=3)
+    assert [p.prompt for p in run.train] == [p.prompt for p in base.train]
+    assert len(run.held_out) == TOY_HELDOUT > len(base.held_out)
+    assert [p.prompt for p in run.held_out[:len(base.held_out)]] == [p.prompt for p in base.held_out]
+    assert len(build_cat_run("smoke", seed=3).held_out) == len(build_run("smoke", loss="grpo", seed=3).held_out)

@@ -134,3 +134,12 @@ def test_bad_inputs_raise_clear_errors():
         majority_sft_loss(torch.tensor([-1.0]), 4, 5)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         passn_rl_weight(torch.tensor([1.5]), 4)
+
+
+def test_docstring_worked_examples_are_the_computed_values():
+    """The numbers quoted in the losses' docstrings are what the functions (and the formulas) give."""
+    p16 = passn_sft_loss(torch.log(torch.tensor([0.1])), 16)
+    assert abs(p16.item() - 0.2049) < 5e-5 and abs(p16.item() + math.log(1 - 0.9 ** 16)) < 1e-5
+    tail = sum(math.comb(8, i) * 0.3 ** i * 0.7 ** (8 - i) for i in range(3, 9))
+    m83 = majority_sft_loss(torch.log(torch.tensor([0.3])), 8, 3)
+    assert abs(m83.item() - 0.8025) < 5e-5 and abs(m83.item() + math.log(tail)) < 1e-5

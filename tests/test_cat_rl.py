@@ -102,3 +102,32 @@ def test_majority_k_from_rollouts_and_standard_error():
     assert majority_k_from_rollouts(ids, correct, 16).tolist() == [9, 2, 9]
     p = torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64)
     assert abs(heldout_standard_error(p).item() - (1 / 3) ** 0.5 / 2) < 1e-12
+
+
+def test_a_run_does_not_depend_on_what_trains_or_samples_beside_it():
+    """An arm's training and held-out numbers depend on its own seed only (its own random streams)."""
+    from hdai_lessons.lm.pretrained import load_warm_lm
+    from hdai_lessons.rlvr.trainer import RLVRConfig
+    from hdai_lessons.tasks import ArithmeticTask, split_problems
+
+    task = ArithmeticTask(1, 2, "+-")
+    train, held = split_problems(task, 40, 6, 0)
+
+    def arm(cat, seed, steps=2):
+        model, tok, _ = load_warm_lm()
+        tr = CATTrainer(model, tok, task, train, LossConfig(name="grpo"),
+                        RLVRConfig(steps=steps, prompts_per_step=4, K=4, lr=1e-2, max_new_tokens=3, seed=seed), cat=cat)
+        state = torch.random.get_rng_state()
+        tr.train(steps)
+        ev = evaluate_strategies(tr.model, tok, task, held, n_samples=4, ks=(1, 4), max_new_tokens=3,
+                                 generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(state, torch.random.get_rng_state())  # the global generator is left as it was
+        return [p.detach().clone() for p in tr.model.parameters()], ev
+
+    alone_params, alone_eval = arm(CATConfig("passn", 8), seed=3)
+    torch.manual_seed(1234)
+    arm(CATConfig("none"), seed=7, steps=1)                     # another arm trains first …
+    torch.rand(1000)                                            # … and the global generator moves on
+    beside_params, beside_eval = arm(CATConfig("passn", 8), seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(alone_params, beside_params))
+    assert alone_eval == beside_eval

@@ -260,3 +260,41 @@ def test_metrics():
     on = gmm.sample(200, torch.Generator().manual_seed(0))
     assert data_log_density(on, gmm.log_prob) > data_log_density(on * 0.0, gmm.log_prob, floor=-50)
     assert on_manifold_fraction(on, gmm.log_prob, -6.0) > 0.95
+
+
+# ----------------------------------------------------------------------------- independent runs, combined claims
+def test_a_runs_numbers_do_not_depend_on_what_runs_beside_it(toy, reward):
+    """Each (seed, method) owns its noise and its best-of-N generator: running it alone, beside other
+    methods, or beside other seeds gives the same samples and metrics."""
+    from hdai_lessons.flows.guidance import run_specs
+
+    bon = ("bon", "best_of_n", GuidanceConfig(steps=2, n_particles=4))
+    j = ("j", "fmrg_j", GuidanceConfig(steps=2, lam=1.0))
+    common = (reward, toy.velocity, toy.flow_map, toy.data.log_prob)
+    alone = run_suite([bon], *common, seeds=[3], n=32)
+    crowded = run_suite([j, bon, j], *common, seeds=[1, 3, 2], n=32)
+    assert [r for r in crowded if r["label"] == "bon" and r["seed"] == 3] == alone
+    torch.manual_seed(123)  # the global RNG must play no part
+    specs = [(lab, m, c, toy.flow_map) for lab, m, c in (bon, j)]
+    r1, s1 = run_specs(specs[:1], reward, toy.velocity, [5], 16, 2)
+    torch.manual_seed(456)
+    r2, s2 = run_specs(specs[::-1], reward, toy.velocity, [4, 5], 16, 2)
+    assert [r for r in r2 if r["label"] == "bon" and r["seed"] == 5] == r1
+
+
+def test_all_of_and_any_of_follow_three_valued_logic():
+    from hdai_lessons import paired_verdict
+    from hdai_lessons.flows.verdicts import all_of, any_of, describe_part
+
+    held = paired_verdict([1.0, 1.1, 0.9], 0.0)
+    held_barely = paired_verdict([0.5, 0.7, 0.3], 0.0)
+    unresolved = paired_verdict([0.1, -0.1, 0.05], 0.0)
+    failed = paired_verdict([-1.0, -1.1, -0.9], 0.0)
+    assert all_of(held, held_barely) is held_barely            # the part with the fewest SE to spare
+    assert all_of(held, unresolved) is unresolved and all_of(held, unresolved, failed) is failed
+    assert all_of(held, True) is held and all_of(held, False) is False
+    assert any_of(held_barely, held, failed) is held and any_of(unresolved, failed) is unresolved
+    assert any_of(failed, paired_verdict([-0.2, -0.25, -0.15], 0.0)).mean_diff == pytest.approx(-0.2)
+    assert describe_part("x", failed).startswith("x: did not hold (mean diff=-1")
+    with pytest.raises(ValueError):
+        all_of()

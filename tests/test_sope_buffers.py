@@ -58,3 +58,24 @@ def test_symmetric_batch_is_half_and_half():
     assert (b["rew"][:, :16] >= 0).all() and (b["rew"][:, 16:] == -7).all()
     b = symmetric_batch(online, prior, 16, g, use_prior=torch.tensor([True, False]))
     assert (b["rew"][0, 16:] == -7).all() and (b["rew"][1] >= 0).all()     # plain SAC: all online
+
+
+def test_per_run_generators_make_batches_independent_of_other_runs():
+    """With one generator per run, run r's batch depends only on its own generator and buffer slice; runs
+    masked out draw nothing (their generator does not advance)."""
+    from hdai_lessons.sope.rng import run_generators
+    g = torch.Generator().manual_seed(3)
+    online, prior = ReplayBuffer(3, 50, 2, 1), ReplayBuffer.from_arrays(
+        {"obs": torch.randn(40, 2, generator=g).numpy(), "act": torch.randn(40, 1, generator=g).numpy(),
+         "rew": torch.randn(40, generator=g).numpy(), "next_obs": torch.randn(40, 2, generator=g).numpy(),
+         "term": torch.zeros(40).numpy()}, 3)
+    for _ in range(30):
+        online.add(torch.randn(3, 2, generator=g), torch.randn(3, 1, generator=g), torch.randn(3, generator=g),
+                   torch.randn(3, 2, generator=g), torch.zeros(3))
+    use = torch.tensor([True, False, True])
+    a = symmetric_batch(online, prior, 8, run_generators([0, 1, 2], "batch"), use)
+    gens = run_generators([0, 1, 2], "batch")
+    skip = symmetric_batch(online, prior, 8, gens, use, mask=torch.tensor([False, True, True]))
+    assert torch.equal(skip["rew"][1:], a["rew"][1:])
+    b = symmetric_batch(online, prior, 8, gens, use, mask=torch.tensor([True, False, False]))  # run 0's first draw
+    assert torch.equal(b["rew"][0], a["rew"][0])

@@ -43,6 +43,27 @@ def test_phases_and_resume(tmp_path):
     assert b.online_updates[0, -1] == 250 and len(b.phases) == 3
 
 
+def test_a_run_is_the_same_alone_or_beside_other_arms():
+    """Each run owns its generators (batches, policy noise, dropout, hold-out split, DM noise, evaluation
+    states), so its curve does not depend on which arms train beside it; bitwise on one float path."""
+    prior = {"expert": load_npz(data_path("sope-pendulum-expert")), "poor": load_npz(data_path("sope-pendulum-poor"))}
+    cfg = _cfg(total_steps=300, warmup=100, batch_per_source=16, eval_every=100, eval_episodes=2,
+               sac=SACConfig(hidden=(16, 16), dropout=0.01, lr=1e-3),
+               phases=PhaseConfig(every=100, e_max=60, check_every=10, patience=20, val_batch=16))
+    specs = [RunSpec("SOPE", 0, "expert", 60), RunSpec("SPEQ-O2O", 0, "expert", 60), RunSpec("SAC", 1),
+             RunSpec("SACfD", 2, "poor")]
+    together = train_population(specs, cfg, prior)
+    for i in (0, 1, 3):                         # the SOPE run stops early while SPEQ-O2O continues beside it
+        alone = train_population([specs[i]], cfg, prior)
+        np.testing.assert_allclose(alone.returns[0], together.returns[i], rtol=1e-6, atol=1e-4, err_msg=specs[i].name)
+        assert alone.critic_updates[0, -1] == together.critic_updates[i, -1]
+        assert alone.flops[0, -1] == together.flops[i, -1]
+        assert [p.lengths[0] for p in alone.phases] == ([p.lengths[i] for p in together.phases] if i < 2 else [])
+    assert together.phase_lengths()[0].sum() < together.phase_lengths()[1].sum()   # SOPE did stop early
+    # same seed, other arm: same start, then a different run
+    assert together.returns[0, 0] == together.returns[1, 0] and not np.array_equal(together.returns[0], together.returns[1])
+
+
 def test_unknown_arm_and_missing_prior_are_reported():
     with pytest.raises(ValueError, match="unknown arm"):
         train_population([RunSpec("RLPD", 0)], _cfg(total_steps=10, warmup=5, eval_every=10))

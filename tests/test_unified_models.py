@@ -10,7 +10,7 @@ from hdai_lessons.unified.mllm import MLLMConfig, TinyMLLM, causal_self_attentio
 from hdai_lessons.unified.mmdit import (DoubleStreamBlock, MMDiT, MMDiTConfig, apply_rope, joint_attention,
                                         load_diffusers_block, load_diffusers_weights, rope_frequencies, rope_positions)
 from hdai_lessons.unified.shapes import ShapesWorld
-from hdai_lessons.unified.train import (GenerationConfig, UnderstandingConfig, sample, train_generation,
+from hdai_lessons.unified.train import (GenerationConfig, UnderstandingConfig, evaluate_editing, sample, train_generation,
                                         train_understanding)
 
 
@@ -138,3 +138,27 @@ def test_short_training_runs_lower_each_loss_and_sampling_is_seeded():
     model2 = MMDiT(MMDiTConfig(dim=32, heads=2, layers=1, cond_dim=32, rope_axes=(4, 6, 6)))
     a, b = sample(model2, wc, prompt, _g(3), steps=3), sample(model2, wc, prompt, _g(3), steps=3)
     assert torch.equal(a, b) and a.shape == (1, 3, 24, 24)
+
+
+def test_a_run_is_the_same_alone_or_beside_other_arms():
+    """Every run owns its generators (data, noise, evaluation): training another arm first, or
+    consuming the global RNG in between, does not change a run's losses, weights or scores."""
+    w = ShapesWorld()
+
+    def run(seed):
+        torch.manual_seed(seed)  # this run's initialisation, seeded right before it is built
+        mllm = TinyMLLM(MLLMConfig(d=32, layers=1))
+        model = MMDiT(MMDiTConfig(dim=32, heads=2, layers=1, cond_dim=32, rope_axes=(4, 6, 6)))
+        ntp = train_understanding(mllm, w, UnderstandingConfig(steps=3, batch=4), _g(seed))
+        torch.rand(7)  # another arm's use of the global RNG between the stages
+        hist = train_generation(model, MLLMConditioner(mllm, freeze=False), w,
+                                GenerationConfig(steps=3, batch=4, edit_frac=0.5, alpha_ntp=0.5), _g(seed + 100))
+        scores = evaluate_editing(model, MLLMConditioner(mllm), w, n=4, seed=300 + seed, steps=2, guidance=2.0)
+        return ntp, hist, scores, [p.detach().clone() for p in model.parameters()]
+
+    alone = run(1)
+    run(2)                      # another arm trains first ...
+    torch.randn(13)             # ... and leaves the global RNG somewhere else
+    beside = run(1)
+    assert alone[0] == beside[0] and alone[1] == beside[1] and repr(alone[2]) == repr(beside[2])  # repr: NaN-safe
+    assert all(torch.equal(a, b) for a, b in zip(alone[3], beside[3]))

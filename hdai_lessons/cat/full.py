@@ -24,6 +24,7 @@ import torch
 from ..rlvr.full import Run, build_run
 from ..scale import by_scale, get_scale
 from ..tasks import extract_gsm8k_answer
+from ..tasks.gsm8k import synthetic_gsm8k
 from .rl import CATConfig, CATTrainer, evaluate_strategies
 
 #: Arms of lesson 02.4 (CLI ``--arm``).
@@ -49,23 +50,46 @@ class CATEvalConfig:
                         toy=cls(n_samples=4, ks=(1, 4), trials=50), full=cls())
 
 
-def build_cat_run(scale=None, seed: int = 0, **overrides) -> Run:
+#: Held-out problems of the generated GSM8K-format set at toy scale. Module 01's 32 are too few for
+#: a comparison of arms: every seed is evaluated on the same problems, so which 32 were drawn is a
+#: fixed effect that paired seeds do not average out (it decided a verdict on one base seed).
+TOY_HELDOUT = 128
+
+
+def build_cat_run(scale=None, seed: int = 0, n_heldout: "int | None" = None, **overrides) -> Run:
     """Module 01's GSM8K run (model, tokenizer, task, problems, settings) with the GRPO loss.
 
     At full scale raises ``MissingAssetError`` naming the fetch command when Qwen / GSM8K are absent.
     ``overrides``: ``RLVRConfig`` fields (e.g. ``steps=10``); at full scale K = 8 rollouts.
+    ``n_heldout``: toy / smoke only, the number of generated held-out problems (default: ``TOY_HELDOUT``
+    at toy, module 01's count at smoke); they continue the same generator after the training
+    problems, so the training set is unchanged. At full scale the held-out set is module 01's.
     """
     run = build_run(scale, loss="grpo", seed=seed, **overrides)
-    if get_scale(scale).value == "full" and "K" not in overrides:
-        run.cfg = replace(run.cfg, rl=replace(run.cfg.rl, K=8))
+    sc = get_scale(scale).value
+    if sc == "full":
+        if "K" not in overrides:
+            run.cfg = replace(run.cfg, rl=replace(run.cfg.rl, K=8))
+        return run
+    n_heldout = TOY_HELDOUT if n_heldout is None and sc == "toy" else n_heldout
+    if n_heldout is not None:
+        problems = synthetic_gsm8k(len(run.train) + n_heldout, seed=seed, max_value=run.cfg.synthetic_max_value)
+        if [p.prompt for p in problems[:len(run.train)]] != [p.prompt for p in run.train]:
+            raise RuntimeError("module 01's generated training problems changed; cannot extend its held-out set")
+        run.held_out = problems[len(run.train):]
     return run
 
 
-def make_trainer(run: Run, arm: str, accelerator=None, run_dir=None) -> CATTrainer:
-    """A ``CATTrainer`` for ``arm`` (a key of ``FULL_ARMS``) on ``run``; answers parsed GSM8K-style."""
+def make_trainer(run: Run, arm: str, accelerator=None, run_dir=None, seed: "int | None" = None) -> CATTrainer:
+    """A ``CATTrainer`` for ``arm`` (a key of ``FULL_ARMS``) on ``run``; answers parsed GSM8K-style.
+
+    ``seed`` (default: ``run.cfg.rl.seed``) sets the run's prompt order and rollout sampling; the
+    trainer owns these streams, so arms trained one after another in a process do not share them.
+    """
     if arm not in FULL_ARMS:
         raise ValueError(f"unknown arm {arm!r}; choose one of {sorted(FULL_ARMS)}")
-    return CATTrainer(run.model, run.tokenizer, run.task, run.train, run.loss, run.cfg.rl, accelerator=accelerator,
+    rl_cfg = run.cfg.rl if seed is None else replace(run.cfg.rl, seed=seed)
+    return CATTrainer(run.model, run.tokenizer, run.task, run.train, run.loss, rl_cfg, accelerator=accelerator,
                       run_dir=run_dir, cat=FULL_ARMS[arm], answer_fn=extract_gsm8k_answer)
 
 

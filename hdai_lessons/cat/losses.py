@@ -84,7 +84,7 @@ def passn_sft_loss(logp: torch.Tensor, N: int) -> torch.Tensor:
     Returns:
         ``(B,)`` per-example losses (take ``.mean()`` yourself: the paper's "sequence_mean").
 
-    Example: ``passn_sft_loss(torch.log(torch.tensor([0.1])), 16)`` → ``[0.2058]`` (= -log(1-0.9^16)).
+    Example: ``passn_sft_loss(torch.log(torch.tensor([0.1])), 16)`` → ``[0.2049]`` (= -log(1-0.9^16) = 0.20494).
     """
     return -log_passn(logp, N)
 
@@ -139,7 +139,8 @@ def majority_sft_loss(logp: torch.Tensor, N: int, k: int) -> torch.Tensor:
     Returns:
         ``(B,)`` per-example losses.
 
-    Example: ``majority_sft_loss(torch.log(torch.tensor([0.3])), 8, 3)`` → ``[0.6349]``.
+    Example: ``majority_sft_loss(torch.log(torch.tensor([0.3])), 8, 3)`` → ``[0.8025]``
+    (= -log P[Bin(8, 0.3) ≥ 3] = -log 0.4482).
     """
     return -log_binomial_tail(logp, N, k)
 

@@ -139,6 +139,28 @@ class CATTrainer(RLVRTrainer):
             raise ValueError(f"CAT weights multiply policy-gradient advantages; loss {self.loss_cfg.name!r} is not one")
         self._c_max: "torch.Tensor | None" = None
 
+    def _step_seed(self) -> int:
+        """Seed of this iteration's rollout sampling: a function of (``cfg.seed``, step, process) only."""
+        return (self.cfg.seed * 1_000_003 + self.step_count) * 1024 + self.accelerator.process_index
+
+    def step(self) -> dict[str, float]:
+        """One RLVR iteration (the parent's) whose sampling draws from this run's own random stream.
+
+        The parent samples rollouts from torch's global generator. Here each iteration forks that
+        generator (restoring it afterwards) and seeds it from ``_step_seed()``, so a run's rollouts
+        depend only on its own seed and step: not on which other arms trained or evaluated before
+        it in the same process, and a resumed run draws what the uninterrupted one drew.
+        """
+        dev = self.accelerator.device
+        cuda = dev.type == "cuda"
+        devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if cuda else []
+        with torch.random.fork_rng(devices=devices):
+            seed = self._step_seed()
+            torch.random.default_generator.manual_seed(seed)
+            if cuda:
+                torch.cuda.manual_seed(seed)
+            return super().step()
+
     def rollout(self, problems):
         ro, rewards = super().rollout(problems)
         ids = answer_ids(ro.texts, self.answer_fn)
@@ -162,6 +184,10 @@ def evaluate_strategies(model, tokenizer, task, problems, n_samples: int = 16, k
     " 122" vote together). maj@k resamples k of the n answers ``trials`` times
     (``majority_at_k_mc``), as the paper evaluates maj@N.
 
+    ``generator`` (a CPU ``torch.Generator``) drives both the sampling of the completions and the
+    resampled votes, so an evaluation depends only on it (with ``None``, torch's global generator
+    samples the completions). On a GPU model the sampling uses a device generator seeded from it.
+
     Returns: ``{"pass@k": …, "maj@k": …}`` for each k, plus ``"p_hat"`` (per-problem success list).
     """
     from ..rlvr.sampling import sample_groups
@@ -170,11 +196,15 @@ def evaluate_strategies(model, tokenizer, task, problems, n_samples: int = 16, k
 
     was_training = model.training
     model.eval()
+    sample_gen = generator
+    device = next(model.parameters()).device
+    if generator is not None and device.type != "cpu":
+        sample_gen = torch.Generator(device=device).manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
     ids_all, correct_all = [], []
     for i in range(0, len(problems), batch_prompts):
         chunk = problems[i:i + batch_prompts]
         ro = sample_groups(model, tokenizer, format_prompts(tokenizer, [p.prompt for p in chunk], chat_template),
-                           n_samples, max_new_tokens, temperature)
+                           n_samples, max_new_tokens, temperature, generator=sample_gen)
         fn = answer_fn or (lambda t: t.strip())
         for p, group in zip(chunk, ro.texts):
             keys = []
@@ -226,14 +256,14 @@ class CATRLLessonConfig:
     lr: float = 1e-4
     max_new_tokens: int = 6
     n_samples: int = 16          # held-out samples per problem for pass@k / maj@k
-    seeds: tuple = (0, 1)
+    n_seeds: int = 8             # paired seeds per arm: the lesson uses ctx.seed, ctx.seed + 1, …
 
     @classmethod
     def for_scale(cls, scale) -> "CATRLLessonConfig":
         from ..scale import by_scale
 
-        return by_scale(scale, smoke=cls(n_train=200, n_heldout=8, steps=2, prompts_per_step=4, K=4, n_samples=4, seeds=(0,)),
-                        toy=cls(), full=cls(steps=300, n_heldout=500, n_samples=64, seeds=(0, 1, 2)))
+        return by_scale(scale, smoke=cls(n_train=200, n_heldout=8, steps=2, prompts_per_step=4, K=4, n_samples=4, n_seeds=2),
+                        toy=cls(), full=cls(steps=300, n_heldout=500, n_samples=64, n_seeds=5))
 
 
 #: Lesson 02.3's arms: GRPO, CAT-Pass@8 (raw weight), CAT-Majority (N = 8, dynamic k).
@@ -242,12 +272,19 @@ RL_ARMS = {"GRPO": CATConfig(strategy="none"),
            "CAT-Maj(8)": CATConfig(strategy="majority", N=8)}
 
 
-def run_rl_arm(cfg: CATRLLessonConfig, cat: CATConfig, seed: int, model_loader=None) -> dict:
+def run_rl_arm(cfg: CATRLLessonConfig, cat: CATConfig, seed: int, model_loader=None, split_seed: int = 0) -> dict:
     """Train one arm from the shipped warm LM and evaluate it on held-out prompts.
+
+    The run owns its random streams: prompt order and rollout sampling come from ``seed`` (the
+    trainer's own, see ``CATTrainer.step``), held-out sampling and votes from a generator seeded
+    with ``seed``. Two arms on the same ``seed`` therefore see the same prompt order and start
+    from the same draws (a paired comparison), and a run's result does not depend on what ran
+    before it.
 
     Args:
         cfg: lesson settings; cat: the arm's weight; seed: sampling / prompt-order seed.
         model_loader: ``() -> (model, tokenizer)``; default ``hdai_lessons.lm.pretrained.load_warm_lm``.
+        split_seed: seed of the train / held-out split of the arithmetic problems.
     Returns:
         ``{"eval": evaluate_strategies(...), "history": trainer history}``.
     """
@@ -259,7 +296,7 @@ def run_rl_arm(cfg: CATRLLessonConfig, cat: CATConfig, seed: int, model_loader=N
     seed_everything(seed)
     model, tok = (model_loader or (lambda: load_warm_lm()[:2]))()
     task = ArithmeticTask(cfg.min_digits, cfg.max_digits, "+-")
-    train, held = split_problems(task, cfg.n_train, cfg.n_heldout, 123)
+    train, held = split_problems(task, cfg.n_train, cfg.n_heldout, split_seed)
     trainer = CATTrainer(model, tok, task, train, LossConfig(name="grpo", agg="seq_mean"),
                          RLVRConfig(steps=cfg.steps, prompts_per_step=cfg.prompts_per_step, K=cfg.K, lr=cfg.lr,
                                     max_new_tokens=cfg.max_new_tokens, seed=seed), cat=cat)

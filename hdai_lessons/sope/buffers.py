@@ -7,11 +7,17 @@
 - ``hold_out`` / ``restore``: SOPE's validation split. Held-out rows are *moved* (a permutation) to the
   end of each run's slice and the sampler only draws from the first ``active`` rows, so restoring is
   just resetting ``active``: no transition is lost or duplicated (a test checks the multiset).
+
+Randomness: pass one ``torch.Generator`` per run (a list) and run ``r`` draws its indices and its split from
+``gens[r]`` alone (runs outside ``mask`` draw nothing), so its batches do not depend on the other runs. A
+single generator is still accepted (one stream shared by all runs, in run order) for one-off uses.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from .rng import per_run_uniform
 
 FIELDS = ("obs", "act", "rew", "next_obs", "term")
 
@@ -58,11 +64,18 @@ class ReplayBuffer:
         self.size += 1
         self.active[:] = self.size
 
-    def sample_indices(self, batch_size: int, gen: torch.Generator) -> torch.Tensor:
-        """``(R, batch_size)`` uniform indices into each run's active rows (with replacement)."""
+    def sample_indices(self, batch_size: int, gen: "torch.Generator | list[torch.Generator]",
+                       mask: "torch.Tensor | None" = None) -> torch.Tensor:
+        """``(R, batch_size)`` uniform indices into each run's active rows (with replacement).
+
+        ``gen``: one generator per run (run ``r`` draws from ``gen[r]``; runs with ``mask[r]`` False draw
+        nothing and get index 0), or one generator shared by all runs."""
         if int(self.active.min()) <= 0:
             raise RuntimeError("cannot sample from an empty buffer")
-        u = torch.rand(self.R, batch_size, generator=gen)
+        if isinstance(gen, torch.Generator):
+            u = torch.rand(self.R, batch_size, generator=gen)
+        else:
+            u = per_run_uniform(_check_gens(gen, self.R), (batch_size,), mask)
         return (u * self.active.unsqueeze(1)).long()          # (R, B)
 
     def gather(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -73,11 +86,13 @@ class ReplayBuffer:
             out[k] = torch.gather(v, 1, ix)
         return out
 
-    def sample(self, batch_size: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
-        return self.gather(self.sample_indices(batch_size, gen))
+    def sample(self, batch_size: int, gen: "torch.Generator | list[torch.Generator]", mask=None) -> dict[str, torch.Tensor]:
+        return self.gather(self.sample_indices(batch_size, gen, mask))
 
-    def hold_out(self, n: "int | torch.Tensor", gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def hold_out(self, n: "int | torch.Tensor", gen: "torch.Generator | list[torch.Generator]") -> dict[str, torch.Tensor]:
         """Move ``n`` (per run: an ``(R,)`` tensor, 0 = none) random rows of each run to the end; stop sampling them.
+
+        ``gen``: one generator per run (run ``r``'s split comes from ``gen[r]``), or one shared generator.
 
         Returns the held-out rows as a batch ``(R, n_max, ·)`` (runs holding fewer rows are padded with
         their last active rows; the caller uses only runs that hold out).
@@ -87,8 +102,9 @@ class ReplayBuffer:
         n = torch.as_tensor(n, dtype=torch.long).expand(self.R).clone()
         if int(n.max()) >= self.size:
             raise ValueError(f"cannot hold out {int(n.max())} of {self.size} transitions")
+        gens = [gen] * self.R if isinstance(gen, torch.Generator) else _check_gens(gen, self.R)
         for r in range(self.R):
-            perm = torch.randperm(self.size, generator=gen)
+            perm = torch.randperm(self.size, generator=gens[r])
             chosen = perm[: int(n[r])]
             rest = perm[int(n[r]):].sort().values
             order = torch.cat([rest, chosen])                 # held-out rows go last
@@ -117,13 +133,39 @@ class ReplayBuffer:
         self.restore()
 
 
-def symmetric_batch(online: ReplayBuffer, prior: "ReplayBuffer | None", batch_per_source: int, gen: torch.Generator,
-                    use_prior: "torch.Tensor | None" = None) -> dict[str, torch.Tensor]:
+def _check_gens(gens, R: int) -> list:
+    gens = list(gens)
+    if len(gens) != R:
+        raise ValueError(f"{len(gens)} generators for {R} runs; pass one generator per run")
+    return gens
+
+
+def symmetric_batch(online: ReplayBuffer, prior: "ReplayBuffer | None", batch_per_source: int,
+                    gen: "torch.Generator | list[torch.Generator]", use_prior: "torch.Tensor | None" = None,
+                    mask: "torch.Tensor | None" = None) -> dict[str, torch.Tensor]:
     """``B`` online + ``B`` prior transitions per run, concatenated: every field ``(R, 2B, ·)``.
 
     Runs with ``use_prior[r] == False`` (or when ``prior`` is None) draw both halves from online data,
     so plain SAC sees the same batch size. The first ``B`` rows are online, the last ``B`` prior.
+    With one generator per run (``gen`` a list), run ``r`` draws ``2B`` uniforms from ``gen[r]`` (the
+    first ``B`` index its online rows, the last ``B`` its prior rows, or online rows for plain SAC) and
+    runs with ``mask[r]`` False draw nothing (their rows are then meaningless).
     """
+    if not isinstance(gen, torch.Generator):
+        B = batch_per_source
+        u = per_run_uniform(_check_gens(gen, online.R), (2 * B,), mask)       # (R, 2B)
+        b_on = online.gather((u[:, :B] * online.active.unsqueeze(1)).long())
+        mixed = prior is not None and use_prior is not None and not bool(use_prior.all())
+        if prior is None or mixed:
+            b_alt = online.gather((u[:, B:] * online.active.unsqueeze(1)).long())
+        if prior is None:
+            return {k: torch.cat([b_on[k], b_alt[k]], dim=1) for k in b_on}
+        b_off = prior.gather((u[:, B:] * prior.active.unsqueeze(1)).long())
+        if mixed:
+            for k in b_off:
+                m = use_prior.view(-1, *([1] * (b_off[k].dim() - 1)))
+                b_off[k] = torch.where(m, b_off[k], b_alt[k])
+        return {k: torch.cat([b_on[k], b_off[k]], dim=1) for k in b_on}
     b_on = online.sample(batch_per_source, gen)
     if prior is None:
         b_off = online.sample(batch_per_source, gen)

@@ -8,6 +8,7 @@ are ``ρ_t = π_e(a_t|s_t) / π_b(a_t|s_t)`` and cumulative weights ``w_t = Π_{
 - ``wis_estimate``: weighted (self-normalised) IS, ``Σ_i w^{(i)} G^{(i)} / Σ_i w^{(i)}`` (biased, lower variance).
 - ``pdis_estimate``: per-decision IS, ``mean_i Σ_t γ^t w_t r_t`` (a reward only needs the ratios before it).
 - ``dr_estimate``: doubly robust (Jiang & Li 2016, Eq. (10) there), PDIS with a Q̂ control variate.
+- ``cross_fit_dr_estimate``: DR whose ``Q̂`` for each fold of episodes is fitted on the other folds.
 - ``fqe_tabular`` / ``dm_estimate``: the direct method — fitted Q evaluation on the data, then
   ``Σ_s d0(s) Σ_a π_e(a|s) Q̂_0(s,a)``. SOPE's stopping signal is a DM estimate (with the critic it is
   training, see ``phases.dm_value_estimate``), not IS or DR.
@@ -108,29 +109,59 @@ def dm_estimate(q_hat: np.ndarray, pi_e: np.ndarray, d0: np.ndarray) -> float:
     return float(d0 @ (pi_e * q0).sum(-1))
 
 
-def all_estimates(mdp: TabularMDP, traj: Trajectories, pi_e: np.ndarray) -> dict[str, float]:
-    """Every estimator of this module on one dataset: ``{"DM", "IS", "WIS", "PDIS", "DR"}``."""
+def _q_at_logged(q: np.ndarray, traj: Trajectories, pi_e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``Q̂_t(s_t, a_t)`` and ``V̂_t(s_t) = Σ_a π_e(a|s_t) Q̂_t(s_t, a)`` at the logged steps, ``(N, H)`` each."""
+    t_idx = np.arange(q.shape[0])[None, :]                                                # (1, H)
+    return q[t_idx, traj.states, traj.actions], (pi_e[traj.states] * q[t_idx, traj.states]).sum(-1)
+
+
+def _episodes(traj: Trajectories, idx: np.ndarray) -> Trajectories:
+    return Trajectories(traj.states[idx], traj.actions[idx], traj.rewards[idx], traj.next_states[idx], traj.behavior_probs[idx])
+
+
+def cross_fit_dr_estimate(mdp: TabularMDP, traj: Trajectories, pi_e: np.ndarray, folds: int = 2) -> float:
+    """Cross-fitted DR: split the ``N`` episodes into ``folds`` parts; each part's DR terms use a ``Q̂``
+    fitted (``fqe_tabular``) on the *other* parts only, so ``Q̂`` is independent of the episodes it corrects
+    and DR's control variate keeps mean zero. The estimate is the episode-weighted mean over parts."""
+    n = traj.states.shape[0]
+    if not 2 <= folds <= n:
+        raise ValueError(f"need 2 <= folds <= N = {n}, got {folds}")
+    rho = importance_ratios(traj, pi_e)
+    parts = np.array_split(np.arange(n), folds)
+    total = 0.0
+    for k, part in enumerate(parts):
+        rest = np.concatenate([p for j, p in enumerate(parts) if j != k])
+        q = fqe_tabular(_episodes(traj, rest), pi_e, mdp.n_states, mdp.n_actions, mdp.gamma, mdp.horizon)
+        q_sa, v_s = _q_at_logged(q, _episodes(traj, part), pi_e)
+        total += len(part) * dr_estimate(traj.rewards[part], rho[part], q_sa, v_s, mdp.gamma)
+    return total / n
+
+
+def all_estimates(mdp: TabularMDP, traj: Trajectories, pi_e: np.ndarray, cross_fit: bool = False) -> dict[str, float]:
+    """Every estimator of this module on one dataset: ``{"DM", "IS", "WIS", "PDIS", "DR"}``, plus
+    ``"DR-CF"`` (2-fold cross-fitted DR) when ``cross_fit``."""
     rho = importance_ratios(traj, pi_e)
     q = fqe_tabular(traj, pi_e, mdp.n_states, mdp.n_actions, mdp.gamma, mdp.horizon)    # (H, S, A)
-    t_idx = np.arange(mdp.horizon)[None, :]                                               # (1, H)
-    q_sa = q[t_idx, traj.states, traj.actions]                                            # (N, H)
-    v_s = (pi_e[traj.states] * q[t_idx, traj.states]).sum(-1)                             # (N, H)
-    return {
+    q_sa, v_s = _q_at_logged(q, traj, pi_e)                                               # (N, H) each
+    out = {
         "DM": dm_estimate(q, pi_e, mdp.d0),
         "IS": is_estimate(traj.rewards, rho, mdp.gamma),
         "WIS": wis_estimate(traj.rewards, rho, mdp.gamma),
         "PDIS": pdis_estimate(traj.rewards, rho, mdp.gamma),
         "DR": dr_estimate(traj.rewards, rho, q_sa, v_s, mdp.gamma),
     }
+    if cross_fit:
+        out["DR-CF"] = cross_fit_dr_estimate(mdp, traj, pi_e)
+    return out
 
 
 def estimator_study(mdp: TabularMDP, pi_e: np.ndarray, pi_b: np.ndarray, n_episodes: int, n_repeats: int,
-                    seed: int) -> dict[str, np.ndarray]:
+                    seed: int, cross_fit: bool = False) -> dict[str, np.ndarray]:
     """``{name: (n_repeats,)}`` estimates from ``n_repeats`` independent datasets of ``n_episodes``."""
     rng = np.random.default_rng(seed)
     out: dict[str, list[float]] = {}
     for _ in range(n_repeats):
-        est = all_estimates(mdp, sample_trajectories(mdp, pi_b, n_episodes, rng), pi_e)
+        est = all_estimates(mdp, sample_trajectories(mdp, pi_b, n_episodes, rng), pi_e, cross_fit)
         for k, v in est.items():
             out.setdefault(k, []).append(v)
     return {k: np.array(v) for k, v in out.items()}
@@ -148,9 +179,11 @@ def bias_variance(estimates: dict[str, np.ndarray], truth: float) -> dict[str, d
 
 
 def sweep(mdp: TabularMDP, pi_e: np.ndarray, pi_other: np.ndarray, betas: "list[float]", sizes: "list[int]",
-          n_repeats: int, seed: int) -> dict[tuple[float, int], dict[str, dict[str, float]]]:
+          n_repeats: int, seed: int, keep_estimates: bool = False) -> dict[tuple[float, int], dict[str, dict]]:
     """Bias/std/RMSE of every estimator for each behaviour mismatch ``β`` (``π_b = (1−β)π_e + βπ_other``)
-    and dataset size ``N``: ``{(β, N): {name: {"bias", "std", "rmse"}}}`` from ``n_repeats`` datasets each."""
+    and dataset size ``N``: ``{(β, N): {name: {"bias", "std", "rmse"}}}`` from ``n_repeats`` datasets each.
+    With ``keep_estimates`` each entry also holds ``"estimates"``: the ``(n_repeats,)`` raw estimates
+    (paired across estimators: the same datasets)."""
     truth = evaluate_policy(mdp, pi_e)[0]
     out = {}
     for i, beta in enumerate(betas):
@@ -158,4 +191,7 @@ def sweep(mdp: TabularMDP, pi_e: np.ndarray, pi_other: np.ndarray, betas: "list[
         for j, n in enumerate(sizes):
             est = estimator_study(mdp, pi_e, pi_b, n, n_repeats, seed + 1000 * i + j)
             out[(beta, n)] = bias_variance(est, truth)
+            if keep_estimates:
+                for k, v in est.items():
+                    out[(beta, n)][k]["estimates"] = v
     return out

@@ -11,6 +11,11 @@ frozen buffers. SPEQ-O2O always runs ``E_max`` of them. SOPE first holds out a v
 
 The official code tests ``J < (1 − ε)·J*`` (``code_improved``), which for the negative ``J`` of
 locomotion tasks accepts values up to ``ε|J*|`` *worse* than the best: we use the sign-safe test.
+
+Every run draws from its own generators (``rng``): its batches from its batch stream (``gen[r]``), its
+hold-out split from a generator keyed by (its seed, the phase's environment step) and the DM signal's
+action noise from one keyed by (its seed, step, check). A run that has stopped draws nothing more, so a
+run's phase is the same whether or not longer phases run beside it.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .rng import run_generators
 from .sac import SACPopulation, actor_objective
 
 
@@ -66,11 +72,15 @@ def validation_sizes(n_online: int, n_offline: int, frac: float = 0.1, batch: in
 
 
 @torch.no_grad()
-def dm_value_estimate(pop: SACPopulation, val_obs: torch.Tensor) -> torch.Tensor:
+def dm_value_estimate(pop: SACPopulation, val_obs: torch.Tensor, gens: "list[torch.Generator] | None" = None) -> torch.Tensor:
     """``Ĵ_val`` per run ``(R,)``: the actor objective on held-out states ``val_obs (R, V, o)`` with fresh
-    actions from the frozen policy — ``mean_s[α log π(ã_s|s) − (1/N) Σ_i Q_i(s, ã_s)] = −V̂_DM(π)``."""
-    a, logp = pop.actor.sample(val_obs)                                  # (R, V, A), (R, V)
-    return actor_objective(logp, pop.critic(val_obs, a), pop.alpha)      # (R,)
+    actions from the frozen policy — ``mean_s[α log π(ã_s|s) − (1/N) Σ_i Q_i(s, ã_s)] = −V̂_DM(π)``.
+
+    ``gens``: one generator per run for the action noise (and dropout); default: fresh ones from the runs'
+    seeds (``rng`` stream "validation"), so the estimate never advances a run's training streams."""
+    gens = run_generators(pop.seeds, "validation", pop.salt) if gens is None else gens
+    a, logp = pop.actor.sample(val_obs, gens=gens)                        # (R, V, A), (R, V)
+    return actor_objective(logp, pop.critic(val_obs, a, gens), pop.alpha) # (R,)
 
 
 @dataclass
@@ -88,16 +98,19 @@ class PhaseConfig:
 
 @dataclass
 class PhaseLog:
-    """What one phase did, per run: its length and the validation trace ``[(e, Ĵ_val (R,))]``."""
+    """What one phase did, per run: its length, how many validation checks it used (``checks``; 0 for runs
+    that hold nothing out) and the validation trace ``[(e, Ĵ_val (R,))]`` (traced while any run is active)."""
 
     env_step: int
     lengths: list[int]
     trace_e: list[int] = field(default_factory=list)
     trace_J: list[list[float]] = field(default_factory=list)
+    checks: list[int] = field(default_factory=list)
 
 
 def run_phase(pop: SACPopulation, online, prior, max_len: torch.Tensor, adaptive: torch.Tensor, cfg: PhaseConfig,
-              batch_per_source: int, gen: torch.Generator, use_prior: "torch.Tensor | None", env_step: int) -> PhaseLog:
+              batch_per_source: int, gen: "list[torch.Generator] | torch.Generator", use_prior: "torch.Tensor | None",
+              env_step: int) -> PhaseLog:
     """One stabilisation phase for all runs in lockstep (critic-only, expectile τ = 0.5 loss).
 
     ``Ĵ_val`` is traced for every run while any run is still in its phase; for non-adaptive runs the
@@ -106,33 +119,39 @@ def run_phase(pop: SACPopulation, online, prior, max_len: torch.Tensor, adaptive
     Args:
         max_len: ``(R,)`` longest phase per run (0 = no phase, e.g. SACfD; ``L`` for SPEQ-O2O; ``E_max`` for SOPE).
         adaptive: ``(R,)`` runs that hold out a validation split and early-stop (SOPE).
+        gen: the runs' batch generators, one per run (``train_population`` passes them).
     The split is restored before returning, so the buffers hold exactly the transitions they held before.
     """
     R = pop.R
     if int(max_len.max()) <= 0:
-        return PhaseLog(env_step, [0] * R)
+        return PhaseLog(env_step, [0] * R, checks=[0] * R)
     n_on, n_off = validation_sizes(online.size, prior.size if prior is not None else 0, cfg.val_frac, cfg.val_batch)
     hold = adaptive & (max_len > 0)
-    val_on = online.hold_out(torch.where(hold, n_on, 0), gen) if n_on > 0 else None
+    split_gens = run_generators(pop.seeds, "holdout", pop.salt, env_step)      # each run's own split
+    val_on = online.hold_out(torch.where(hold, n_on, 0), split_gens) if n_on > 0 else None
     val_off = None
     if prior is not None and n_off > 0:
-        val_off = prior.hold_out(torch.where(hold & (use_prior if use_prior is not None else True), n_off, 0), gen)
+        val_off = prior.hold_out(torch.where(hold & (use_prior if use_prior is not None else True), n_off, 0), split_gens)
     parts = [v["obs"] for v in (val_on, val_off) if v is not None]
     val_obs = torch.cat(parts, dim=1) if parts else None                 # (R, |V_on| + |V_off|, o)
     log = PhaseLog(env_step, [0] * R)
+    val_gens = lambda e: run_generators(pop.seeds, "validation", pop.salt, env_step, e)   # noqa: E731
     try:
-        J_star = dm_value_estimate(pop, val_obs) if val_obs is not None else torch.zeros(R)
+        J_star = dm_value_estimate(pop, val_obs, val_gens(0)) if val_obs is not None else torch.zeros(R)
         log.trace_e.append(0)
         log.trace_J.append(J_star.tolist())
+        checks = hold.long() * int(val_obs is not None)
         count = torch.zeros(R, dtype=torch.long)
         stopped = torch.zeros(R, dtype=torch.bool)
         length = torch.zeros(R, dtype=torch.long)
         from .buffers import symmetric_batch
         for e in range(int(max_len.max())):
-            if e > 0 and e % cfg.check_every == 0 and val_obs is not None and bool(((e < max_len) & ~stopped).any()):
-                J = dm_value_estimate(pop, val_obs)
+            in_phase = (e < max_len) & ~stopped
+            if e > 0 and e % cfg.check_every == 0 and val_obs is not None and bool(in_phase.any()):
+                J = dm_value_estimate(pop, val_obs, val_gens(e))
                 log.trace_e.append(e)
                 log.trace_J.append(J.tolist())
+                checks += (hold & in_phase).long()
                 better = sope_improved(J, J_star, cfg.eps)
                 J_star = torch.where(better & hold, J, J_star)
                 count = torch.where(better, torch.zeros_like(count), count + cfg.check_every)
@@ -140,10 +159,11 @@ def run_phase(pop: SACPopulation, online, prior, max_len: torch.Tensor, adaptive
             active = (e < max_len) & ~stopped
             if not bool(active.any()):
                 break
-            batch = symmetric_batch(online, prior, batch_per_source, gen, use_prior)
+            batch = symmetric_batch(online, prior, batch_per_source, gen, use_prior, mask=active)
             pop.critic_update(batch, mask=active, loss="expectile")
             length += active.long()
         log.lengths = length.tolist()
+        log.checks = checks.tolist()
     finally:
         online.restore()
         if prior is not None:
@@ -152,33 +172,40 @@ def run_phase(pop: SACPopulation, online, prior, max_len: torch.Tensor, adaptive
 
 
 @torch.no_grad()
-def td_validation_error(pop: SACPopulation, val: dict) -> torch.Tensor:
-    """The research repo's ablation signal ``Ĵ_TD = Σ_i mean_V (Q_i(s,a) − y)²`` on held-out transitions, ``(R,)``."""
-    return pop.critic_loss(val, "mse")
+def td_validation_error(pop: SACPopulation, val: dict, gens: "list[torch.Generator] | None" = None) -> torch.Tensor:
+    """The research repo's ablation signal ``Ĵ_TD = Σ_i mean_V (Q_i(s,a) − y)²`` on held-out transitions, ``(R,)``.
+
+    ``gens``: per-run generators for the target's action noise; default: fresh ones from the runs' seeds."""
+    gens = run_generators(pop.seeds, "validation", pop.salt) if gens is None else gens
+    return pop.critic_loss(val, "mse", gens=gens)
 
 
 def phase_study(pop: SACPopulation, online, prior, n_updates: int, cfg: PhaseConfig, batch_per_source: int,
-                gen: torch.Generator, use_prior=None) -> dict:
+                gen: "list[torch.Generator] | torch.Generator", use_prior=None) -> dict:
     """Run one long critic-only phase *without* stopping and trace both validation signals.
 
     Holds out SOPE's split, runs ``n_updates`` stabilisation steps, and every ``cfg.check_every`` records
     ``Ĵ_val`` (DM, actor-aligned) and ``Ĵ_TD`` on the held-out data. Restores the split afterwards.
     Returns ``{"e": (K,), "J_val": (K, R), "J_td": (K, R)}`` as tensors; the stopping rule can then be
-    replayed offline with ``phase_stop_point`` for any patience.
+    replayed offline with ``phase_stop_point`` for any patience. ``gen``: the runs' batch generators
+    (``TrainResult.state["gens"]``); the split and the validation noise come from each run's seed, as in ``run_phase``.
     """
     from .buffers import symmetric_batch
 
+    step = online.size
     n_on, n_off = validation_sizes(online.size, prior.size if prior is not None else 0, cfg.val_frac, cfg.val_batch)
-    v_on = online.hold_out(n_on, gen)
-    v_off = prior.hold_out(n_off, gen) if prior is not None and n_off > 0 else None
+    split_gens = run_generators(pop.seeds, "holdout", pop.salt, step)
+    v_on = online.hold_out(n_on, split_gens)
+    v_off = prior.hold_out(n_off, split_gens) if prior is not None and n_off > 0 else None
     val = v_on if v_off is None else {k: torch.cat([v_on[k], v_off[k]], dim=1) for k in v_on}
     es, jv, jt = [], [], []
     try:
         for e in range(n_updates + 1):
             if e % cfg.check_every == 0:
                 es.append(e)
-                jv.append(dm_value_estimate(pop, val["obs"]))
-                jt.append(td_validation_error(pop, val))
+                g = run_generators(pop.seeds, "validation", pop.salt, step, e)
+                jv.append(dm_value_estimate(pop, val["obs"], g))
+                jt.append(td_validation_error(pop, val, run_generators(pop.seeds, "validation", pop.salt, step, e, 1)))
             if e < n_updates:
                 pop.critic_update(symmetric_batch(online, prior, batch_per_source, gen, use_prior), loss="expectile")
     finally:

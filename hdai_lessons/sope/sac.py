@@ -17,6 +17,10 @@ Equations follow the official SOPE code (see the digest, "Losses"):
 
 Critics: Linear → Dropout → LayerNorm → ReLU (DroQ order), Xavier-uniform init; dropout stays
 active in online and target critics and during validation (the official code never calls ``.eval()``).
+
+Randomness is per run too (``rng``): the policy's sampling noise and the dropout masks of run ``r`` come from
+its own generator (``SACPopulation.gens``, seeded from its seed), and runs masked out of an update draw
+nothing, so a run's trajectory does not depend on the other runs in the population.
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .rng import per_run_normal, per_run_uniform, run_generators
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -99,10 +105,12 @@ class BatchedLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(*prefix, 1, d_out))
         self.prefix = prefix
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = math.prod(self.prefix)
-        w = self.weight.reshape(m, *self.weight.shape[-2:])     # (M, d_in, d_out)
-        b = self.bias.reshape(m, 1, self.bias.shape[-1])        # (M, 1, d_out)
+    def forward(self, x: torch.Tensor, runs: "torch.Tensor | None" = None) -> torch.Tensor:
+        """``runs``: indices into the first prefix dim (the runs) to compute only those members; ``x`` then
+        holds ``len(runs)·prod(prefix[1:])`` members."""
+        w, b = (self.weight, self.bias) if runs is None else (self.weight[runs], self.bias[runs])
+        w = w.reshape(-1, *w.shape[-2:])                        # (M, d_in, d_out)
+        b = b.reshape(-1, 1, b.shape[-1])                       # (M, 1, d_out)
         return torch.baddbmm(b, x, w)
 
 
@@ -115,10 +123,10 @@ class BatchedLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(*prefix, 1, d))
         self.prefix = prefix
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:      # x: (M, B, d)
-        m = math.prod(self.prefix)
+    def forward(self, x: torch.Tensor, runs: "torch.Tensor | None" = None) -> torch.Tensor:      # x: (M, B, d)
+        w, b = (self.weight, self.bias) if runs is None else (self.weight[runs], self.bias[runs])
         d = x.shape[-1]
-        return F.layer_norm(x, (d,)) * self.weight.reshape(m, 1, d) + self.bias.reshape(m, 1, d)
+        return F.layer_norm(x, (d,)) * w.reshape(-1, 1, d) + b.reshape(-1, 1, d)
 
 
 class BatchedMLP(nn.Module):
@@ -132,14 +140,22 @@ class BatchedMLP(nn.Module):
         self.head = BatchedLinear(prefix, dims[-1], d_out, generators)
         self.dropout = dropout
 
-    def forward(self, x):
+    def forward(self, x, gens: "list[torch.Generator] | None" = None, mask: "torch.Tensor | None" = None,
+                runs: "torch.Tensor | None" = None):
+        """``gens``: one generator per run (``M`` must be a multiple of ``len(gens)``) for the dropout masks;
+        runs with ``mask[r]`` False draw nothing. Without ``gens`` the global torch RNG is used.
+        ``runs``: compute only these runs (``x`` and ``gens`` then cover just them)."""
         for lin, norm in zip(self.linears, self.norms):
-            x = lin(x)
+            x = lin(x, runs)
             if self.dropout > 0:                                # always on, as in the official code
-                keep = torch.rand_like(x) >= self.dropout       # (M, B, d); cheaper than F.dropout on CPU
+                if gens is None:
+                    u = torch.rand_like(x)
+                else:                                           # (R, M/R, B, d) drawn run by run
+                    u = per_run_uniform(gens, (x.shape[0] // len(gens), *x.shape[1:]), mask).view_as(x)
+                keep = u >= self.dropout                        # (M, B, d); cheaper than F.dropout on CPU
                 x = x * keep / (1.0 - self.dropout)
-            x = F.relu(norm(x))
-        return self.head(x)
+            x = F.relu(norm(x) if isinstance(norm, nn.Identity) else norm(x, runs))
+        return self.head(x, runs)
 
 
 def _member_generators(seeds: "list[int]", salt: int) -> list[torch.Generator]:
@@ -162,11 +178,13 @@ class TwinCritic(nn.Module):
                 for m, g in enumerate(gens):
                     flat[m].uniform_(-bound, bound, generator=g)
 
-    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, act: torch.Tensor, gens=None, mask=None, runs=None) -> torch.Tensor:
+        """``gens``/``mask``/``runs``: per-run dropout generators, the runs that draw, the runs computed
+        (``obs``/``act`` then hold only those runs; see ``BatchedMLP.forward``)."""
         x = torch.cat([obs, act], dim=-1)                                    # (R, B, o+a)
         R, B, D = x.shape
         x = x.unsqueeze(1).expand(R, self.N, B, D).reshape(R * self.N, B, D)  # (R·N, B, D)
-        return self.net(x).view(R, self.N, B)                               # (R, N, B)
+        return self.net(x, gens, mask, runs).view(R, self.N, B)             # (R, N, B)
 
 
 class TanhGaussianActor(nn.Module):
@@ -178,14 +196,22 @@ class TanhGaussianActor(nn.Module):
                               generators=_member_generators(seeds, 7))
         self.act_dim, self.act_max = act_dim, float(act_max)
 
-    def forward(self, obs):
-        mu, log_std = self.net(obs).chunk(2, dim=-1)                          # (R, B, A) each
+    def forward(self, obs, runs=None):
+        mu, log_std = self.net(obs, runs=runs).chunk(2, dim=-1)               # (R, B, A) each
         return mu, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, obs, deterministic: bool = False):
-        """``(action (R, B, A) scaled to ±a_max, log π (R, B))``; reparameterised (gradients flow)."""
-        mu, log_std = self(obs)
-        u = mu if deterministic else mu + log_std.exp() * torch.randn_like(mu)
+    def sample(self, obs, deterministic: bool = False, gens: "list[torch.Generator] | None" = None,
+               mask: "torch.Tensor | None" = None, runs: "torch.Tensor | None" = None):
+        """``(action (R, B, A) scaled to ±a_max, log π (R, B))``; reparameterised (gradients flow).
+
+        ``gens``: one generator per run for ``ε`` (runs with ``mask[r]`` False draw nothing and get ``ε = 0``);
+        without ``gens`` the global torch RNG is used."""
+        mu, log_std = self(obs, runs)
+        if deterministic:
+            u = mu
+        else:
+            eps = torch.randn_like(mu) if gens is None else per_run_normal(gens, mu.shape[1:], mask)
+            u = mu + log_std.exp() * eps
         return self.act_max * torch.tanh(u), tanh_gaussian_log_prob(u, mu, log_std)
 
 
@@ -228,9 +254,9 @@ class MaskedAdam(torch.optim.Optimizer):
                 if everyone:                                                    # fast path: plain Adam
                     st["exp_avg"].mul_(b1).add_(p.grad, alpha=1 - b1)
                     st["exp_avg_sq"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                else:
-                    m_new = b1 * st["exp_avg"] + (1 - b1) * p.grad
-                    v_new = b2 * st["exp_avg_sq"] + (1 - b2) * p.grad**2
+                else:                     # the same float operations as the fast path, so a run's step is
+                    m_new = st["exp_avg"].mul(b1).add_(p.grad, alpha=1 - b1)    # bitwise the same masked or not
+                    v_new = st["exp_avg_sq"].mul(b2).addcmul_(p.grad, p.grad, value=1 - b2)
                     st["exp_avg"].copy_(torch.where(mk, m_new, st["exp_avg"]))
                     st["exp_avg_sq"].copy_(torch.where(mk, v_new, st["exp_avg_sq"]))
                 upd = group["lr"] * (st["exp_avg"] / (1 - b1**t)) / ((st["exp_avg_sq"] / (1 - b2**t)).sqrt() + group["eps"])
@@ -267,11 +293,15 @@ class SACPopulation(nn.Module):
     ``update(batch)`` is one SAC step (critic, actor, α, Polyak) for the runs in ``mask``;
     ``critic_update(batch, loss="expectile")`` is a stabilisation-phase step (critics only).
     A batch is a dict of ``obs (R,B,o)``, ``act (R,B,a)``, ``rew (R,B)``, ``next_obs (R,B,o)``, ``term (R,B)``.
+    ``gens`` holds run ``r``'s noise generator (policy noise, dropout), seeded from ``(seeds[r], salt)``;
+    runs outside ``mask`` draw nothing, so each run's stream depends on its own updates only.
     """
 
-    def __init__(self, seeds: "list[int]", obs_dim: int, act_dim: int, act_max: float, cfg: SACConfig):
+    def __init__(self, seeds: "list[int]", obs_dim: int, act_dim: int, act_max: float, cfg: SACConfig, salt: int = 0):
         super().__init__()
         self.cfg, self.R = cfg, len(seeds)
+        self.seeds, self.salt = [int(s) for s in seeds], int(salt)
+        self.gens = run_generators(self.seeds, "noise", self.salt)
         hidden = tuple(cfg.hidden)
         self.actor = TanhGaussianActor(seeds, obs_dim, act_dim, hidden, act_max)
         self.critic = TwinCritic(seeds, obs_dim, act_dim, hidden, cfg.n_critics, cfg.dropout)
@@ -294,27 +324,40 @@ class SACPopulation(nn.Module):
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        """``(R, E, obs) → (R, E, act)``."""
-        return self.actor.sample(obs, deterministic)[0]
+        """``(R, E, obs) → (R, E, act)``; stochastic actions draw from each run's own generator."""
+        return self.actor.sample(obs, deterministic, self.gens)[0]
 
-    def td_target(self, batch) -> torch.Tensor:
-        """``(R, B)`` soft TD targets (no gradient)."""
+    def td_target(self, batch, mask=None, gens=None, runs=None) -> torch.Tensor:
+        """``(R, B)`` soft TD targets (no gradient); noise from ``gens`` (default: the runs' own) for runs in
+        ``mask``. With ``runs`` (indices), ``batch`` and ``gens`` cover only those runs and so does the result."""
+        gens = self.gens if gens is None else gens
+        alpha = self.alpha if runs is None else self.alpha[runs]
         with torch.no_grad():
-            a2, logp2 = self.actor.sample(batch["next_obs"])
-            q2 = self.critic_target(batch["next_obs"], a2)                     # (R, N, B)
-            return soft_td_target(batch["rew"], batch["term"], q2, logp2, self.alpha, self.cfg.gamma)
+            a2, logp2 = self.actor.sample(batch["next_obs"], gens=gens, mask=mask, runs=runs)
+            q2 = self.critic_target(batch["next_obs"], a2, gens, mask, runs)   # (R, N, B)
+            return soft_td_target(batch["rew"], batch["term"], q2, logp2, alpha, self.cfg.gamma)
 
-    def critic_loss(self, batch, loss: str = "mse") -> torch.Tensor:
+    def critic_loss(self, batch, loss: str = "mse", mask=None, gens=None, runs=None) -> torch.Tensor:
         """``(R,)``: ``Σ_i mean_B ℓ(Q_i(s,a) − y)``, ℓ = square ("mse", online) or expectile τ=0.5 ("expectile")."""
-        y = self.td_target(batch)                                              # (R, B)
-        diff = self.critic(batch["obs"], batch["act"]) - y.unsqueeze(1)        # (R, N, B)
+        gens = self.gens if gens is None else gens
+        y = self.td_target(batch, mask, gens, runs)                            # (R, B)
+        diff = self.critic(batch["obs"], batch["act"], gens, mask, runs) - y.unsqueeze(1)   # (R, N, B)
         per = diff**2 if loss == "mse" else expectile_loss(diff, 0.5)
         return per.mean(-1).sum(-1)
 
     def critic_update(self, batch, mask=None, loss: str = "mse") -> torch.Tensor:
-        """One critic gradient step + Polyak for runs in ``mask``; returns the ``(R,)`` losses."""
+        """One critic gradient step + Polyak for runs in ``mask``; returns the ``(R,)`` losses (0 for the others).
+
+        When only some runs are in ``mask`` (a stabilisation phase that has stopped for the others) only those
+        runs are computed: the same per-run arithmetic, at the cost of the active runs alone."""
         self.opt.zero_grad(set_to_none=True)
-        lq = self.critic_loss(batch, loss)
+        if mask is None or bool(mask.all()):
+            lq = self.critic_loss(batch, loss, mask)
+        else:
+            runs = mask.nonzero().squeeze(1)
+            sub = {k: v[runs] for k, v in batch.items()}
+            lq_sub = self.critic_loss(sub, loss, None, [self.gens[r] for r in runs.tolist()], runs)
+            lq = torch.zeros(self.R).index_put((runs,), lq_sub)
         lq.sum().backward()
         self.opt.step("critic", mask)
         polyak_update(self.critic_target, self.critic, self.cfg.tau, mask)
@@ -324,8 +367,8 @@ class SACPopulation(nn.Module):
         """One online SAC step (UTD = 1): critic, then actor on the same batch, then α, then Polyak."""
         lq = self.critic_update(batch, mask, "mse")
         self.opt.zero_grad(set_to_none=True)
-        a, logp = self.actor.sample(batch["obs"])
-        q_pi = self.critic(batch["obs"], a)                                    # (R, N, B)
+        a, logp = self.actor.sample(batch["obs"], gens=self.gens, mask=mask)
+        q_pi = self.critic(batch["obs"], a, self.gens, mask)                   # (R, N, B)
         la = actor_objective(logp, q_pi, self.alpha)                          # (R,)
         la.sum().backward()
         self.opt.step("actor", mask)

@@ -13,6 +13,12 @@ Per step: act (uniform-random during warm-up), store, maybe run a phase, one SAC
 Every ``eval_every`` steps: deterministic episodes (``a = a_max·tanh(μ)``) and, if asked, an atomic
 checkpoint (``hdai_lessons.checkpoint``: weights, optimiser, replay data, RNG, history). Resuming
 restarts the in-progress training episodes (their simulator state is not saved).
+
+Runs are independent: each owns its generators, derived from its ``RunSpec.seed`` (``rng``): warm-up
+actions, environment resets, replay batches, policy noise and dropout, phase hold-out splits, the DM
+signal's noise and the evaluation episodes' initial states. A run's curve is therefore the same whether it
+trains alone or beside other arms (a test checks this), and runs of different arms with the same seed share
+their initial weights, warm-up data and evaluation states (paired comparisons).
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from .buffers import ReplayBuffer, symmetric_batch
 from .flops import NetDims, total_flops
 from .phases import PhaseConfig, PhaseLog, run_phase, validation_sizes
 from .prior_data import make_env, to_buffer_arrays
+from .rng import STREAMS, derive_seed, get_states, run_generators, set_states
 from .sac import SACConfig, SACPopulation
 
 
@@ -62,7 +69,7 @@ class TrainConfig:
     eval_episodes: int = 10
     sac: SACConfig = field(default_factory=SACConfig)
     phases: PhaseConfig = field(default_factory=PhaseConfig)
-    sample_seed: int = 0                # seeds the batch sampler and policy noise of the population
+    sample_seed: int = 0                # salt of every run's batch/noise/split/eval streams (each also keyed by the run's seed)
     checkpoint_dir: "str | None" = None # atomic checkpoints at eval points; resumes from the latest
     show_progress: bool = True
 
@@ -78,7 +85,7 @@ class TrainResult:
     critic_updates: np.ndarray          # online + stabilisation critic steps
     flops: np.ndarray
     phases: list[PhaseLog]
-    state: "dict | None" = None         # {"population", "online", "prior", "use_prior", "gen"} after training
+    state: "dict | None" = None         # {"population", "online", "prior", "use_prior", "gens"} after training
 
     def rows(self, **match) -> list[int]:
         """Indices of runs whose spec fields equal ``match`` (e.g. ``arm="SOPE"``)."""
@@ -123,6 +130,10 @@ def _prior_buffer(specs: list[RunSpec], priors: "dict[str, dict[str, np.ndarray]
         if n not in priors:
             raise KeyError(f"prior dataset {n!r} not given; known: {sorted(priors)}")
     n_min = min(len(priors[n]["observations"]) for n in names)
+    if any(len(priors[n]["observations"]) != n_min for n in names):
+        import warnings
+        warnings.warn(f"prior datasets of different sizes in one population are cut to the shortest ({n_min} rows): "
+                      "a run's prior then depends on its neighbours; train such arms in separate populations", stacklevel=3)
     per_run = []
     for s, u in zip(specs, use.tolist()):
         arr = to_buffer_arrays(priors[s.prior if u else names[0]])
@@ -131,11 +142,20 @@ def _prior_buffer(specs: list[RunSpec], priors: "dict[str, dict[str, np.ndarray]
     return ReplayBuffer.from_arrays(stacked, len(specs)), use
 
 
-def evaluate(pop: SACPopulation, env_id: str, episodes: int, seed: int) -> np.ndarray:
-    """``(R,)`` mean return of ``episodes`` deterministic episodes per run (all ``R·E`` envs step together)."""
+def eval_seed(run_seed: int, step: int, episode: int, salt: int = 0) -> int:
+    """The initial-state seed of evaluation ``episode`` at ``step`` for a run with seed ``run_seed``."""
+    return derive_seed(run_seed, salt, STREAMS["eval"], step, episode) % (1 << 31)
+
+
+def evaluate(pop: SACPopulation, env_id: str, episodes: int, step: int) -> np.ndarray:
+    """``(R,)`` mean return of ``episodes`` deterministic episodes per run (all ``R·E`` envs step together).
+
+    Run ``r``'s episodes start from states seeded by ``eval_seed(pop.seeds[r], step, j)``: its own, shared
+    only with the runs of the same seed (other arms), so arms are compared on the same start states."""
     R = pop.R
     envs = [[make_env(env_id) for _ in range(episodes)] for _ in range(R)]
-    obs = np.stack([np.stack([e.reset(seed=10_000 + seed * 100 + j)[0] for j, e in enumerate(row)]) for row in envs])
+    obs = np.stack([np.stack([e.reset(seed=eval_seed(pop.seeds[r], step, j, pop.salt))[0] for j, e in enumerate(row)])
+                    for r, row in enumerate(envs)])
     ret = np.zeros((R, episodes))
     alive = np.ones((R, episodes), dtype=bool)
     while alive.any():
@@ -161,11 +181,11 @@ def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, 
     obs_dim = envs[0].observation_space.shape[0]
     act_dim = envs[0].action_space.shape[0]
     act_max = float(envs[0].action_space.high[0])
-    pop = SACPopulation([s.seed for s in specs], obs_dim, act_dim, act_max, cfg.sac)
+    pop = SACPopulation([s.seed for s in specs], obs_dim, act_dim, act_max, cfg.sac, salt=cfg.sample_seed)
     online = ReplayBuffer(R, cfg.total_steps, obs_dim, act_dim)
     prior, use_prior = _prior_buffer(specs, priors)
     max_len, adaptive = _phase_plan(specs, cfg.phases)
-    gen = torch.Generator().manual_seed(cfg.sample_seed)
+    gens = run_generators([s.seed for s in specs], "batch", cfg.sample_seed)   # each run's replay sampler
     rngs = [np.random.default_rng(s.seed) for s in specs]
     dims = NetDims(obs_dim, act_dim, tuple(cfg.sac.hidden), cfg.sac.n_critics)
     hist = {"steps": [], "returns": [], "online": [], "critic": [], "flops": []}
@@ -190,7 +210,11 @@ def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, 
             hist = ex["hist"]
             n_online, n_stab, n_val_states = (np.array(ex[k], dtype=np.int64) for k in ("n_online", "n_stab", "n_val"))
             phase_logs = [PhaseLog(**p) for p in ex["phases"]]
-            gen.set_state(torch.tensor(ex["gen"], dtype=torch.uint8))
+            if "gens" not in ex:
+                raise ValueError(f"the checkpoint in {cfg.checkpoint_dir} predates per-run generators (one shared "
+                                 "sampler); it cannot be resumed exactly: start a new checkpoint_dir")
+            set_states(gens, ex["gens"])
+            set_states(pop.gens, ex["noise_gens"])
             for r, st in zip(rngs, ex["rngs"]):
                 r.bit_generator.state = st
     obs = np.stack([e.reset(seed=s.seed * 1_000_003 + start)[0] for e, s in zip(envs, specs)])
@@ -209,13 +233,13 @@ def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, 
         for r, e in enumerate(envs):
             obs[r] = e.reset(seed=specs[r].seed * 1_000_003 + t)[0] if done[r] else nxt[r]
         if t > cfg.warmup and t % cfg.phases.every == 0 and int(max_len.max()) > 0:
-            log = run_phase(pop, online, prior, max_len, adaptive, cfg.phases, cfg.batch_per_source, gen, use_prior, t)
+            log = run_phase(pop, online, prior, max_len, adaptive, cfg.phases, cfg.batch_per_source, gens, use_prior, t)
             phase_logs.append(log)
             n_stab += np.array(log.lengths)
             v_on, v_off = validation_sizes(online.size, prior.size if prior is not None else 0, cfg.phases.val_frac, cfg.phases.val_batch)
-            n_val_states += adaptive.numpy() * (v_on + v_off) * len(log.trace_e)
+            n_val_states += adaptive.numpy() * (v_on + v_off) * np.array(log.checks)     # the checks each run used
         if t > cfg.warmup:
-            pop.update(symmetric_batch(online, prior, cfg.batch_per_source, gen, use_prior))
+            pop.update(symmetric_batch(online, prior, cfg.batch_per_source, gens, use_prior))
             n_online += 1
         if t % cfg.eval_every == 0:
             hist["steps"].append(t)
@@ -227,7 +251,8 @@ def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, 
             if cfg.checkpoint_dir:
                 extra = {"online_size": online.size, "hist": hist, "n_online": n_online.tolist(), "n_stab": n_stab.tolist(),
                          "n_val": n_val_states.tolist(), "phases": [asdict(p) for p in phase_logs],
-                         "gen": gen.get_state().tolist(), "rngs": [r.bit_generator.state for r in rngs],
+                         "gens": get_states(gens), "noise_gens": get_states(pop.gens),
+                         "rngs": [r.bit_generator.state for r in rngs],
                          "specs": [asdict(s) for s in specs]}
                 json.dumps(extra)   # fail here, not half-way through a write, if something is not JSON
                 filled = {k: v[:, : online.size] for k, v in online.data.items()}
@@ -235,11 +260,12 @@ def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, 
     for e in envs:
         e.close()
     T = lambda k: np.array(hist[k], dtype=np.float64).T.reshape(R, -1)   # (R, n_evals)
-    state_out = {"population": pop, "online": online, "prior": prior, "use_prior": use_prior, "gen": gen}
+    state_out = {"population": pop, "online": online, "prior": prior, "use_prior": use_prior, "gens": gens}
     return TrainResult(specs, list(hist["steps"]), T("returns"), T("online"), T("critic"), T("flops"), phase_logs, state_out)
 
 
-def pendulum_config(scale, *, total_steps: int = 3000, eval_every: int = 250, phases: "PhaseConfig | None" = None) -> TrainConfig:
+def pendulum_config(scale, *, total_steps: int = 3000, eval_every: int = 250, phases: "PhaseConfig | None" = None,
+                    eval_episodes: int = 2) -> TrainConfig:
     """The lessons' Pendulum-v1 settings on the scale ladder (toy: 2×64 nets, 64+64 batches, lr 1e−3, no dropout).
 
     Deviations from the paper, for a one-minute CPU budget: widths 64 (paper 256), batches 64+64 (256+256),
@@ -254,7 +280,7 @@ def pendulum_config(scale, *, total_steps: int = 3000, eval_every: int = 250, ph
         scale,
         smoke=TrainConfig(total_steps=300, warmup=100, batch_per_source=16, eval_every=100, eval_episodes=1,
                           sac=SACConfig(hidden=(16, 16), dropout=0.0, lr=1e-3), phases=smoke_ph, show_progress=False),
-        toy=TrainConfig(total_steps=total_steps, warmup=500, batch_per_source=64, eval_every=eval_every, eval_episodes=2,
+        toy=TrainConfig(total_steps=total_steps, warmup=500, batch_per_source=64, eval_every=eval_every, eval_episodes=eval_episodes,
                         sac=SACConfig(hidden=(64, 64), dropout=0.0, lr=1e-3), phases=phases),
         full=TrainConfig(total_steps=20_000, warmup=2000, batch_per_source=256, eval_every=1000, eval_episodes=10,
                          sac=SACConfig(hidden=(256, 256), dropout=0.01, lr=3e-4),
