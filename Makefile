@@ -54,7 +54,7 @@ test-notebooks: setup
 # The committed outputs were written on one CPU. Run the lessons again on another float path
 # (torch's portable scalar kernels instead of AVX2/AVX-512, one notebook at a time on two threads
 # instead of two on one): every checked output must still match, as on a learner's laptop.
-PERTURBED_ENV := ATEN_CPU_CAPABILITY=default HDAI_THREADS=2 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
+PERTURBED_ENV := ATEN_CPU_CAPABILITY=default HDAI_THREADS=2 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 
 test-notebooks-perturbed: setup
 	$(RUN_ENV) $(PERTURBED_ENV) HDAI_SCALE=toy HDAI_EXERCISES_STRICT=1 $(PY) -m pytest -q $(NBVAL_ONE) notebooks --ignore=notebooks/learner
