@@ -3,9 +3,11 @@
 One concept per file:
 
 - ``tabular``: a gridworld MDP with exact finite-horizon policy evaluation (lesson 03.1);
-- ``ope``: off-policy estimators — direct method (tabular FQE), IS, WIS, per-decision IS, DR;
+- ``ope``: off-policy estimators — direct method (tabular FQE), IS, WIS, per-decision IS, DR, cross-fitted DR;
 - ``sac``: SAC as SOPE uses it (tanh-Gaussian actor, twin LayerNorm+dropout critics, α, Polyak),
   vectorised over a *population* of independent runs so several arms/seeds train in one process;
+- ``rng``: per-run random streams (batches, policy noise, splits, evaluation), so a run's numbers do not
+  depend on which other runs share its population;
 - ``buffers``: replay buffers with symmetric 50/50 sampling and a restorable hold-out split;
 - ``phases``: SACfD (no phases), SPEQ-O2O (fixed-length critic-only phases), SOPE (early-stopped);
 - ``prior_data``: scripted/noisy controllers, npz in the D4RL layout, a Minari loader (full scale);
