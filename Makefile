@@ -63,27 +63,27 @@ test-learner: setup
 	$(RUN_ENV) HDAI_SCALE=smoke HDAI_EXERCISES_STRICT=0 $(PY) -m pytest -q $(NBVAL) notebooks/learner
 
 course: setup
-	$(RUN_ENV) $(PY) -m hdai_lessons.cli course --jobs $(JOBS)
+	$(RUN_ENV) $(PY) -m hdai_lessons.course.cli course --jobs $(JOBS)
 
 notebooks: setup
-	$(RUN_ENV) $(PY) -m hdai_lessons.cli course --jobs $(JOBS) --inplace
-	$(PY) -m hdai_lessons.cli exercises
-	$(PY) -m hdai_lessons.cli readme
-	$(PY) -m hdai_lessons.cli slides
-	$(PY) -m hdai_lessons.cli workshop
+	$(RUN_ENV) $(PY) -m hdai_lessons.course.cli course --jobs $(JOBS) --inplace
+	$(PY) -m hdai_lessons.course.cli exercises
+	$(PY) -m hdai_lessons.course.cli readme
+	$(PY) -m hdai_lessons.course.cli slides
+	$(PY) -m hdai_lessons.course.cli workshop
 
 slides: setup
-	$(PY) -m hdai_lessons.cli slides
-	$(PY) -m hdai_lessons.cli workshop
+	$(PY) -m hdai_lessons.course.cli slides
+	$(PY) -m hdai_lessons.course.cli workshop
 
 exercises: setup
-	$(PY) -m hdai_lessons.cli exercises
+	$(PY) -m hdai_lessons.course.cli exercises
 
 readme: setup
-	$(PY) -m hdai_lessons.cli readme
+	$(PY) -m hdai_lessons.course.cli readme
 
 doctor: setup
-	$(PY) -m hdai_lessons.cli doctor
+	$(PY) -m hdai_lessons.course.cli doctor
 
 clean:
 	rm -rf build .pytest_cache

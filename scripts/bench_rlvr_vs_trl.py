@@ -44,7 +44,8 @@ def main(argv=None) -> int:
 
     from hdai_lessons.lm import TinyLMConfig, build_tiny_lm
     from hdai_lessons.rlvr.losses import LossConfig
-    from hdai_lessons.rlvr.trainer import RLVRConfig, RLVRTrainer
+    from hdai_lessons.lm.rl_trainer import RLVRConfig
+    from hdai_lessons.rlvr.trainer import RLVRTrainer
     from hdai_lessons.tasks import ArithmeticTask
 
     os.environ.setdefault("HDAI_PROGRESS", "0")

@@ -15,9 +15,9 @@ import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from hdai_lessons.lessons import all_lessons, get_lesson
-from hdai_lessons.paths import build_dir
-from hdai_lessons.runner import run_measured
+from hdai_lessons.course.catalogue import all_lessons, get_lesson
+from hdai_lessons.core.paths import build_dir
+from hdai_lessons.course.runner import run_measured
 
 WORD = {True: "held", False: "did not hold", None: "not resolved"}
 

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from hdai_lessons.assets import MissingAssetError, assets_for
+from hdai_lessons.core.assets import MissingAssetError, assets_for
 from hdai_lessons.cat.full import FULL_ARMS, CATEvalConfig, build_cat_run, evaluate_run, make_trainer
 from hdai_lessons.cat.rl import answer_ids
-from hdai_lessons.cat.train import main
+from hdai_lessons.cat.launch import main
 from hdai_lessons.tasks import extract_gsm8k_answer
 
 

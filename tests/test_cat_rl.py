@@ -1,7 +1,6 @@
 """CAT-weighted GRPO: the gradient is w_b × GRPO's per prompt; the trainer hook routes every chunk."""
 from __future__ import annotations
 
-import random
 
 import pytest
 import torch
@@ -65,7 +64,7 @@ def test_weighted_advantages_and_answer_ids():
 
 def test_cat_trainer_routes_every_chunk_through_the_cat_loss():
     from hdai_lessons.lm.pretrained import load_warm_lm
-    from hdai_lessons.rlvr.trainer import RLVRConfig
+    from hdai_lessons.lm.rl_trainer import RLVRConfig
     from hdai_lessons.tasks import ArithmeticTask, split_problems
 
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from hdai_lessons.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from hdai_lessons.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
 
 def _setup(seed=0):
@@ -59,7 +59,7 @@ def test_keep_prunes_old_and_latest_points_at_newest(tmp_path):
 def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     model, opt = _setup()
     save_checkpoint(tmp_path, 1, model, opt)
-    import hdai_lessons.checkpoint as ck
+    import hdai_lessons.core.checkpoint as ck
 
     def exploding_save(*a, **k):
         raise OSError("disk full")

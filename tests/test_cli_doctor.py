@@ -4,8 +4,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from hdai_lessons.cli import main
-from hdai_lessons.doctor import check_packages, print_report, run_doctor
+from hdai_lessons.course.cli import main
+from hdai_lessons.course.doctor import check_packages, print_report, run_doctor
 
 
 def test_list_shows_lesson_00(capsys):
@@ -14,7 +14,7 @@ def test_list_shows_lesson_00(capsys):
 
 
 def test_run_unknown_lesson_is_one_line_and_nonzero():
-    proc = subprocess.run([sys.executable, "-m", "hdai_lessons.cli", "run", "nosuch"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "hdai_lessons.course.cli", "run", "nosuch"], capture_output=True, text=True)
     assert proc.returncode != 0
     lines = [l for l in (proc.stdout + proc.stderr).splitlines() if l.strip()]
     assert len(lines) == 1 and "valid lessons: 00.1" in lines[0]

@@ -5,9 +5,8 @@ import json
 
 import pytest
 
-from hdai_lessons import data as data_mod
-from hdai_lessons.assets import Asset, MissingAssetError, assets_for, require
-from hdai_lessons.data import DataError, build, data_path, load_manifest, sha256_of, verify
+from hdai_lessons.core.assets import Asset, MissingAssetError, assets_for, require
+from hdai_lessons.core.data import DataError, build, data_path, load_manifest, sha256_of, verify
 
 
 def write_toy_file(out, seed):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hdai_lessons.exercises import (Case, CheckFailure, Exercise, Mistake, all_exercises, check, check_exercise,
+from hdai_lessons.course.checkers import (Case, CheckFailure, Exercise, Mistake, all_exercises, check, check_exercise,
                                     describe_difference, find_problem, get_exercise)
 
 EXERCISES = all_exercises()
@@ -116,7 +116,7 @@ def test_unknown_exercise_lists_known_ids():
 
 
 def test_register_rejects_bad_ids():
-    from hdai_lessons.exercises import register
+    from hdai_lessons.course.checkers import register
 
     with pytest.raises(ValueError, match="MM.L.E"):
         register(Exercise(id="1.2", title="x", reference=abs, cases=lambda: [Case((1,))],

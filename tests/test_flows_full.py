@@ -100,7 +100,7 @@ def test_bad_input_shape_has_a_clear_message(setup):
 
 
 def test_full_scale_offline_names_the_fetch_command(monkeypatch, tmp_path):
-    from hdai_lessons.assets import MissingAssetError, assets_for
+    from hdai_lessons.core.assets import MissingAssetError, assets_for
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -114,7 +114,7 @@ def test_full_scale_offline_names_the_fetch_command(monkeypatch, tmp_path):
 
 # ----------------------------------------------------------------------------- the toy rungs (digits)
 def test_shipped_image_data_verify():
-    from hdai_lessons.data import verify
+    from hdai_lessons.core.data import verify
 
     for name in ("flows-digit-classifier", "flows-digits-sd3", "flows-digits-velocity", "flows-digits-flowmap"):
         assert verify(name) is None, verify(name)

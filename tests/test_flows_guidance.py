@@ -284,7 +284,7 @@ def test_a_runs_numbers_do_not_depend_on_what_runs_beside_it(toy, reward):
 
 def test_all_of_and_any_of_follow_three_valued_logic():
     from hdai_lessons import paired_verdict
-    from hdai_lessons.flows.verdicts import all_of, any_of, describe_part
+    from hdai_lessons.core.claims import all_of, any_of, describe_part
 
     held = paired_verdict([1.0, 1.1, 0.9], 0.0)
     held_barely = paired_verdict([0.5, 0.7, 0.3], 0.0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from hdai_lessons.exercises.notebook import learner_text, make_learner_notebook, strip_solutions
-from hdai_lessons.lessons import all_lessons
+from hdai_lessons.course.checkers.learner_version import learner_text, make_learner_notebook, strip_solutions
+from hdai_lessons.course.catalogue import all_lessons
 
 SOURCE = '''def f(x):
     """doc"""

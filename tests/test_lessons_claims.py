@@ -7,7 +7,7 @@ import pytest
 import numpy as np
 
 from hdai_lessons import paired_verdict, report_claim
-from hdai_lessons.lessons import all_lessons, get_lesson
+from hdai_lessons.course.catalogue import all_lessons, get_lesson
 
 
 def test_lessons_are_discovered_in_order():
@@ -121,7 +121,7 @@ def test_sanitizer_masks_measured_numbers_but_not_verdicts():
 
 
 def test_seed_comes_from_the_environment(monkeypatch):
-    from hdai_lessons.lesson import seed_from_env
+    from hdai_lessons.core.context import seed_from_env
 
     monkeypatch.delenv("HDAI_SEED", raising=False)
     assert seed_from_env(0) == 0

@@ -56,7 +56,7 @@ def test_load_lm_error_message(tmp_path):
 
 
 def test_pretrained_asset_missing_names_fetch_command(monkeypatch):
-    from hdai_lessons.assets import Asset, MissingAssetError
+    from hdai_lessons.core.assets import Asset, MissingAssetError
     from hdai_lessons.lm import load_pretrained_lm
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(MissingAssetError, match="hdai-lessons fetch 01.4"):
@@ -65,7 +65,7 @@ def test_pretrained_asset_missing_names_fetch_command(monkeypatch):
 
 def test_shipped_warm_lm_solves_some_arithmetic():
     from hdai_lessons.lm.pretrained import load_warm_lm, warm_problem_split, warm_task
-    from hdai_lessons.rlvr.trainer import evaluate_pass_at_k
+    from hdai_lessons.lm.evaluation import evaluate_pass_at_k
     model, tok, info = load_warm_lm()
     _, held = warm_problem_split(info["seed"])
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hdai_lessons.metrics import pass_at_k, pass_at_k_from_probs, pass_at_k_tensor
+from hdai_lessons.core.metrics import pass_at_k, pass_at_k_from_probs, pass_at_k_tensor
 
 
 def brute_force(n: int, c: int, k: int) -> float:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from hdai_lessons.lessons import all_lessons
+from hdai_lessons.course.catalogue import all_lessons
 
 ROOT = Path(__file__).resolve().parent.parent
 

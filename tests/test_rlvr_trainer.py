@@ -1,15 +1,17 @@
 """Sampling and the RLVR trainer: exact log-probs, masks, Proposition 1 at trainer level, learning, resume."""
 import copy
-import random
 
 import pytest
 import torch
 
 from hdai_lessons.lm import TinyLMConfig, build_tiny_lm
 from hdai_lessons.rlvr.losses import LossConfig
-from hdai_lessons.rlvr.sampling import (position_ids_from_mask, response_mask, sample_groups, sequence_logprobs,
+from hdai_lessons.lm.sampling import (position_ids_from_mask, response_mask, sample_groups, sequence_logprobs,
                                         token_logprobs)
-from hdai_lessons.rlvr.trainer import RLVRConfig, RLVRTrainer, evaluate_pass_at_k, sft, sft_batch
+from hdai_lessons.lm.evaluation import evaluate_pass_at_k
+from hdai_lessons.lm.rl_trainer import RLVRConfig
+from hdai_lessons.lm.sft import sft, sft_batch
+from hdai_lessons.rlvr.trainer import RLVRTrainer
 from hdai_lessons.tasks import ArithmeticTask, split_problems
 
 torch.set_num_threads(1)
@@ -204,7 +206,7 @@ def test_chat_template_path_and_minibatches(warm_smoke):
 
 # ------------------------------------------------------------------ full-scale code path (tiny models)
 def test_full_scale_run_builds_by_scale_and_names_the_fetch_command():
-    from hdai_lessons.assets import MissingAssetError, assets_for
+    from hdai_lessons.core.assets import MissingAssetError, assets_for
     from hdai_lessons.rlvr import full
     run = full.build_run("smoke", loss="lpo_rev")
     assert type(run.model).__name__ == "Qwen2ForCausalLM" and run.loss.name == "lpo_rev"
@@ -216,14 +218,14 @@ def test_full_scale_run_builds_by_scale_and_names_the_fetch_command():
         full.build_run("full")
 
 
-def test_train_cli_runs_and_resumes(tmp_path):
+def test_launcher_runs_and_resumes(tmp_path):
     import json
-    from hdai_lessons.rlvr import train
-    res = train.main(["--scale", "smoke", "--loss", "grpo", "--run-dir", str(tmp_path)])
+    from hdai_lessons.rlvr import launch
+    res = launch.main(["--scale", "smoke", "--loss", "grpo", "--run-dir", str(tmp_path)])
     assert set(res) == {"pass@1", "pass@2", "reward"}
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and json.loads((tmp_path / "latest.json").read_text())["step"] == 2
-    train.main(["--scale", "smoke", "--loss", "grpo", "--run-dir", str(tmp_path), "--steps", "3"])
+    launch.main(["--scale", "smoke", "--loss", "grpo", "--run-dir", str(tmp_path), "--steps", "3"])
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [1.0, 2.0, 3.0]     # resumed at 2, ran only step 3
 

@@ -6,7 +6,7 @@ import time
 import nbformat
 import pytest
 
-from hdai_lessons.runner import cell_timeout_for, describe_claim, execute_notebook
+from hdai_lessons.course.runner import cell_timeout_for, describe_claim, execute_notebook
 
 
 def _notebook(tmp_path, *sources: str):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hdai_lessons import Scale, by_scale, get_scale, seed_everything, setup_lesson
-from hdai_lessons.device import get_device
+from hdai_lessons.core.device import get_device
 
 
 def test_scale_resolution_order(monkeypatch):

@@ -4,7 +4,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from hdai_lessons.data import data_path
+from hdai_lessons.core.data import data_path
 from hdai_lessons.sope.prior_data import (D4RL_KEYS, collect, episode_returns, episodes_to_transitions, load_minari, load_npz,
                                           make_env, pendulum_swingup_action, save_npz)
 

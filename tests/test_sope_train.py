@@ -5,7 +5,7 @@ import torch
 
 from hdai_lessons.sope.phases import PhaseConfig
 from hdai_lessons.sope.prior_data import load_npz
-from hdai_lessons.data import data_path
+from hdai_lessons.core.data import data_path
 from hdai_lessons.sope.sac import SACConfig
 from hdai_lessons.sope.train import RunSpec, TrainConfig, train_population
 

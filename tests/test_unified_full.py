@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from hdai_lessons.assets import MissingAssetError, assets_for
+from hdai_lessons.core.assets import MissingAssetError, assets_for
 from hdai_lessons.unified import shapes, train
 from hdai_lessons.unified.conditioning import MLLMConditioner
 from hdai_lessons.unified.full import (FullConfig, ask, diffusers_edit_with_toy, edit, load_edit_pipeline, pack_edit_items,

@@ -8,18 +8,18 @@ import subprocess
 
 import pytest
 
-from hdai_lessons.lessons import all_lessons
-from hdai_lessons.paths import build_dir, repo_root
-from hdai_lessons.workshop.agenda import DAY_MINUTES, instructor_guide, lesson_time, one_day
-from hdai_lessons.workshop.catchup import catch_up, exercise_cells, lesson_exercise_ids
-from hdai_lessons.workshop.slides import build_all, lesson_slides, modules_with_lessons, render_deck, build_deck
+from hdai_lessons.course.catalogue import all_lessons
+from hdai_lessons.core.paths import build_dir, repo_root
+from hdai_lessons.course.workshop.agenda import DAY_MINUTES, instructor_guide, lesson_time, one_day
+from hdai_lessons.course.workshop.catchup import catch_up, exercise_cells, lesson_exercise_ids
+from hdai_lessons.course.workshop.slides import build_all, lesson_slides, modules_with_lessons, render_deck, build_deck
 
 LESSONS = all_lessons()
 
 
 def _ensure_browser() -> None:
     """Install Debian's Chromium + ChromeDriver when missing (the test setup does it, as root)."""
-    from hdai_lessons.workshop.browser import browser_available
+    from hdai_lessons.course.workshop.browser import browser_available
 
     if browser_available() is None:
         return
@@ -57,7 +57,7 @@ def test_each_lesson_gives_title_claim_and_summary_slides(lesson):
 
 def test_decks_render_offline_in_headless_chromium(decks):
     _ensure_browser()
-    from hdai_lessons.workshop.browser import inspect_deck
+    from hdai_lessons.course.workshop.browser import inspect_deck
 
     shots = build_dir() / "slides-screenshots"
     for deck in decks:
@@ -73,7 +73,7 @@ def test_decks_render_offline_in_headless_chromium(decks):
 
 def test_browser_check_catches_a_cdn_and_broken_math(tmp_path):
     _ensure_browser()
-    from hdai_lessons.workshop.browser import inspect_deck
+    from hdai_lessons.course.workshop.browser import inspect_deck
 
     bad = tmp_path / "bad.html"
     vendor = repo_root() / "slides" / "vendor"
@@ -111,7 +111,7 @@ def test_every_exercise_has_a_catch_up_point(lesson):
 def test_catch_up_restores_the_state_after_the_last_exercise(lesson, monkeypatch):
     from IPython.core.interactiveshell import InteractiveShell
 
-    from hdai_lessons.exercises import find_problem, get_exercise
+    from hdai_lessons.course.checkers import find_problem, get_exercise
 
     ids = lesson_exercise_ids(lesson.id)
     if not ids:
@@ -135,7 +135,7 @@ def test_catch_up_errors_are_clear():
 
 
 def test_raw_angle_brackets_in_markdown_are_caught():
-    from hdai_lessons.workshop.slides import _md, unclosed_tags
+    from hdai_lessons.course.workshop.slides import _md, unclosed_tags
 
     assert unclosed_tags(_md("Rotate the <view> side view.")) == ["view"]
     assert unclosed_tags(_md("Move the <object> into the box.")) == ["object"]

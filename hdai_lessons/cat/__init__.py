@@ -14,14 +14,14 @@ is re-weighted by ``S'(p)`` (RL).
 - ``rl``: CAT-weighted GRPO (``cat_grpo_loss``, ``CATTrainer`` on module 01's ``RLVRTrainer``),
   held-out pass@k / maj@k of an LM (lesson 02.3).
 - ``full``, ``train``, ``assets``: the full-scale run on Qwen2.5-0.5B / GSM8K (lesson 02.4);
-  ``python -m hdai_lessons.cat.train --scale full --arm cat-pass8 --run-dir runs/x``.
+  ``python -m hdai_lessons.cat.launch --scale full --arm cat-pass8 --run-dir runs/x``.
 
 ``rl``/``full`` import ``transformers`` and ``accelerate``; import them explicitly
 (``from hdai_lessons.cat import rl``) so the math modules stay light.
 """
-from .baselines import passk_training_advantages, pkpo_weights
-from .losses import log1mexp, majority_sft_loss, majority_sft_weight, passn_sft_loss, passn_sft_weight
-from .strategies import (
+from hdai_lessons.cat.baselines import passk_training_advantages, pkpo_weights
+from hdai_lessons.cat.losses import log1mexp, majority_sft_loss, majority_sft_weight, passn_sft_loss, passn_sft_weight
+from hdai_lessons.cat.strategies import (
     best_of_n_expected_exact,
     best_of_n_expected_from_samples,
     majority_at_k_exact,
@@ -31,7 +31,7 @@ from .strategies import (
     pass_at_k_plugin,
     pass_at_k_unbiased,
 )
-from .weights import (
+from hdai_lessons.cat.weights import (
     bon_quantile,
     bon_rl_weight,
     cat_weights,

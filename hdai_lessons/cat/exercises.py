@@ -5,9 +5,9 @@ import math
 
 import torch
 
-from ..exercises import Case, Exercise, Mistake, register
-from .losses import log1mexp, majority_sft_loss, passn_sft_loss
-from .strategies import best_of_n_expected_exact, best_of_n_expected_from_samples, majority_credit
+from hdai_lessons.course.checkers import Case, Exercise, Mistake, register
+from hdai_lessons.cat.losses import log1mexp, majority_sft_loss, passn_sft_loss
+from hdai_lessons.cat.strategies import best_of_n_expected_exact, best_of_n_expected_from_samples, majority_credit
 
 
 # ---------------------------------------------------------------------------------------- 02.1.1
@@ -268,8 +268,8 @@ register(Exercise(
 
 
 # ---------------------------------------------------------------------------------------- 02.3.1
-from .rl import passn_weighted_advantages  # noqa: E402
-from .weights import clip_and_normalise, dynamic_majority_k, empirical_p, passn_rl_weight  # noqa: E402
+from hdai_lessons.cat.rl import passn_weighted_advantages  # noqa: E402
+from hdai_lessons.cat.weights import clip_and_normalise, dynamic_majority_k, empirical_p, passn_rl_weight  # noqa: E402
 
 
 def _p_hat_cases() -> list[Case]:
@@ -336,13 +336,13 @@ def _wadv_cases() -> list[Case]:
 
 
 def _wadv_no_norm(rewards, N, clip=10.0, eps=1e-6):
-    from ..ops import group_advantages
+    from hdai_lessons.core.ops import group_advantages
     w = clip_and_normalise(passn_rl_weight(empirical_p(rewards), N), clip, normalise=False)
     return group_advantages(rewards, eps) * w.unsqueeze(-1)
 
 
 def _wadv_unsmoothed(rewards, N, clip=10.0, eps=1e-6):
-    from ..ops import group_advantages
+    from hdai_lessons.core.ops import group_advantages
     w = clip_and_normalise(passn_rl_weight(rewards.float().mean(-1), N), clip)
     return group_advantages(rewards, eps) * w.unsqueeze(-1)
 
@@ -354,7 +354,7 @@ def _wadv_batch_std(rewards, N, clip=10.0, eps=1e-6):
 
 
 def _wadv_on_rewards(rewards, N, clip=10.0, eps=1e-6):
-    from ..ops import group_advantages
+    from hdai_lessons.core.ops import group_advantages
     w = clip_and_normalise(passn_rl_weight(empirical_p(rewards), N), clip)
     return group_advantages(rewards * w.unsqueeze(-1), eps)
 
@@ -379,8 +379,8 @@ register(Exercise(
 
 
 # ---------------------------------------------------------------------------------------- 02.4.1
-from ..tasks import extract_gsm8k_answer  # noqa: E402
-from .rl import answer_ids, heldout_standard_error, majority_k_from_rollouts  # noqa: E402
+from hdai_lessons.tasks import extract_gsm8k_answer  # noqa: E402
+from hdai_lessons.cat.rl import answer_ids, heldout_standard_error, majority_k_from_rollouts  # noqa: E402
 
 
 def _ids_cases() -> list[Case]:
@@ -455,7 +455,7 @@ def _k_distinct_wrong(ids, correct, N):
 
 
 def _k_uses_n_for_m(ids, correct, N):
-    from .weights import most_frequent_wrong_count
+    from hdai_lessons.cat.weights import most_frequent_wrong_count
     return dynamic_majority_k(N, most_frequent_wrong_count(ids, correct), N)
 
 

@@ -13,7 +13,7 @@ One code path for every scale (``hdai_lessons.rlvr.full.build_run`` does the loa
   identical loading, chat formatting, sampling, verifier, CAT update and checkpoint/resume, so CI
   covers the path. The toy model cannot solve GSM8K; toy numbers only prove the path runs.
 
-Launch: ``accelerate launch -m hdai_lessons.cat.train --scale full --arm cat-pass8 --run-dir runs/cat``.
+Launch: ``accelerate launch -m hdai_lessons.cat.launch --scale full --arm cat-pass8 --run-dir runs/cat``.
 """
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..rlvr.full import Run, build_run
-from ..scale import by_scale, get_scale
-from ..tasks import extract_gsm8k_answer
-from ..tasks.gsm8k import synthetic_gsm8k
-from .rl import CATConfig, CATTrainer, evaluate_strategies
+from hdai_lessons.rlvr.full import Run, build_run
+from hdai_lessons.core.scale import by_scale, get_scale
+from hdai_lessons.tasks import extract_gsm8k_answer
+from hdai_lessons.tasks.gsm8k import synthetic_gsm8k
+from hdai_lessons.cat.rl import CATConfig, CATTrainer, evaluate_strategies
 
 #: Arms of lesson 02.4 (CLI ``--arm``).
 FULL_ARMS = {

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..rlvr.losses import LossConfig, grpo_surrogate, rlvr_loss
-from ..rlvr.targets import advantages as scheme_advantages
-from ..rlvr.trainer import RLVRTrainer
-from .weights import cat_weights, dynamic_majority_k, empirical_p, most_frequent_wrong_count
+from hdai_lessons.rlvr.losses import LossConfig, grpo_surrogate, rlvr_loss
+from hdai_lessons.rlvr.targets import advantages as scheme_advantages
+from hdai_lessons.rlvr.trainer import RLVRTrainer
+from hdai_lessons.cat.weights import cat_weights, dynamic_majority_k, empirical_p, most_frequent_wrong_count
 
 
 @dataclass
@@ -127,8 +127,8 @@ class CATTrainer(RLVRTrainer):
     """Module 01's ``RLVRTrainer`` with the CAT-weighted GRPO loss (``cat_grpo_loss``).
 
     Everything else (sampling, verifier rewards, E inner epochs, accelerate, checkpoints, eval) is
-    the parent's; this subclass overrides ``compute_loss``, the parent's per-chunk loss hook, and
-    attaches each prompt's top-wrong-answer count from the rollout.
+    the parent's; this subclass defines ``prompt_extras`` (each prompt's top-wrong-answer count from the
+    rollout) and ``compute_loss`` (the CAT-weighted loss of a chunk, given that count).
     """
 
     def __init__(self, *args, cat: "CATConfig | None" = None, answer_fn=None, **kwargs):
@@ -137,7 +137,6 @@ class CATTrainer(RLVRTrainer):
         self.answer_fn = answer_fn
         if self.loss_cfg.name not in ("grpo", "dr_grpo", "rloo", "reinforce", "reinforce_pp", "maxrl"):
             raise ValueError(f"CAT weights multiply policy-gradient advantages; loss {self.loss_cfg.name!r} is not one")
-        self._c_max: "torch.Tensor | None" = None
 
     def _step_seed(self) -> int:
         """Seed of this iteration's rollout sampling: a function of (``cfg.seed``, step, process) only."""
@@ -161,16 +160,14 @@ class CATTrainer(RLVRTrainer):
                 torch.cuda.manual_seed(seed)
             return super().step()
 
-    def rollout(self, problems):
-        ro, rewards = super().rollout(problems)
+    def prompt_extras(self, ro, rewards: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"c_max": (B,)}``: each prompt's count of its most frequent wrong answer among the K responses."""
         ids = answer_ids(ro.texts, self.answer_fn)
-        self._c_max = most_frequent_wrong_count(ids, rewards.cpu() >= 1.0).to(rewards.device)   # (B,)
-        return ro, rewards
+        return {"c_max": most_frequent_wrong_count(ids, rewards.cpu() >= 1.0).to(rewards.device)}
 
-    def compute_loss(self, logp, old_logp, mask, rewards, rows: slice):
-        """``cat_grpo_loss`` on the prompt rows ``rows`` of the current rollout."""
-        c_max = None if self._c_max is None else self._c_max[rows]
-        return cat_grpo_loss(logp, old_logp, mask, rewards, self.loss_cfg, self.cat, c_max)
+    def compute_loss(self, logp, old_logp, mask, rewards, extras: dict[str, torch.Tensor]):
+        """``cat_grpo_loss`` of one chunk of prompts, with the chunk's rows of ``prompt_extras``."""
+        return cat_grpo_loss(logp, old_logp, mask, rewards, self.loss_cfg, self.cat, extras.get("c_max"))
 
 
 @torch.no_grad()
@@ -190,9 +187,8 @@ def evaluate_strategies(model, tokenizer, task, problems, n_samples: int = 16, k
 
     Returns: ``{"pass@k": …, "maj@k": …}`` for each k, plus ``"p_hat"`` (per-problem success list).
     """
-    from ..rlvr.sampling import sample_groups
-    from ..rlvr.trainer import format_prompts
-    from .strategies import majority_at_k_mc, pass_at_k_unbiased
+    from hdai_lessons.lm.sampling import format_prompts, sample_groups
+    from hdai_lessons.cat.strategies import majority_at_k_mc, pass_at_k_unbiased
 
     was_training = model.training
     model.eval()
@@ -234,8 +230,8 @@ def passn_weighted_advantages(rewards: torch.Tensor, N: int, clip: "float | None
 
     Args: rewards ``(B, K)`` 0/1; N budget. Returns ``(B, K)``.
     """
-    from ..ops import group_advantages
-    from .weights import passn_rl_weight, clip_and_normalise
+    from hdai_lessons.core.ops import group_advantages
+    from hdai_lessons.cat.weights import passn_rl_weight, clip_and_normalise
 
     adv = group_advantages(rewards, eps)                                       # (B, K)
     w = clip_and_normalise(passn_rl_weight(empirical_p(rewards), N), clip)      # (B,)
@@ -260,7 +256,7 @@ class CATRLLessonConfig:
 
     @classmethod
     def for_scale(cls, scale) -> "CATRLLessonConfig":
-        from ..scale import by_scale
+        from hdai_lessons.core.scale import by_scale
 
         return by_scale(scale, smoke=cls(n_train=200, n_heldout=8, steps=2, prompts_per_step=4, K=4, n_samples=4, n_seeds=2),
                         toy=cls(), full=cls(steps=300, n_heldout=500, n_samples=64, n_seeds=5))
@@ -288,10 +284,10 @@ def run_rl_arm(cfg: CATRLLessonConfig, cat: CATConfig, seed: int, model_loader=N
     Returns:
         ``{"eval": evaluate_strategies(...), "history": trainer history}``.
     """
-    from ..lm.pretrained import load_warm_lm
-    from ..rlvr.trainer import RLVRConfig
-    from ..seeding import seed_everything
-    from ..tasks import ArithmeticTask, split_problems
+    from hdai_lessons.lm.pretrained import load_warm_lm
+    from hdai_lessons.lm.rl_trainer import RLVRConfig
+    from hdai_lessons.core.seeding import seed_everything
+    from hdai_lessons.tasks import ArithmeticTask, split_problems
 
     seed_everything(seed)
     model, tok = (model_loader or (lambda: load_warm_lm()[:2]))()

@@ -5,7 +5,7 @@ policy does under each strategy, exactly when the answer distribution is known (
 toy) and by estimation from n ≥ k samples when it is not (a real model):
 
 - pass@k: any of k samples correct. Exact ``1 - (1-p)^k``; from samples the unbiased estimator of
-  Chen et al. (2021, arXiv 2107.03374 §2.1) — ``hdai_lessons.metrics.pass_at_k`` — versus the biased
+  Chen et al. (2021, arXiv 2107.03374 §2.1) — ``hdai_lessons.core.metrics.pass_at_k`` — versus the biased
   plug-in ``1 - (1 - c/n)^k``.
 - maj@k: the most frequent answer among k samples is correct (ties broken uniformly at random).
   Exact by a generating-function sum over the multinomial; Monte Carlo by resampling k of n
@@ -20,14 +20,14 @@ import math
 import numpy as np
 import torch
 
-from ..metrics import pass_at_k_from_probs, pass_at_k_tensor
+from hdai_lessons.core.metrics import pass_at_k_from_probs, pass_at_k_tensor
 
 
 # ----------------------------------------------------------------------------------------- pass@k
 def pass_at_k_unbiased(n: "int | torch.Tensor", c: "int | torch.Tensor", k: int) -> torch.Tensor:
     """Unbiased pass@k of Chen et al. (2021, §2.1), elementwise: ``1 - C(n-c, k)/C(n, k)``.
 
-    A thin alias of ``hdai_lessons.metrics.pass_at_k_tensor`` (module 01), so the course has one
+    A thin alias of ``hdai_lessons.core.metrics.pass_at_k_tensor`` (module 01), so the course has one
     implementation of the estimator.
 
     Args: n ``(...)`` or int samples drawn; c ``(...)`` correct among them; k ≤ n. Returns ``(...)`` float64.
@@ -51,7 +51,7 @@ def pass_at_k_plugin(n: "int | torch.Tensor", c: "int | torch.Tensor", k: int) -
 def pass_at_k_exact(p: torch.Tensor, k_max: int) -> torch.Tensor:
     """Exact pass@k ``1 - (1 - p)^k`` for k = 1..k_max, from the true single-sample success p.
 
-    Uses ``hdai_lessons.metrics.pass_at_k_from_probs`` for each k.
+    Uses ``hdai_lessons.core.metrics.pass_at_k_from_probs`` for each k.
 
     Args: p ``(P,)`` per-prompt success probability; k_max. Returns ``(P, k_max)``.
     """

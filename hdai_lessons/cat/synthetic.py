@@ -21,9 +21,9 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from ..scale import by_scale
-from .losses import cat_sft_loss, majority_sft_weight, passn_sft_weight
-from .strategies import majority_at_k_exact, pass_at_k_exact
+from hdai_lessons.core.scale import by_scale
+from hdai_lessons.cat.losses import cat_sft_loss, majority_sft_weight, passn_sft_weight
+from hdai_lessons.cat.strategies import majority_at_k_exact, pass_at_k_exact
 
 
 @dataclass

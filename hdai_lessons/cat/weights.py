@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from .losses import majority_sft_weight, passn_sft_weight
+from hdai_lessons.cat.losses import majority_sft_weight, passn_sft_weight
 
 
 def _as_prob(p: torch.Tensor) -> torch.Tensor:

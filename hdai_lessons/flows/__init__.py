@@ -7,12 +7,12 @@ flow matching on the linear path), ``models`` (``VelocityMLP``, ``FlowMapMLP``),
 
 Paper convention throughout: t = 0 is noise, t = 1 is data.
 """
-from .cfm import cfm_loss, cfm_target, linear_path, train_cfm
-from .data2d import Checkerboard, GaussianMixture, Moons, Rings, make_dataset
-from .metrics import energy_distance
-from .flowmap import TeacherFlowMap, distill_flow_map
-from .models import FlowMapMLP, VelocityMLP
-from .sampling import NFECounter, integrate
+from hdai_lessons.flows.cfm import cfm_loss, cfm_target, linear_path, train_cfm
+from hdai_lessons.flows.data2d import Checkerboard, GaussianMixture, Moons, Rings, make_dataset
+from hdai_lessons.flows.metrics import energy_distance
+from hdai_lessons.flows.flowmap import TeacherFlowMap, distill_flow_map
+from hdai_lessons.flows.models import FlowMapMLP, VelocityMLP
+from hdai_lessons.flows.sampling import NFECounter, integrate
 
 __all__ = [
     "Checkerboard", "FlowMapMLP", "GaussianMixture", "Moons", "NFECounter", "Rings", "TeacherFlowMap",

@@ -19,11 +19,8 @@ from typing import Callable
 
 import torch
 
-from .sampling import NFECounter
-
-
-def _t(x: torch.Tensor, t: float) -> torch.Tensor:
-    return torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
+from hdai_lessons.flows.models import as_time
+from hdai_lessons.flows.sampling import GuidanceResult, NFECounter
 
 
 def controlled_rollout(v: Callable, x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -32,7 +29,7 @@ def controlled_rollout(v: Callable, x0: torch.Tensor, u: torch.Tensor) -> torch.
     dt = 1.0 / n
     xs = [x0]
     for k in range(n):
-        xs.append(xs[-1] + dt * (v(xs[-1], _t(x0, k * dt)) + u[k]))
+        xs.append(xs[-1] + dt * (v(xs[-1], as_time(k * dt, x0)) + u[k]))
     return torch.stack(xs)
 
 
@@ -50,7 +47,7 @@ def costate_step(v: Callable, x_k: torch.Tensor, t_k: float, dt: float, p_next: 
     """
     with torch.enable_grad():
         xg = x_k.detach().requires_grad_(True)
-        (vjp,) = torch.autograd.grad(v(xg, _t(xg, t_k)), xg, grad_outputs=p_next)
+        (vjp,) = torch.autograd.grad(v(xg, as_time(t_k, xg)), xg, grad_outputs=p_next)
     return p_next + dt * vjp
 
 
@@ -93,10 +90,9 @@ def solve_optimal_control(v: Callable, reward: Callable, x0: torch.Tensor, lam: 
         lam: λ; steps: N Euler steps; iters: adjoint iterations; damping: the initial α.
         return_history: also return the mean objective J per iteration (a list of floats).
 
-    Returns a ``guidance.GuidanceResult`` (method "exact"); cost per iteration 2N forwards
+    Returns a ``sampling.GuidanceResult`` (method "exact"); cost per iteration 2N forwards
     (rollout + recomputation in the adjoint) + N VJPs, plus the final rollout.
     """
-    from .guidance import GuidanceResult
 
     if x0.dim() != 2:
         raise ValueError(f"x0 must be (B, D), got {tuple(x0.shape)}")

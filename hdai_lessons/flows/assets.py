@@ -6,7 +6,7 @@ licence on the hub and ``hf auth login`` first, then fetch it by hand with the s
 """
 from __future__ import annotations
 
-from ..assets import Asset, register_assets
+from hdai_lessons.core.assets import Asset, register_assets
 
 register_assets("04.5", [
     Asset("model", "black-forest-labs/FLUX.1-schnell",

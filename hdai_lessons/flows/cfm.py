@@ -16,9 +16,9 @@ from typing import Callable
 
 import torch
 
-from ..progress import progress
-from .models import bcast
-from .sampling import VelocityField
+from hdai_lessons.core.progress import progress
+from hdai_lessons.flows.models import bcast
+from hdai_lessons.flows.sampling import VelocityField
 
 
 def linear_path(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -42,7 +42,7 @@ def cfm_pair(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> tuple[torch
 
 def denoiser(v: VelocityField, x: torch.Tensor, t: "float | torch.Tensor") -> torch.Tensor:
     """E[x_1 | x_t = x] = x + (1 − t) b_t(x): one Euler step from t to 1 (FMRG digest). ``(B, ...)``."""
-    from .models import as_time
+    from hdai_lessons.flows.models import as_time
 
     t = as_time(t, x)
     return x + bcast(1 - t, x) * v(x, t)

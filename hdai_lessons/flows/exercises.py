@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import torch
 
-from ..exercises import Case, Exercise, Mistake, register
-from .cfm import cfm_loss, cfm_pair, linear_path
-from .flowmap import composition_error, distillation_target, flow_map_sample
-from .models import as_time, bcast
-from .sampling import euler_step, integrate
+from hdai_lessons.course.checkers import Case, Exercise, Mistake, register
+from hdai_lessons.flows.cfm import cfm_loss, cfm_pair, linear_path
+from hdai_lessons.flows.flowmap import composition_error, distillation_target, flow_map_sample
+from hdai_lessons.flows.models import as_time, bcast
+from hdai_lessons.flows.sampling import euler_step, integrate
 
 F64 = torch.float64
 
@@ -274,7 +274,7 @@ register(Exercise(
 
 
 try:  # the guidance lessons' bank (04.3–04.5), written separately
-    from . import exercises_guidance  # noqa: F401
+    from hdai_lessons.flows import exercises_guidance  # noqa: F401
 except ModuleNotFoundError as err:
     if err.name != f"{__package__}.exercises_guidance":
         raise

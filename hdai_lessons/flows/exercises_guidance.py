@@ -9,11 +9,11 @@ from functools import lru_cache
 
 import torch
 
-from ..exercises import Case, Exercise, Mistake, register
-from .adjoint import costate_step
-from .guidance import euler_endpoint, fmrg_e_control, fmrg_j_control, guided_steps
-from .models import FlowMapMLP, VelocityMLP
-from .rewards import QuadraticReward
+from hdai_lessons.course.checkers import Case, Exercise, Mistake, register
+from hdai_lessons.flows.adjoint import costate_step
+from hdai_lessons.flows.guidance import euler_endpoint, fmrg_e_control, fmrg_j_control, guided_steps
+from hdai_lessons.flows.models import FlowMapMLP, VelocityMLP, as_time
+from hdai_lessons.flows.rewards import QuadraticReward
 
 
 # ------------------------------------------------------------------ shared deterministic fixtures
@@ -102,10 +102,6 @@ def _endpoint_cases() -> list[Case]:
     ]
 
 
-def _tt(x, t):
-    return torch.full((x.shape[0],), float(t), dtype=x.dtype)
-
-
 register(Exercise(
     id="04.3.2",
     title="DPS's endpoint: the Euler/denoiser estimate x̂_1 = x + (1 − t) b_t(x)",
@@ -114,13 +110,13 @@ register(Exercise(
     grad_wrt=(1,),
     difficulty=1, importance=3, minutes=5,
     mistakes=[
-        Mistake("t instead of 1 − t", lambda v, x, t: x + t * v(x, _tt(x, t)),
+        Mistake("t instead of 1 − t", lambda v, x, t: x + t * v(x, as_time(float(t), x)),
                 "the remaining time from t to the data end (t = 1) is 1 − t."),
-        Mistake("sign error", lambda v, x, t: x - (1 - t) * v(x, _tt(x, t)),
+        Mistake("sign error", lambda v, x, t: x - (1 - t) * v(x, as_time(float(t), x)),
                 "in the paper's convention t runs noise → data, so move *along* b: x + (1 − t) b."),
-        Mistake("detached network output", lambda v, x, t: x + (1 - t) * v(x, _tt(x, t)).detach(),
+        Mistake("detached network output", lambda v, x, t: x + (1 - t) * v(x, as_time(float(t), x)).detach(),
                 "DPS differentiates through the endpoint: keep b_t(x) in the graph."),
-        Mistake("returned the velocity", lambda v, x, t: v(x, _tt(x, t)),
+        Mistake("returned the velocity", lambda v, x, t: v(x, as_time(float(t), x)),
                 "return the endpoint estimate, not the velocity."),
     ],
 ))
@@ -222,7 +218,7 @@ register(Exercise(
 
 
 # ================================================================== lesson 04.5 (full scale)
-from .full import clip_preprocess, diffusers_denoiser, pack_latents  # noqa: E402
+from hdai_lessons.flows.full import clip_preprocess, diffusers_denoiser, pack_latents  # noqa: E402
 
 
 def _pack_cases() -> list[Case]:
@@ -310,9 +306,9 @@ register(Exercise(
 
 
 # ================================================================== lesson 04.4 (images)
-from .guidance import matched_steps  # noqa: E402
-from .images import DigitClassifier, classifier_log_prob  # noqa: E402
-from .metrics import energy_distance  # noqa: E402
+from hdai_lessons.flows.guidance import matched_steps  # noqa: E402
+from hdai_lessons.flows.images import DigitClassifier, classifier_log_prob  # noqa: E402
+from hdai_lessons.flows.metrics import energy_distance  # noqa: E402
 
 
 @lru_cache(maxsize=None)

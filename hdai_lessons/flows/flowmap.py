@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..progress import progress
-from .models import FlowMapMLP, as_time, bcast
-from .sampling import EVALS_PER_STEP, VelocityField, integrate
+from hdai_lessons.core.progress import progress
+from hdai_lessons.flows.models import FlowMapMLP, as_time, bcast
+from hdai_lessons.flows.sampling import EVALS_PER_STEP, VelocityField, integrate
 
 
 class TeacherFlowMap(nn.Module):

@@ -297,7 +297,7 @@ def build_tiny(kind: str = "sd3", seed: int = 0, flow_map: str = "one_step", tea
     Latents are (4, 8, 8) for both (FLUX packs them into 16 tokens of 16 channels); the VAE decodes to 16×16 images.
     ``flow_map``: "one_step" (``OneStepFlowMap``) or "teacher" (``TeacherFlowMap``, ``teacher_substeps``).
     """
-    from .flowmap import TeacherFlowMap
+    from hdai_lessons.flows.flowmap import TeacherFlowMap
 
     g = torch.Generator().manual_seed(seed)
     tr = tiny_transformer(kind, seed)
@@ -336,13 +336,13 @@ def load_full(model: str = "flux-schnell", prompt: str = "a photo of a cat", rew
               lesson_id: str = "04.5") -> FlowSetup:
     """Load a real diffusers flow pipeline and CLIP from the local cache and wire them for ``guide``.
 
-    Raises ``hdai_lessons.assets.MissingAssetError`` naming ``hdai-lessons fetch 04.5`` when the
+    Raises ``hdai_lessons.core.assets.MissingAssetError`` naming ``hdai-lessons fetch 04.5`` when the
     weights are not downloaded. The text encoders run once (prompt embeddings), then are freed.
     """
     from transformers import CLIPModel, CLIPTokenizer
 
-    from ..assets import Asset, require
-    from .flowmap import TeacherFlowMap
+    from hdai_lessons.core.assets import Asset, require
+    from hdai_lessons.flows.flowmap import TeacherFlowMap
 
     if model not in FULL_MODELS:
         raise ValueError(f"model must be one of {sorted(FULL_MODELS)}, got {model!r}")
@@ -421,8 +421,8 @@ def train_digits_sd3(steps: int = 2500, batch: int = 64, lr: float = 2e-3, seed:
     x_σ = ``FlowMatchEulerDiscreteScheduler.scale_noise``-style σ·ε + (1 − σ)·x_0, target v_d = ε − x_0,
     σ ~ logit-normal (SD3's training distribution). Returns (frozen model, losses).
     """
-    from ..progress import progress
-    from .images import load_digits_tensor, split
+    from hdai_lessons.core.progress import progress
+    from hdai_lessons.flows.images import load_digits_tensor, split
 
     g = torch.Generator().manual_seed(seed)
     x, _ = load_digits_tensor()
@@ -461,10 +461,10 @@ def load_digits_setup(target: int = 3, flow_map: str = "teacher", teacher_subste
     digit classifier's log p(target | x) as the reward. Same ``FlowSetup`` as ``load_full``."""
     from safetensors.torch import load_file
 
-    from ..data import data_path
-    from .flowmap import TeacherFlowMap
-    from .images import load_digit_classifier
-    from .rewards import ClassifierLogProb
+    from hdai_lessons.core.data import data_path
+    from hdai_lessons.flows.flowmap import TeacherFlowMap
+    from hdai_lessons.flows.images import load_digit_classifier
+    from hdai_lessons.flows.rewards import ClassifierLogProb
 
     model = digits_sd3_transformer(0)
     model.load_state_dict(load_file(str(data_path(DIGITS_SD3))))
@@ -483,13 +483,13 @@ def matched_nfe_specs(setup: FlowSetup, lam: float, budget: int = 12, teacher_su
     DPS: N = budget/3 Euler steps (2N forwards + N VJPs). FMRG-J: the ``teacher_substeps``-step teacher
     map, N = budget/(3k). FMRG-E: N = budget/(2k). Best-of-n: n = budget/4 samples of 4 Euler steps.
     """
-    from .flowmap import TeacherFlowMap
+    from hdai_lessons.flows.flowmap import TeacherFlowMap
 
     k = teacher_substeps
     if budget % 12:
         raise ValueError(f"budget must be a multiple of 12 to match every method exactly, got {budget}")
     one, teacher = OneStepFlowMap(setup.velocity), TeacherFlowMap(setup.velocity, k)
-    from .guidance import GuidanceConfig
+    from hdai_lessons.flows.guidance import GuidanceConfig
 
     return [
         (f"best-of-{budget // 4}", "best_of_n", GuidanceConfig(steps=4, n_particles=budget // 4), one),
@@ -502,6 +502,6 @@ def matched_nfe_specs(setup: FlowSetup, lam: float, budget: int = 12, teacher_su
 def run_matched(setup: FlowSetup, specs: list, seeds: "list[int]", n: int,
                 metrics: "dict[str, Callable[[torch.Tensor], float]] | None" = None) -> tuple[list, dict]:
     """``guidance.run_specs`` on a ``FlowSetup``: (rows, first-seed samples per label)."""
-    from .guidance import run_specs
+    from hdai_lessons.flows.guidance import run_specs
 
     return run_specs(specs, setup.reward, setup.velocity, seeds, n, setup.dim, metrics)

@@ -31,12 +31,13 @@ A call of a ``TeacherFlowMap`` counts its ``nfe_per_call`` velocity evaluations.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
 
-from .sampling import NFECounter
+from hdai_lessons.flows.models import as_time
+from hdai_lessons.flows.sampling import GuidanceResult, NFECounter
 
 Reward = Callable[[torch.Tensor], torch.Tensor]
 METHODS = ("unguided", "best_of_n", "dps", "flowchef", "fmrg_e", "fmrg_j", "dflow", "exact")
@@ -61,31 +62,12 @@ class GuidanceConfig:
     record: bool = False       #: keep the path and the controls (for plots)
 
 
-@dataclass
-class GuidanceResult:
-    """Samples and costs of one guided run (B trajectories in parallel)."""
-
-    method: str
-    samples: torch.Tensor              # (B, D) final states x_1
-    nfe_forward: int                   # network calls per trajectory
-    nfe_vjp: int                       # VJPs through the network per trajectory
-    control_energy: float              # mean over samples of Σ ‖u‖² Δt
-    path: list = field(default_factory=list)       # [(t, (B, D))] if cfg.record
-    controls: list = field(default_factory=list)   # [(t, (B, D))] if cfg.record
-
-    @property
-    def nfe(self) -> int:
-        """Compute-fair cost: forward calls + VJPs (a VJP costs about one forward)."""
-        return self.nfe_forward + self.nfe_vjp
-
-
 # ----------------------------------------------------------------------------- endpoints
 def euler_endpoint(v: Callable, x: torch.Tensor, t: float) -> torch.Tensor:
     """DPS's endpoint, the denoiser x̂_1 = E[x_1 | x_t = x] = x + (1 − t) b_t(x) (FMRG "Base flow"): (B, D) → (B, D)."""
     if t >= 1.0:
         return x
-    tt = torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
-    return x + (1.0 - t) * v(x, tt)
+    return x + (1.0 - t) * v(x, as_time(float(t), x))
 
 
 def flow_map_endpoint(X: Callable, x: torch.Tensor, t: float) -> torch.Tensor:
@@ -186,10 +168,6 @@ def _apply_control(g: torch.Tensor, cfg: GuidanceConfig, base_velocity: torch.Te
     raise ValueError(f"control must be one of {CONTROLS}, got {cfg.control!r}")
 
 
-def _time(x: torch.Tensor, t: float) -> torch.Tensor:
-    return torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
-
-
 # ----------------------------------------------------------------------------- samplers
 def guided_steps(steps: int, t_stop: float) -> list[bool]:
     """Which grid steps k = 0..N−1 are guided under early stopping: t_k = k/N < t_stop. → N bools."""
@@ -232,7 +210,7 @@ def _single_trajectory(method: str, v, X, reward: Reward, x0: torch.Tensor, cfg:
                 if cfg.record:
                     controls.append((t, u.clone()))
         with torch.no_grad():  # base dynamics: a flow-map jump, or an Euler step of the velocity
-            x = net(x, t, t_next) if use_map else x + dt * net(x, _time(x, t))
+            x = net(x, t, t_next) if use_map else x + dt * net(x, as_time(t, x))
         if cfg.record:
             path.append((t_next, x.clone()))
     return GuidanceResult(method, x.detach(), net.forward_calls * mult, net.vjp_calls * mult,
@@ -316,7 +294,7 @@ def guide(method: str, reward: Reward, x0: torch.Tensor, cfg: "GuidanceConfig | 
     if method == "exact":
         if velocity is None:
             raise ValueError("exact needs velocity=v")
-        from .adjoint import solve_optimal_control
+        from hdai_lessons.flows.adjoint import solve_optimal_control
 
         return solve_optimal_control(velocity, reward, x0, lam=cfg.lam, steps=cfg.steps,
                                      iters=cfg.adjoint_iters, damping=cfg.adjoint_damping)
@@ -328,7 +306,7 @@ def evaluate(res: GuidanceResult, reward: Reward, log_prob: Callable, tilt_sampl
              on_manifold_threshold: float = -6.0) -> dict:
     """Metrics of one run: mean reward, data log-density (floored at −20), on-manifold fraction,
     control energy, total variance, energy distance to ``tilt_samples`` (if given), and NFE counts."""
-    from .metrics import data_log_density, energy_distance, mean_reward, on_manifold_fraction, sample_variance
+    from hdai_lessons.flows.metrics import data_log_density, energy_distance, mean_reward, on_manifold_fraction, sample_variance
 
     x = res.samples
     out = {"reward": mean_reward(x, reward), "log_density": data_log_density(x, log_prob, floor=-20.0),

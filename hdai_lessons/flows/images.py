@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..progress import progress
+from hdai_lessons.core.progress import progress
 
 
 def load_digits_tensor() -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,9 +107,9 @@ class DigitFlowConfig:
 
 def train_digit_flow(cfg: DigitFlowConfig = DigitFlowConfig(), seed: int = 0):
     """Train a velocity field on the 64 pixels and distil its flow map: → (VelocityMLP, FlowMapMLP), both frozen."""
-    from .cfm import CFMConfig, train_cfm
-    from .flowmap import DistillConfig, distill_flow_map
-    from .models import FlowMapMLP, VelocityMLP
+    from hdai_lessons.flows.cfm import CFMConfig, train_cfm
+    from hdai_lessons.flows.flowmap import DistillConfig, distill_flow_map
+    from hdai_lessons.flows.models import FlowMapMLP, VelocityMLP
 
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -166,7 +166,7 @@ def load_digit_classifier() -> DigitClassifier:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from ..data import data_path
+    from hdai_lessons.core.data import data_path
 
     path = data_path(DIGIT_CLASSIFIER)
     with safe_open(str(path), framework="pt") as f:
@@ -209,8 +209,8 @@ def load_digit_flow():
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from ..data import data_path
-    from .models import FlowMapMLP, VelocityMLP
+    from hdai_lessons.core.data import data_path
+    from hdai_lessons.flows.models import FlowMapMLP, VelocityMLP
 
     out = []
     for name, cls, kind in ((DIGIT_VELOCITY, VelocityMLP, "digits_velocity"), (DIGIT_FLOWMAP, FlowMapMLP, "digits_flowmap")):

@@ -20,11 +20,11 @@ from typing import NamedTuple
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 
-from ..data import data_path
-from .cfm import CFMConfig, train_cfm
-from .data2d import GaussianMixture
-from .flowmap import DistillConfig, distill_flow_map
-from .models import FlowMapMLP, VelocityMLP
+from hdai_lessons.core.data import data_path
+from hdai_lessons.flows.cfm import CFMConfig, train_cfm
+from hdai_lessons.flows.data2d import GaussianMixture
+from hdai_lessons.flows.flowmap import DistillConfig, distill_flow_map
+from hdai_lessons.flows.models import FlowMapMLP, VelocityMLP
 
 VELOCITY = "flows-2d-velocity"
 FLOWMAP = "flows-2d-flowmap"

@@ -10,12 +10,31 @@ Everything is dimension-agnostic: ``x`` is ``(B, ...)``, times are floats or ``(
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from torch import nn
 
-from .models import as_time, bcast
+from hdai_lessons.flows.models import as_time, bcast
+
+
+@dataclass
+class GuidanceResult:
+    """Samples and costs of one guided run (B trajectories in parallel)."""
+
+    method: str
+    samples: torch.Tensor              # (B, D) final states x_1
+    nfe_forward: int                   # network calls per trajectory
+    nfe_vjp: int                       # VJPs through the network per trajectory
+    control_energy: float              # mean over samples of Σ ‖u‖² Δt
+    path: list = field(default_factory=list)       # [(t, (B, D))] if cfg.record
+    controls: list = field(default_factory=list)   # [(t, (B, D))] if cfg.record
+
+    @property
+    def nfe(self) -> int:
+        """Compute-fair cost: forward calls + VJPs (a VJP costs about one forward)."""
+        return self.nfe_forward + self.nfe_vjp
 
 VelocityField = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 METHODS = ("euler", "midpoint")
@@ -168,7 +187,7 @@ def nfe_quality_sweep(v: VelocityField, x0: torch.Tensor, reference: torch.Tenso
     The NFE is counted by an ``NFECounter``, not assumed. Returns
     ``{method: {"nfe": [...], "energy": [...], "logp": [...]}}``.
     """
-    from .metrics import energy_distance
+    from hdai_lessons.flows.metrics import energy_distance
 
     out: dict = {}
     for m in methods:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..scale import by_scale
+from hdai_lessons.core.scale import by_scale
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def build_tiny_lm(cfg: "TinyLMConfig | None" = None, tokenizer=None, seed: int =
     """
     from transformers import Qwen2ForCausalLM
 
-    from .tokenizer import build_char_tokenizer
+    from hdai_lessons.lm.tokenizer import build_char_tokenizer
 
     tokenizer = tokenizer if tokenizer is not None else build_char_tokenizer()
     cfg = cfg or TinyLMConfig()
@@ -120,12 +120,12 @@ def load_pretrained_lm(asset, lesson_id: str, dtype: "torch.dtype | None" = torc
     """A real pretrained causal LM + tokenizer from its local snapshot (no ``trust_remote_code``).
 
     Args:
-        asset: a ``hdai_lessons.assets.Asset`` of kind "model" (e.g. Qwen/Qwen2.5-0.5B-Instruct).
+        asset: a ``hdai_lessons.core.assets.Asset`` of kind "model" (e.g. Qwen/Qwen2.5-0.5B-Instruct).
         lesson_id: the lesson that registered it; named in the error when it is not downloaded.
         dtype: weights dtype (bf16 on a GPU; pass ``torch.float32`` on a CPU).
     Raises:
         ``MissingAssetError`` naming ``hdai-lessons fetch <lesson_id>`` when it is absent.
     """
-    from ..assets import require
+    from hdai_lessons.core.assets import require
 
     return load_lm(require(asset, lesson_id), dtype=dtype)

@@ -12,7 +12,6 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 
 DATA_NAME = "lm-arith-warm"
 
@@ -23,14 +22,14 @@ WARM_SETTINGS = {"task": {"min_digits": 1, "max_digits": 2, "ops": "+-"},
 
 def warm_task():
     """The ``ArithmeticTask`` the shipped checkpoint was warmed up on."""
-    from ..tasks import ArithmeticTask
+    from hdai_lessons.tasks import ArithmeticTask
 
     return ArithmeticTask(**WARM_SETTINGS["task"])
 
 
 def warm_problem_split(seed: int = 0):
     """``(train, held_out)`` problems of the warm-up task (held-out prompts were never trained on)."""
-    from ..tasks import split_problems
+    from hdai_lessons.tasks import split_problems
 
     return split_problems(warm_task(), WARM_SETTINGS["n_train"], WARM_SETTINGS["n_heldout"], seed)
 
@@ -39,10 +38,10 @@ def build_warm_arithmetic_lm(out_path: Path, seed: int) -> None:
     """Generator of ``data/lm/arith_warm.safetensors``: SFT the toy LM on arithmetic, save weights + metadata."""
     from safetensors.torch import save_file
 
-    from ..seeding import seed_everything
-    from ..rlvr.trainer import sft
-    from .model import TinyLMConfig, build_tiny_lm
-    from .tokenizer import DEFAULT_ALPHABET, build_char_tokenizer
+    from hdai_lessons.core.seeding import seed_everything
+    from hdai_lessons.lm.sft import sft
+    from hdai_lessons.lm.model import TinyLMConfig, build_tiny_lm
+    from hdai_lessons.lm.tokenizer import DEFAULT_ALPHABET, build_char_tokenizer
 
     seed_everything(seed)
     cfg = TinyLMConfig()
@@ -65,9 +64,9 @@ def load_warm_lm(path: "str | Path | None" = None):
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from ..data import data_path
-    from .model import TinyLMConfig, build_tiny_lm
-    from .tokenizer import build_char_tokenizer
+    from hdai_lessons.core.data import data_path
+    from hdai_lessons.lm.model import TinyLMConfig, build_tiny_lm
+    from hdai_lessons.lm.tokenizer import build_char_tokenizer
 
     path = Path(path) if path is not None else data_path(DATA_NAME)
     with safe_open(str(path), framework="pt") as f:

@@ -6,7 +6,7 @@
 - ``simplex``: K = 3 dynamics on the response simplex (lesson 01.1).
 - ``bandit``: the reasoning bandit (lesson 01.2).
 """
-from .losses import (
+from hdai_lessons.rlvr.losses import (
     LossConfig,
     aggregate_tokens,
     clipped_token_log_ratio,
@@ -20,7 +20,7 @@ from .losses import (
     pointwise_loss,
     rlvr_loss,
 )
-from .targets import (
+from hdai_lessons.rlvr.targets import (
     advantages,
     implicit_target,
     implicit_temperature,

@@ -1,5 +1,5 @@
 """What lesson 01.4 downloads at full scale (``hdai-lessons fetch 01.4``)."""
-from ..assets import Asset, register_assets
+from hdai_lessons.core.assets import Asset, register_assets
 
 MODEL = Asset("model", "Qwen/Qwen2.5-0.5B-Instruct",
               allow_patterns=("*.json", "*.safetensors", "*.txt", "merges.txt", "vocab.json"),

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from ..metrics import pass_at_k_from_probs
-from ..scale import by_scale
-from ._threads import one_thread
-from .losses import LossConfig, rlvr_loss
+from hdai_lessons.core.metrics import pass_at_k_from_probs
+from hdai_lessons.core.scale import by_scale
+from hdai_lessons.core.device import one_thread
+from hdai_lessons.rlvr.losses import LossConfig, rlvr_loss
 
 #: float64 throughout: with E = 1, LPO-rev and GRPO then agree to ~1e-15 and draw identical samples.
 DTYPE = torch.float64
@@ -165,7 +165,7 @@ def run_bandit(cfg: BanditConfig, task: BanditTask, name: "str | None" = None) -
     Each seed samples with its own generator, identical for every arm, so two arms whose policies
     are equal draw the same answers (E = 1: LPO-rev and GRPO coincide), and a seed's run does not
     depend on the other seeds in the batch. ``history["final_probs"]`` is π at the end ``(S, P, M)``.
-    Runs on one intra-op thread (``_threads.one_thread``: the tensors are tiny).
+    Runs on one intra-op thread (``core.device.one_thread``: the tensors are tiny).
     """
     with one_thread():
         return _run_bandit(cfg, task, name)
@@ -222,7 +222,7 @@ ARMS = {"GRPO": "grpo", "LPO-fwd": "lpo_fwd", "LPO-rev": "lpo_rev", "pointwise":
 
 def run_arms(cfg: BanditConfig, task: BanditTask, arms=tuple(ARMS), epochs=(1, 4)) -> dict:
     """Every (arm, E) pair on the same task; returns ``{(arm, E): BanditRun}``."""
-    from ..progress import progress
+    from hdai_lessons.core.progress import progress
 
     runs = {}
     pairs = [(E, arm) for E in epochs for arm in arms]
@@ -241,7 +241,7 @@ def plot_runs(runs: dict, metrics=("reward", "entropy", "kept", "pass@32", "sum_
     """One panel per metric, seed-mean curves per arm; solid E = 1, dashed E > 1."""
     import matplotlib.pyplot as plt
 
-    from ..plotting import color_for
+    from hdai_lessons.core.plotting import color_for
 
     if axes is None:
         _, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.0))
@@ -264,8 +264,8 @@ def onpolicy_coefficients(K: int = 8, tau_rule: str = "std", tau_scale: float = 
     ``tau_scale``), and GRPO's ``−A/K``. Returns dict of ``(K−1,)`` tensors:
     ``n_correct``, ``fwd_correct``, ``fwd_wrong``, ``grpo_correct``, ``grpo_wrong``.
     """
-    from .losses import lpo_forward_coefficients
-    from .targets import advantages, lpo_target, tau_from_rule
+    from hdai_lessons.rlvr.losses import lpo_forward_coefficients
+    from hdai_lessons.rlvr.targets import advantages, lpo_target, tau_from_rule
 
     n = torch.arange(1, K)
     R = (torch.arange(K).unsqueeze(0) < n.unsqueeze(1)).to(DTYPE)  # (K−1, K): first c responses correct

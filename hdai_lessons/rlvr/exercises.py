@@ -8,10 +8,10 @@ import math
 
 import torch
 
-from ..exercises import Case, Exercise, Mistake, register
-from ..metrics import pass_at_k
-from .losses import grpo_surrogate, listwise_logits, lpo_forward_coefficients, lpo_reverse_coefficients
-from .targets import implicit_temperature, lpo_target
+from hdai_lessons.course.checkers import Case, Exercise, Mistake, register
+from hdai_lessons.core.metrics import pass_at_k
+from hdai_lessons.rlvr.losses import grpo_surrogate, listwise_logits, lpo_forward_coefficients, lpo_reverse_coefficients
+from hdai_lessons.rlvr.targets import implicit_temperature, lpo_target
 
 D = torch.float64
 

@@ -9,10 +9,10 @@ import re
 
 import torch
 
-from ..exercises import Case, Exercise, Mistake, register
-from ..tasks.gsm8k import extract_gsm8k_answer
-from .sampling import masked_token_entropy, position_ids_from_mask, response_logprobs, response_mask
-from .trainer import pass_at_k_from_rewards
+from hdai_lessons.course.checkers import Case, Exercise, Mistake, register
+from hdai_lessons.tasks.gsm8k import extract_gsm8k_answer
+from hdai_lessons.lm.sampling import masked_token_entropy, position_ids_from_mask, response_logprobs, response_mask
+from hdai_lessons.lm.evaluation import pass_at_k_from_rewards
 
 # ------------------------------------------------------------------ 01.3.1 response log-probs
 
@@ -122,7 +122,7 @@ def _pk_any_reward(r, k, threshold=1.0):
 
 
 def _pk_pooled(r, k, threshold=1.0):
-    from ..metrics import pass_at_k
+    from hdai_lessons.core.metrics import pass_at_k
     c = int((r >= threshold).sum())
     return torch.tensor(pass_at_k(r.numel(), c, k), dtype=torch.float64)
 

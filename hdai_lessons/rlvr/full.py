@@ -9,7 +9,7 @@
   char tokenizer (it has a chat template) and GSM8K-format problems generated in memory, so CI runs
   the identical code — loading, chat formatting, sampling, verifier, update, checkpoint/resume.
 
-Launch: ``accelerate launch -m hdai_lessons.rlvr.train --scale full --loss lpo_fwd --run-dir runs/lpo``
+Launch: ``accelerate launch -m hdai_lessons.rlvr.launch --scale full --loss lpo_fwd --run-dir runs/lpo``
 (see ``train.py``).
 """
 from __future__ import annotations
@@ -18,10 +18,10 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from ..scale import Scale, by_scale, get_scale
-from ..tasks import GSM8KTask, load_gsm8k, synthetic_gsm8k
-from .losses import LossConfig
-from .trainer import RLVRConfig
+from hdai_lessons.core.scale import Scale, by_scale, get_scale
+from hdai_lessons.tasks import GSM8KTask, load_gsm8k, synthetic_gsm8k
+from hdai_lessons.rlvr.losses import LossConfig
+from hdai_lessons.lm.rl_trainer import RLVRConfig
 
 
 @dataclass
@@ -79,7 +79,7 @@ class Run:
 
 
 def _tiny_policy(scale, seed: int):
-    from ..lm import TinyLMConfig, build_tiny_lm
+    from hdai_lessons.lm import TinyLMConfig, build_tiny_lm
 
     return build_tiny_lm(TinyLMConfig.for_scale(Scale.SMOKE if get_scale(scale) is Scale.SMOKE else Scale.TOY), seed=seed)
 
@@ -99,9 +99,9 @@ def build_run(scale=None, loss: str = "lpo_fwd", seed: int = 0, **overrides) -> 
     cfg = FullScaleConfig.for_scale(scale)
     cfg = replace(cfg, rl=replace(cfg.rl, seed=seed, **overrides))
     if scale is Scale.FULL:
-        from ..assets import require
-        from ..lm import load_pretrained_lm
-        from .assets import DATASET, MODEL
+        from hdai_lessons.core.assets import require
+        from hdai_lessons.lm import load_pretrained_lm
+        from hdai_lessons.rlvr.assets import DATASET, MODEL
 
         model, tok = load_pretrained_lm(MODEL, "01.4", dtype=getattr(torch, cfg.dtype))
         data_dir = require(DATASET, "01.4")
@@ -120,8 +120,8 @@ def warm_up(run: Run, seed: int = 0, batch_size: int = 16, lr: float = 3e-3) -> 
     the instruct model already follows the format), on one intra-op thread. Returns the loss per step."""
     if not run.cfg.sft_steps:
         return []
-    from ._threads import one_thread
-    from .trainer import sft
+    from hdai_lessons.core.device import one_thread
+    from hdai_lessons.lm.sft import sft
 
     with one_thread():                      # a tiny model: intra-op threads only add synchronisation
         return sft(run.model, run.tokenizer, run.train, steps=run.cfg.sft_steps, batch_size=batch_size, lr=lr,
@@ -130,7 +130,7 @@ def warm_up(run: Run, seed: int = 0, batch_size: int = 16, lr: float = 3e-3) -> 
 
 def make_trainer(run: Run, run_dir=None, accelerator=None, loss: "str | None" = None, **overrides):
     """An ``RLVRTrainer`` for ``run`` (optionally another loss or changed ``RLVRConfig`` fields)."""
-    from .trainer import RLVRTrainer
+    from hdai_lessons.rlvr.trainer import RLVRTrainer
 
     loss_cfg = replace(run.loss, name=loss) if loss else run.loss
     return RLVRTrainer(run.model, run.tokenizer, run.task, run.train, loss_cfg, replace(run.cfg.rl, **overrides),

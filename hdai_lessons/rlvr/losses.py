@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .targets import advantages as scheme_advantages
-from .targets import lpo_log_target, tau_from_rule
+from hdai_lessons.core.ops import masked_mean
+from hdai_lessons.rlvr.targets import advantages as scheme_advantages
+from hdai_lessons.rlvr.targets import lpo_log_target, tau_from_rule
 
 LPO_NAMES = ("lpo_fwd", "lpo_rev", "pointwise")
 PG_NAMES = ("grpo", "dr_grpo", "rloo", "maxrl", "reinforce", "reinforce_pp")
@@ -92,12 +93,10 @@ def clipped_token_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: to
 
 def aggregate_tokens(x: torch.Tensor, mask: torch.Tensor, agg: str = "mean") -> torch.Tensor:
     """Token sum or token mean over the last dim (the ambiguity of Eq. (3) of LPO): ``(..., T)`` → ``(...,)``."""
-    m = mask.to(x.dtype)
-    total = (x * m).sum(-1)
     if agg == "sum":
-        return total
+        return (x * mask.to(x.dtype)).sum(-1)
     if agg == "mean":
-        return total / m.sum(-1).clamp_min(1.0)
+        return masked_mean(x, mask.to(x.dtype))
     raise ValueError(f"unknown LPO token aggregation {agg!r}; choose 'mean' or 'sum'")
 
 
@@ -236,7 +235,7 @@ def grpo_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tenso
     tok = torch.minimum(unclipped, clipped) * m  # (B, K, T)
     K, T = logp.shape[1], logp.shape[2]
     if agg in ("seq_mean", "mean"):
-        return -(tok.sum(-1) / m.sum(-1).clamp_min(1.0)).mean(-1)
+        return -masked_mean(tok, m).mean(-1)                                 # tok is already masked
     if agg in ("seq_sum", "sum"):
         return -tok.sum(-1).mean(-1)
     if agg == "constant":
@@ -299,7 +298,7 @@ def rlvr_loss(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, re
                 A = adv.unsqueeze(-1)
                 active = ~(((ratio > 1 + cfg.eps) & (A > 0)) | ((ratio < 1 - cfg.eps) & (A < 0)))
                 active = active.to(ratio.dtype)
-            r_bar = (ratio * active * m).sum(-1) / m.sum(-1).clamp_min(1.0)  # (B, K)
+            r_bar = masked_mean(ratio * active, m)  # (B, K)
             st["sum_abs_c"] = (adv * r_bar / K).abs().sum(-1).mean()
     elif cfg.name in LPO_NAMES:
         if cfg.agg not in LPO_AGGS:

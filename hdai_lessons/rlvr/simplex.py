@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..plotting import color_for
-from .losses import lpo_forward_kl_loss, lpo_reverse_kl_loss
-from .targets import lpo_target
+from hdai_lessons.core.plotting import color_for
+from hdai_lessons.rlvr.losses import lpo_forward_kl_loss, lpo_reverse_kl_loss
+from hdai_lessons.rlvr.targets import lpo_target
 
 METHODS = ("PG", "GRPO", "LPO-fwd", "LPO-rev")
 SQRT3_2 = math.sqrt(3.0) / 2.0
@@ -207,7 +207,7 @@ def overshoot_study(seeds, lr: float = 2.0, epochs: int = 40, eps: float = 0.2) 
         ``first_step_gap`` ``(S,)`` = max |c^PG − c^rev| at the on-policy point (Proposition 1),
         ``last_step_gap`` ``(S,)`` the same after the last inner step of PG's run.
     """
-    from .targets import tau_from_rule
+    from hdai_lessons.rlvr.targets import tau_from_rule
 
     rows = {k: [] for k in ("rewards", "w_star", "final_P", "kl_to_target", "best_mass_excess", "final_sum_abs_c",
                             "first_step_gap", "last_step_gap")}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..ops import group_advantages
+from hdai_lessons.core.ops import group_advantages
 
 #: Advantage schemes of LPO Table 1 (plus plain REINFORCE, which the paper does not list).
 SCHEMES = ("reinforce", "rloo", "grpo", "dr_grpo", "maxrl", "reinforce_pp")

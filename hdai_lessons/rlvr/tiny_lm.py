@@ -11,10 +11,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..scale import by_scale
-from ._threads import one_thread
-from .losses import LossConfig
-from .trainer import RLVRConfig, RLVRTrainer, evaluate_pass_at_k
+from hdai_lessons.core.scale import by_scale
+from hdai_lessons.core.device import one_thread
+from hdai_lessons.rlvr.losses import LossConfig
+from hdai_lessons.lm.evaluation import evaluate_pass_at_k
+from hdai_lessons.lm.rl_trainer import RLVRConfig
+from hdai_lessons.rlvr.trainer import RLVRTrainer
 
 #: The arms of lesson 01.3 (display name → loss), all τ = σ_G, ε = 0.2, token mean.
 ARMS = {"GRPO": "grpo", "LPO-fwd": "lpo_fwd", "LPO-rev": "lpo_rev"}
@@ -53,9 +55,9 @@ def run_arm(loss: str, seed: int, exp: TinyRLVRExperiment, held_out, train) -> d
     seeded from ``seed``, and the global torch RNG (which the sampler draws from) re-seeded from
     ``seed`` before training and before evaluation. So a run's numbers do not depend on which arms or
     seeds ran before it, and every arm of a seed sees the same evaluation draws. Runs on one intra-op
-    thread (``_threads.one_thread``: the model is tiny).
+    thread (``core.device.one_thread``: the model is tiny).
     """
-    from ..lm.pretrained import load_warm_lm, warm_task
+    from hdai_lessons.lm.pretrained import load_warm_lm, warm_task
 
     with one_thread():
         model, tok, _ = load_warm_lm()
@@ -70,7 +72,7 @@ def run_arm(loss: str, seed: int, exp: TinyRLVRExperiment, held_out, train) -> d
 def evaluate_warm_start(exp: TinyRLVRExperiment, held_out, seed: int = 0) -> dict:
     """Held-out pass@k of the SFT checkpoint itself (the starting point of every arm), with the
     evaluation draws of ``seed`` (the same as ``run_arm``'s for that seed, for a paired comparison)."""
-    from ..lm.pretrained import load_warm_lm, warm_task
+    from hdai_lessons.lm.pretrained import load_warm_lm, warm_task
 
     with one_thread():
         model, tok, _ = load_warm_lm()
@@ -81,7 +83,7 @@ def evaluate_warm_start(exp: TinyRLVRExperiment, held_out, seed: int = 0) -> dic
 
 def run_comparison(exp: TinyRLVRExperiment, arms: "dict[str, str] | None" = None) -> dict:
     """Every arm × seed: ``{arm: [result per seed]}`` (see ``run_arm``)."""
-    from ..lm.pretrained import warm_problem_split
+    from hdai_lessons.lm.pretrained import warm_problem_split
 
     train, held = warm_problem_split(0)
     held = held[:exp.n_eval]
@@ -115,7 +117,7 @@ def plot_comparison(results: dict, axes=None, smooth: int = 5):
     """Reward and entropy curves (mean over seeds, moving average of ``smooth``) per arm."""
     import matplotlib.pyplot as plt
 
-    from ..plotting import color_for
+    from hdai_lessons.core.plotting import color_for
 
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 3.4))
@@ -133,7 +135,7 @@ def plot_comparison(results: dict, axes=None, smooth: int = 5):
 
 @torch.no_grad()
 def _expected_reward(model, tok, task, problems, n: int, max_new_tokens: int, seed: int) -> float:
-    from .sampling import sample_groups
+    from hdai_lessons.lm.sampling import sample_groups
 
     torch.manual_seed(seed)
     ro = sample_groups(model, tok, [p.prompt for p in problems], n, max_new_tokens)
@@ -158,7 +160,7 @@ def policy_gradient_line_search(model, tok, task, problems, step_sizes, K: int =
 def _line_search(model, tok, task, problems, step_sizes, K, n_eval, max_new_tokens, seed) -> dict:
     import copy
 
-    from .sampling import sample_groups, sequence_logprobs
+    from hdai_lessons.lm.sampling import sample_groups, sequence_logprobs
 
     torch.manual_seed(seed)
     with torch.no_grad():

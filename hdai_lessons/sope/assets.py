@@ -9,7 +9,7 @@ Minari datasets come through Minari's own client (asset kind ``"minari"``)::
 """
 from __future__ import annotations
 
-from ..assets import Asset, register_assets
+from hdai_lessons.core.assets import Asset, register_assets
 
 LESSON_DATASETS = ("mujoco/hopper/expert-v0", "mujoco/halfcheetah/expert-v0")
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data import data_path
-from .flops import NetDims, normalized_score, total_flops
-from .prior_data import episode_returns, load_minari, load_npz, random_policy_return
-from .train import RunSpec, TrainConfig, TrainResult, summarise, train_population
+from hdai_lessons.core.data import data_path
+from hdai_lessons.sope.flops import NetDims, normalized_score, total_flops
+from hdai_lessons.sope.prior_data import episode_returns, load_minari, load_npz, random_policy_return
+from hdai_lessons.sope.train import RunSpec, TrainConfig, TrainResult, summarise, train_population
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .rng import per_run_uniform
+from hdai_lessons.sope.rng import per_run_uniform
 
 FIELDS = ("obs", "act", "rew", "next_obs", "term")
 

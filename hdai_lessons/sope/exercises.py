@@ -6,12 +6,12 @@ import math
 import numpy as np
 import torch
 
-from ..exercises import Case, Exercise, Mistake, register
-from .flops import mlp_forward_flops, normalized_score
-from .ope import dr_estimate, is_estimate, wis_estimate
-from .phases import code_improved, phase_stop_point, sope_improved, validation_sizes
-from .prior_data import episodes_to_transitions
-from .sac import actor_objective, soft_td_target, tanh_gaussian_log_prob
+from hdai_lessons.course.checkers import Case, Exercise, Mistake, register
+from hdai_lessons.sope.flops import mlp_forward_flops, normalized_score
+from hdai_lessons.sope.ope import dr_estimate, is_estimate, wis_estimate
+from hdai_lessons.sope.phases import code_improved, phase_stop_point, sope_improved, validation_sizes
+from hdai_lessons.sope.prior_data import episodes_to_transitions
+from hdai_lessons.sope.sac import actor_objective, soft_td_target, tanh_gaussian_log_prob
 
 # ----------------------------------------------------------------------------- 03.1 OPE
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tabular import TabularMDP, Trajectories, evaluate_policy, mix_policies, sample_trajectories
+from hdai_lessons.sope.tabular import TabularMDP, Trajectories, evaluate_policy, mix_policies, sample_trajectories
 
 
 def importance_ratios(traj: Trajectories, pi_e: np.ndarray) -> np.ndarray:

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .rng import run_generators
-from .sac import SACPopulation, actor_objective
+from hdai_lessons.sope.rng import run_generators
+from hdai_lessons.sope.sac import SACPopulation, actor_objective
 
 
 def sope_improved(J: torch.Tensor, J_star: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -144,7 +144,7 @@ def run_phase(pop: SACPopulation, online, prior, max_len: torch.Tensor, adaptive
         count = torch.zeros(R, dtype=torch.long)
         stopped = torch.zeros(R, dtype=torch.bool)
         length = torch.zeros(R, dtype=torch.long)
-        from .buffers import symmetric_batch
+        from hdai_lessons.sope.buffers import symmetric_batch
         for e in range(int(max_len.max())):
             in_phase = (e < max_len) & ~stopped
             if e > 0 and e % cfg.check_every == 0 and val_obs is not None and bool(in_phase.any()):
@@ -190,7 +190,7 @@ def phase_study(pop: SACPopulation, online, prior, n_updates: int, cfg: PhaseCon
     replayed offline with ``phase_stop_point`` for any patience. ``gen``: the runs' batch generators
     (``TrainResult.state["gens"]``); the split and the validation noise come from each run's seed, as in ``run_phase``.
     """
-    from .buffers import symmetric_batch
+    from hdai_lessons.sope.buffers import symmetric_batch
 
     step = online.size
     n_on, n_off = validation_sizes(online.size, prior.size if prior is not None else 0, cfg.val_frac, cfg.val_batch)

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .rng import per_run_normal, per_run_uniform, run_generators
+from hdai_lessons.sope.rng import per_run_normal, per_run_uniform, run_generators
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 

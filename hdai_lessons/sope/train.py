@@ -11,7 +11,7 @@ in their prior data and their stabilisation phases, exactly as in the paper's fr
 
 Per step: act (uniform-random during warm-up), store, maybe run a phase, one SAC update (UTD = 1).
 Every ``eval_every`` steps: deterministic episodes (``a = a_max·tanh(μ)``) and, if asked, an atomic
-checkpoint (``hdai_lessons.checkpoint``: weights, optimiser, replay data, RNG, history). Resuming
+checkpoint (``hdai_lessons.core.checkpoint``: weights, optimiser, replay data, RNG, history). Resuming
 restarts the in-progress training episodes (their simulator state is not saved).
 
 Runs are independent: each owns its generators, derived from its ``RunSpec.seed`` (``rng``): warm-up
@@ -29,14 +29,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from ..progress import progress
-from .buffers import ReplayBuffer, symmetric_batch
-from .flops import NetDims, total_flops
-from .phases import PhaseConfig, PhaseLog, run_phase, validation_sizes
-from .prior_data import make_env, to_buffer_arrays
-from .rng import STREAMS, derive_seed, get_states, run_generators, set_states
-from .sac import SACConfig, SACPopulation
+from hdai_lessons.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from hdai_lessons.core.progress import progress
+from hdai_lessons.sope.buffers import ReplayBuffer, symmetric_batch
+from hdai_lessons.sope.flops import NetDims, total_flops
+from hdai_lessons.sope.phases import PhaseConfig, PhaseLog, run_phase, validation_sizes
+from hdai_lessons.sope.prior_data import make_env, to_buffer_arrays
+from hdai_lessons.sope.rng import STREAMS, derive_seed, get_states, run_generators, set_states
+from hdai_lessons.sope.sac import SACConfig, SACPopulation
 
 
 @dataclass(frozen=True)
@@ -272,7 +272,7 @@ def pendulum_config(scale, *, total_steps: int = 3000, eval_every: int = 250, ph
     lr 1e−3 (3e−4), critic dropout 0 (Pendulum has no table entry; Hopper's is 0.001), 500 warm-up steps (5000).
     ``full`` keeps the paper's networks and batches and runs 20k steps.
     """
-    from ..scale import by_scale
+    from hdai_lessons.core.scale import by_scale
 
     phases = phases or PhaseConfig(every=500, e_max=2000, check_every=100, patience=500, val_batch=64)
     smoke_ph = PhaseConfig(every=100, e_max=40, check_every=10, patience=20, val_batch=16)

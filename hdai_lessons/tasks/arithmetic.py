@@ -10,7 +10,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from .base import Problem
+from hdai_lessons.tasks.base import Problem
 
 _INT = re.compile(r"\s*(-?(?:0|[1-9]\d{0,39}))\s*")  # canonical: no "+", no leading zeros
 

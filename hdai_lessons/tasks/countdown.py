@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .base import Problem
+from hdai_lessons.tasks.base import Problem
 
 MAX_EXPR_CHARS = 64     # longer answers are rejected before parsing
 MAX_DEPTH = 16          # parenthesis nesting limit (no recursion blow-up on "((((((…")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from .base import Problem
+from hdai_lessons.tasks.base import Problem
 
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 _MAX_CHARS = 20_000  # verifier looks at the tail only: no quadratic regex on huge outputs

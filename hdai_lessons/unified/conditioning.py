@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .mllm import TinyMLLM
-from .shapes import ANS, PAD, VOCAB
+from hdai_lessons.unified.mllm import TinyMLLM
+from hdai_lessons.unified.shapes import ANS, PAD, VOCAB
 
 
 def condition_from_hidden(hidden: torch.Tensor, mask: torch.Tensor, drop: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from .shapes import COLOURS, RGB, SHAPES, SIZES, Obj, Scene, ShapesWorld
+from hdai_lessons.unified.shapes import COLOURS, RGB, SHAPES, SIZES, Obj, Scene, ShapesWorld
 
 PALETTE = torch.tensor([(0.0, 0.0, 0.0)] + [RGB[k] for k in COLOURS])  # (5, 3): background + colours
 

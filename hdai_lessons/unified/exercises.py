@@ -6,12 +6,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..exercises import Case, Exercise, Mistake, register
-from .conditioning import condition_from_hidden
-from .guidance import cfg_combine, cfg_rescaled
-from .mllm import answer_loss, causal_self_attention, patchify
-from .mmdit import adaln_modulate, apply_rope, joint_attention, rope_frequencies, rope_positions
-from .train import masked_flow_loss
+from hdai_lessons.course.checkers import Case, Exercise, Mistake, register
+from hdai_lessons.unified.conditioning import condition_from_hidden
+from hdai_lessons.unified.guidance import cfg_combine, cfg_rescaled
+from hdai_lessons.unified.mllm import answer_loss, causal_self_attention, patchify
+from hdai_lessons.unified.mmdit import adaln_modulate, apply_rope, joint_attention, rope_frequencies, rope_positions
+from hdai_lessons.unified.train import masked_flow_loss
 
 
 def _g(seed: int) -> torch.Generator:
@@ -330,7 +330,7 @@ register(Exercise(
 
 
 # ---------------------------------------------------------------------------- lesson 05.4
-from .full import euler_step_sigma, joyimage_guidance, pack_edit_items  # noqa: E402
+from hdai_lessons.unified.full import euler_step_sigma, joyimage_guidance, pack_edit_items  # noqa: E402
 
 
 def _euler_cases() -> list[Case]:

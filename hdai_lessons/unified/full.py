@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..assets import Asset, require
-from ..scale import Scale, get_scale
+from hdai_lessons.core.assets import Asset, require
+from hdai_lessons.core.scale import Scale, get_scale
 
 EDIT_REPO = "jdopensource/JoyAI-Image-Edit-Diffusers"
 LESSON = "05.4"
@@ -59,7 +59,7 @@ def pack_edit_items(source: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
 
 def joyimage_guidance(noise_pred: torch.Tensor, noise_uncond: torch.Tensor, w: float) -> torch.Tensor:
     """The pipeline's CFG with rescaling on ``(B, n, C, T, H, W)`` latents: norms over the channel axis (dim 2)."""
-    from .guidance import cfg_rescaled
+    from hdai_lessons.unified.guidance import cfg_rescaled
 
     return cfg_rescaled(noise_pred, noise_uncond, w, dim=2)
 
@@ -245,7 +245,7 @@ def to_diffusers_transformer(model):
     ``mmdit.load_diffusers_weights``)."""
     from diffusers import JoyImageEditTransformer3DModel
 
-    from .mmdit import diffusers_key_map
+    from hdai_lessons.unified.mmdit import diffusers_key_map
 
     c = model.cfg
     theirs = JoyImageEditTransformer3DModel(patch_size=[1, c.patch, c.patch], in_channels=c.channels, hidden_size=c.dim,
@@ -274,7 +274,7 @@ def diffusers_edit_with_toy(transformer, conditioner, prompt: torch.Tensor, sour
     """
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from .train import to_model, to_pixels
+    from hdai_lessons.unified.train import to_model, to_pixels
 
     sch = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
     sch.set_timesteps(sigmas=list(np.linspace(1.0, 0.0, steps + 1)[:-1]))

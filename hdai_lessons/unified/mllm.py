@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .shapes import ANS, BOS, EOS, PAD, SYS, TOKEN_ID, VOCAB, decode
+from hdai_lessons.unified.shapes import ANS, BOS, EOS, PAD, SYS, TOKEN_ID, VOCAB, decode
 
 TEMPLATE = [BOS, SYS, TOKEN_ID["describe"], TOKEN_ID["colour"], TOKEN_ID["shape"], TOKEN_ID[":"]]
 

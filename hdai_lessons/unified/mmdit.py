@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .mllm import patchify
+from hdai_lessons.unified.mllm import patchify
 
 
 # ---------------------------------------------------------------------------- attention and RoPE

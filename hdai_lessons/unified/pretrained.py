@@ -16,13 +16,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..data import data_path
-from ..seeding import seed_everything
-from .conditioning import MLLMConditioner, WordConditioner
-from .mllm import MLLMConfig, TinyMLLM
-from .mmdit import MMDiT, MMDiTConfig
-from .shapes import ShapesWorld, WorldConfig
-from .train import GenerationConfig, UnderstandingConfig, train_generation, train_understanding
+from hdai_lessons.core.data import data_path
+from hdai_lessons.core.seeding import seed_everything
+from hdai_lessons.unified.conditioning import MLLMConditioner, WordConditioner
+from hdai_lessons.unified.mllm import MLLMConfig, TinyMLLM
+from hdai_lessons.unified.mmdit import MMDiT, MMDiTConfig
+from hdai_lessons.unified.shapes import ShapesWorld, WorldConfig
+from hdai_lessons.unified.train import GenerationConfig, UnderstandingConfig, train_generation, train_understanding
 
 MLLM_STEPS = 3500
 T2I_STEPS = 2500

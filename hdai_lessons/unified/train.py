@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..flows.cfm import cfm_target, linear_path, sample_times
-from ..flows.sampling import integrate
-from ..progress import progress
-from .evaluate import edit_scores, generation_scores, qa_accuracy
-from .mllm import TinyMLLM, mllm_step_loss
-from .shapes import EDIT_TYPES, QUESTION_TYPES, ShapesWorld, decode, qa_eval_set, sample_qa_batch
+from hdai_lessons.flows.cfm import cfm_target, linear_path, sample_times
+from hdai_lessons.flows.sampling import integrate
+from hdai_lessons.core.progress import progress
+from hdai_lessons.unified.evaluate import edit_scores, generation_scores, qa_accuracy
+from hdai_lessons.unified.mllm import TinyMLLM, mllm_step_loss
+from hdai_lessons.unified.shapes import EDIT_TYPES, QUESTION_TYPES, ShapesWorld, decode, qa_eval_set, sample_qa_batch
 
 
 # ---------------------------------------------------------------------------- stage 1: understanding
@@ -43,7 +43,7 @@ class UnderstandingConfig:
 def train_understanding(model: TinyMLLM, world: ShapesWorld, cfg: UnderstandingConfig, generator: torch.Generator,
                         loss_fn=None, desc: str = "stage 1: understanding") -> list[float]:
     """Stage 1: train the MLLM on QA and captions with next-token loss; returns per-step losses."""
-    from .mllm import answer_loss
+    from hdai_lessons.unified.mllm import answer_loss
 
     loss_fn = loss_fn or answer_loss
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
@@ -126,7 +126,7 @@ class GenBatch:
 def sample_gen_batch(world: ShapesWorld, batch: int, g: torch.Generator, edit: bool = False,
                      etypes: tuple = EDIT_TYPES) -> GenBatch:
     """A text-to-image batch (caption → image) or an editing batch (instruction + source → target)."""
-    from .shapes import encode, pad_rows
+    from hdai_lessons.unified.shapes import encode, pad_rows
 
     if not edit:
         scenes = [world.sample_scene(g) for _ in range(batch)]
@@ -138,7 +138,7 @@ def sample_gen_batch(world: ShapesWorld, batch: int, g: torch.Generator, edit: b
 
 def drop_prompts(prompt: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
     """Replace each row by the empty prompt with probability ``p`` (CFG condition dropout)."""
-    from .shapes import PAD
+    from hdai_lessons.unified.shapes import PAD
 
     drop = torch.rand(prompt.shape[0], generator=g) < p
     return prompt.masked_fill(drop[:, None], PAD)
@@ -201,7 +201,7 @@ def sample(model, conditioner, prompt: torch.Tensor, g: torch.Generator, source:
     The source image, if any, stays clean on its own item axis at every step (JoyImage resets the
     reference latents each step; here they are simply never integrated). Returns ``(B, 3, H, W)`` in [0, 1].
     """
-    from .guidance import cfg_combine, cfg_rescaled
+    from hdai_lessons.unified.guidance import cfg_combine, cfg_rescaled
 
     model.eval()
     B = prompt.shape[0]

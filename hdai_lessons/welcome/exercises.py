@@ -1,10 +1,10 @@
-"""Lesson 00.1's warm-up exercises: three functions later modules reuse from ``hdai_lessons.ops``."""
+"""Lesson 00.1's warm-up exercises: three functions later modules reuse from ``hdai_lessons.core.ops``."""
 from __future__ import annotations
 
 import torch
 
-from ..exercises import Case, Exercise, Mistake, register
-from ..ops import group_advantages, group_log_softmax, masked_mean
+from hdai_lessons.course.checkers import Case, Exercise, Mistake, register
+from hdai_lessons.core.ops import group_advantages, group_log_softmax, masked_mean
 
 
 def _log_softmax_cases() -> list[Case]:

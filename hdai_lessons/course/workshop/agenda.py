@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import nbformat
 
-from ..exercises.registry import Exercise, all_exercises
-from ..lessons import Lesson, all_lessons
+from hdai_lessons.course.checkers.registry import Exercise, all_exercises
+from hdai_lessons.course.catalogue import Lesson, all_lessons
 
 READING_WPM = 120          # technical text with equations
 DISCUSSION_MIN = 5         # per lesson: the claim, questions
@@ -77,7 +77,7 @@ def instructor_guide() -> str:
              "",
              "## Catch-up checkpoints",
              "A participant who falls behind runs, in their notebook: "
-             "`from hdai_lessons.workshop import catch_up; catch_up(\"01.2\", exercise=3)` — the lesson's cells run "
+             "`from hdai_lessons.course.workshop import catch_up; catch_up(\"01.2\", exercise=3)` — the lesson's cells run "
              "through that exercise with the reference solutions, and they continue from the next cell.",
              "", "## Lesson times", "",
              "| lesson | title | reading | running | exercises | total |", "|---|---|---|---|---|---|"]

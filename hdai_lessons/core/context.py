@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .device import get_device, set_threads
-from .plotting import use_course_style
-from .scale import Scale, get_scale
-from .seeding import seed_everything
+from hdai_lessons.core.device import get_device, set_threads
+from hdai_lessons.core.plotting import use_course_style
+from hdai_lessons.core.scale import Scale, get_scale
+from hdai_lessons.core.seeding import seed_everything
 
 
 @dataclass

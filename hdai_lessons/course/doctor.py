@@ -46,7 +46,7 @@ def check_torch() -> Finding:
         import torch
     except Exception as err:  # broken wheels raise more than ImportError
         return Finding("torch", False, f"import failed: {err}", "pip install torch==2.13.0 (CPU) before the course package")
-    from .device import get_device
+    from hdai_lessons.core.device import get_device
 
     dev = get_device()
     x = torch.randn(64, 64, device=dev)
@@ -73,7 +73,7 @@ def check_widgets() -> Finding:
 
 
 def check_disk(min_free_gb: float = MIN_FREE_GB) -> Finding:
-    from .paths import repo_root
+    from hdai_lessons.core.paths import repo_root
 
     free = shutil.disk_usage(repo_root()).free / 1e9
     ok = free >= min_free_gb
@@ -81,7 +81,7 @@ def check_disk(min_free_gb: float = MIN_FREE_GB) -> Finding:
 
 
 def check_data() -> list[Finding]:
-    from .data import load_manifest, verify
+    from hdai_lessons.core.data import load_manifest, verify
 
     out = []
     for entry in load_manifest():

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import nbformat
 
-from .lessons import Lesson, all_lessons
-from .paths import build_dir
-from .scale import Scale, get_scale
+from hdai_lessons.course.catalogue import Lesson, all_lessons
+from hdai_lessons.core.paths import build_dir
+from hdai_lessons.core.scale import Scale, get_scale
 
 # Environment every headless kernel gets: chosen scale, no network, quiet bars, one thread.
 # (No MPLBACKEND: the kernel's inline backend is what stores figures in the notebook.)
@@ -138,7 +138,7 @@ def execute_notebook(path: Path, out_path: "Path | None", scale: "Scale | str | 
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     tail = _TailHandler()
-    log = logging.getLogger("hdai_lessons.runner.kernel")
+    log = logging.getLogger("hdai_lessons.course.runner.kernel")
     log.setLevel(logging.DEBUG)
     log.addHandler(tail.handler)
     client = None
@@ -169,7 +169,7 @@ def execute_notebook(path: Path, out_path: "Path | None", scale: "Scale | str | 
 def _run_one_measured(lesson_id: str, scale: str, out_path: str, claims_file: str, inplace: bool,
                       seed: "int | None" = None) -> None:
     """Child-process entry point: execute, then print a JSON line with time, memory and cell timings."""
-    from .lessons import get_lesson
+    from hdai_lessons.course.catalogue import get_lesson
 
     lesson = get_lesson(lesson_id)
     start = time.perf_counter()
@@ -204,7 +204,7 @@ def run_measured(lesson: Lesson, scale: "Scale | str | None", inplace: bool = Fa
         claims_file = f.name
     proc = subprocess.run(
         [sys.executable, "-c",
-         "import sys; from hdai_lessons.runner import _run_one_measured as r; "
+         "import sys; from hdai_lessons.course.runner import _run_one_measured as r; "
          "r(*sys.argv[1:5], sys.argv[5] == '1', None if sys.argv[6] == '' else int(sys.argv[6]))",
          lesson.id, scale_v, str(out_path), claims_file, "1" if inplace else "0", "" if seed is None else str(seed)],
         capture_output=True, text=True,

@@ -10,7 +10,6 @@ reveal.js and KaTeX come from ``slides/vendor/`` (committed), so a deck opens fr
 """
 from __future__ import annotations
 
-import base64
 import html
 import re
 from dataclasses import dataclass, field
@@ -21,8 +20,8 @@ from html.parser import HTMLParser
 import nbformat
 from nbconvert.filters.markdown import markdown2html_mistune
 
-from ..lessons import Lesson, all_lessons
-from ..paths import repo_root
+from hdai_lessons.course.catalogue import Lesson, all_lessons
+from hdai_lessons.core.paths import repo_root
 
 MAX_EQUATION_SLIDES = 3
 MAX_FIGURE_SLIDES = 3

@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import torch
 
-from .compare import describe_difference
-from .registry import Case, Exercise, get_exercise
+from hdai_lessons.course.checkers.compare import describe_difference
+from hdai_lessons.course.checkers.registry import Case, Exercise, get_exercise
 
 STRICT_ENV = "HDAI_EXERCISES_STRICT"
 

@@ -27,7 +27,7 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, Union
 
 import numpy as np
 
@@ -158,3 +158,62 @@ def report_claim(lesson: str, claim: str, held: "bool | None | PairedVerdict",
                   "smoke": _smoke_scale()}
         with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+# ---------------------------------------------------------------- claims made of several parts
+# "A and B" (``all_of``) and "for some setting" (``any_of``): each part is a ``PairedVerdict`` or a
+# bool (a deterministic fact); they combine by three-valued logic and return the part that decides,
+# so ``report_claim`` prints that part's evidence. ``all_of``: holds iff every part holds (then the
+# part with the fewest SEs to spare is returned); does not hold if some part does not. ``any_of``:
+# holds if some part holds (the one with the most SEs to spare); does not hold iff every part does not.
+
+Part = Union[PairedVerdict, bool, None]
+
+
+def _held(p: Part) -> "bool | None":
+    return p.held if isinstance(p, PairedVerdict) else (None if p is None else bool(p))
+
+
+def _z(p: Part) -> float:
+    """How many standard errors the part clears its margin by (±inf for SE = 0 or a bool)."""
+    if not isinstance(p, PairedVerdict):
+        return {True: math.inf, False: -math.inf, None: 0.0}[_held(p)]
+    excess = p.mean_diff - p.margin
+    if math.isnan(p.se):
+        return 0.0
+    if p.se == 0.0:
+        return math.copysign(math.inf, excess) if excess else 0.0
+    return excess / p.se
+
+
+def all_of(*parts: Part) -> Part:
+    """Three-valued AND of paired verdicts / bools; returns the deciding part (see the comment above)."""
+    if not parts:
+        raise ValueError("all_of needs at least one part")
+    for p in parts:
+        if _held(p) is False:
+            return p
+    for p in parts:
+        if _held(p) is None:
+            return p
+    return min(parts, key=_z)
+
+
+def any_of(*parts: Part) -> Part:
+    """Three-valued OR of paired verdicts / bools; returns the deciding part (see the comment above)."""
+    if not parts:
+        raise ValueError("any_of needs at least one part")
+    held = [p for p in parts if _held(p) is True]
+    if held:
+        return max(held, key=_z)
+    unresolved = [p for p in parts if _held(p) is None]
+    if unresolved:
+        return max(unresolved, key=_z)
+    return max(parts, key=_z)
+
+
+def describe_part(name: str, part: Part) -> str:
+    """One line for a part of a claim: ``name: held|did not hold|not resolved (mean diff=…, SE=…, N=…)``."""
+    word = {True: "held", False: "did not hold", None: "not resolved"}[_held(part)]
+    detail = f" ({part.describe().split(';')[0]})" if isinstance(part, PairedVerdict) else ""
+    return f"{name}: {word}{detail}"

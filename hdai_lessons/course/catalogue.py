@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import learner_dir, notebooks_dir
+from hdai_lessons.core.paths import learner_dir, notebooks_dir
 
 _MODULE_DIR = re.compile(r"^(\d\d)_([a-z0-9_]+)$")
 _LESSON_FILE = re.compile(r"^(\d\d)_([a-z0-9_]+)\.ipynb$")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import torch
 
@@ -36,3 +37,19 @@ def set_threads(n: "int | None" = None) -> int:
     if n is not None:
         torch.set_num_threads(max(1, n))
     return torch.get_num_threads()
+
+
+@contextmanager
+def one_thread():
+    """Run the body on one intra-op thread (``torch.set_num_threads(1)``), then restore the setting.
+
+    For small workloads (module 01's bandit, the 0.13M-parameter tiny LM): extra intra-op threads buy
+    nothing there and add a synchronisation per op, which on a CPU shared with other jobs made a run
+    10–30× slower. The lessons run on one thread anyway, so this changes none of their numbers.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -9,15 +9,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-# Module number → the package whose ``exercises`` module registers that module's bank.
-MODULE_PACKAGES = {
-    "00": "hdai_lessons.welcome",
-    "01": "hdai_lessons.rlvr",
-    "02": "hdai_lessons.cat",
-    "03": "hdai_lessons.sope",
-    "04": "hdai_lessons.flows",
-    "05": "hdai_lessons.unified",
-}
+from hdai_lessons.core.modules import MODULE_PACKAGES
+
 
 
 @dataclass(frozen=True)

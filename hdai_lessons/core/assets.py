@@ -16,8 +16,8 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import sha256_of
-from .exercises.registry import MODULE_PACKAGES
+from hdai_lessons.core.data import sha256_of
+from hdai_lessons.core.modules import MODULE_PACKAGES
 
 
 class MissingAssetError(RuntimeError):

@@ -1,7 +1,7 @@
-"""Command line for CAT-weighted RL: ``python -m hdai_lessons.cat.train --scale full --arm cat-pass8 --run-dir runs/x``.
+"""Command line for CAT-weighted RL: ``python -m hdai_lessons.cat.launch --scale full --arm cat-pass8 --run-dir runs/x``.
 
 Several GPUs: ``accelerate launch [--multi_gpu --num_processes N] [--mixed_precision bf16] -m
-hdai_lessons.cat.train --scale full ...``. A run directory that already holds a checkpoint is resumed.
+hdai_lessons.cat.launch --scale full ...``. A run directory that already holds a checkpoint is resumed.
 Metrics go to ``<run-dir>/metrics.jsonl`` and the held-out pass@k / maj@k to ``<run-dir>/eval.json``.
 """
 from __future__ import annotations
@@ -10,41 +10,42 @@ import argparse
 import json
 from pathlib import Path
 
-from ..seeding import seed_everything
-from .full import FULL_ARMS, CATEvalConfig, build_cat_run, evaluate_run, make_trainer
+from hdai_lessons.cat.full import FULL_ARMS, CATEvalConfig, build_cat_run, evaluate_run, make_trainer
+from hdai_lessons.core.checkpoint import latest_checkpoint
+from hdai_lessons.core.config import add_config_arguments, config_overrides
+from hdai_lessons.core.seeding import seed_everything
+from hdai_lessons.lm.rl_trainer import RLVRConfig
+from hdai_lessons.rlvr.full import warm_up
+
+
+LAUNCHER_FLAGS = ("seed",)   # RLVRConfig fields the launcher sets itself (--seed seeds the whole run)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m hdai_lessons.cat.train", description=__doc__.split("\n")[0])
+    """The run's identity (scale, arm, run dir, seed) and every ``RLVRConfig`` field as an optional flag."""
+    p = argparse.ArgumentParser(prog="python -m hdai_lessons.cat.launch", description=__doc__.split("\n")[0])
     p.add_argument("--scale", default=None, help="smoke | toy | full (default $HDAI_SCALE or toy)")
     p.add_argument("--arm", default="cat-pass8", choices=sorted(FULL_ARMS), help="GRPO or a CAT weight")
     p.add_argument("--run-dir", required=True, help="checkpoints + metrics; resumed if it holds a checkpoint")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="RLVR iterations (default: the scale's)")
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--K", type=int, default=None, help="rollouts per prompt")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model init, problems, prompts and sampling")
+    add_config_arguments(p, RLVRConfig, exclude=LAUNCHER_FLAGS)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> dict:
-    """Build the run, warm up if configured (fresh runs only), train with resume, evaluate; return the eval."""
+    """Build the run, warm up a fresh run if configured, train with resume, evaluate; return the eval."""
     from accelerate import Accelerator
 
-    from ..rlvr.trainer import sft
-
     args = parse_args(argv)
-    overrides = {k: v for k, v in {"steps": args.steps, "lr": args.lr, "K": args.K}.items() if v is not None}
     seed_everything(args.seed)
-    run = build_cat_run(args.scale, seed=args.seed, **overrides)
+    run = build_cat_run(args.scale, seed=args.seed, **config_overrides(args, RLVRConfig, exclude=LAUNCHER_FLAGS))
     accelerator = Accelerator()
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     run.model.to(accelerator.device)
-    if not (run_dir / "latest.json").exists() and run.cfg.sft_steps:
-        sft(run.model, run.tokenizer, run.train, steps=run.cfg.sft_steps, batch_size=16, lr=3e-3, seed=args.seed,
-            chat_template=run.cfg.rl.chat_template)
+    if latest_checkpoint(run_dir) is None:                  # a resumed run keeps its warmed-up weights
+        warm_up(run, seed=args.seed)
     trainer = make_trainer(run, args.arm, accelerator=accelerator, run_dir=run_dir)
-
     def log(m: dict) -> None:
         if accelerator.is_main_process:
             with open(run_dir / "metrics.jsonl", "a") as f:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 
 def repo_root() -> Path:
-    """The course checkout: ``$HDAI_ROOT`` if set, else the folder above the package."""
+    """The course checkout: ``$HDAI_ROOT`` if set, else the folder above the package (``hdai_lessons/core/paths.py`` → the checkout)."""
     env = os.environ.get("HDAI_ROOT")
-    root = Path(env) if env else Path(__file__).resolve().parent.parent
+    root = Path(env) if env else Path(__file__).resolve().parents[2]
     if not (root / "notebooks").is_dir():
         raise FileNotFoundError(
             f"no notebooks/ folder under {root}; install the course from a clone with "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .lessons import all_lessons
+    from hdai_lessons.course.catalogue import all_lessons
 
     lessons = all_lessons()
     print(f"{'lesson':7s} {'budget':>7s}  {'status':7s} title")
@@ -18,7 +18,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _lesson_or_exit(lesson_id: str):
-    from .lessons import get_lesson
+    from hdai_lessons.course.catalogue import get_lesson
 
     try:
         return get_lesson(lesson_id)
@@ -28,7 +28,7 @@ def _lesson_or_exit(lesson_id: str):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .runner import describe_claim, run_measured
+    from hdai_lessons.course.runner import describe_claim, run_measured
 
     lesson = _lesson_or_exit(args.lesson)
     if lesson is None:
@@ -50,8 +50,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_course(args: argparse.Namespace) -> int:
-    from .lessons import all_lessons
-    from .runner import run_course
+    from hdai_lessons.course.catalogue import all_lessons
+    from hdai_lessons.course.runner import run_course
 
     lessons = all_lessons()
     if args.module:
@@ -65,8 +65,8 @@ def _cmd_course(args: argparse.Namespace) -> int:
 
 
 def _cmd_exercises(args: argparse.Namespace) -> int:
-    from .exercises.notebook import learner_text
-    from .lessons import all_lessons
+    from hdai_lessons.course.checkers.learner_version import learner_text
+    from hdai_lessons.course.catalogue import all_lessons
 
     stale = []
     for lesson in all_lessons():
@@ -89,13 +89,13 @@ def _cmd_exercises(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import print_report, run_doctor
+    from hdai_lessons.course.doctor import print_report, run_doctor
 
     return 1 if print_report(run_doctor()) else 0
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from .assets import MissingAssetError, assets_for, fetch_lesson
+    from hdai_lessons.core.assets import MissingAssetError, assets_for, fetch_lesson
 
     lesson = _lesson_or_exit(args.lesson)
     if lesson is None:
@@ -113,7 +113,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from .data import DataError, build, load_manifest, verify
+    from hdai_lessons.core.data import DataError, build, load_manifest, verify
 
     if args.action == "verify":
         bad = [p for p in (verify(e["name"]) for e in load_manifest()) if p]
@@ -130,8 +130,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_readme(args: argparse.Namespace) -> int:
-    from .lessons import update_readme
-    from .paths import repo_root
+    from hdai_lessons.course.catalogue import update_readme
+    from hdai_lessons.core.paths import repo_root
 
     changed = update_readme(repo_root() / "README.md")
     print("README lesson map updated" if changed else "README lesson map already current")
@@ -139,7 +139,7 @@ def _cmd_readme(args: argparse.Namespace) -> int:
 
 
 def _cmd_slides(args: argparse.Namespace) -> int:
-    from .workshop.slides import build_all
+    from hdai_lessons.course.workshop.slides import build_all
 
     for path in build_all(Path(args.out) if args.out else None):
         print(f"wrote {path}")
@@ -147,8 +147,8 @@ def _cmd_slides(args: argparse.Namespace) -> int:
 
 
 def _cmd_workshop(args: argparse.Namespace) -> int:
-    from .paths import repo_root
-    from .workshop.agenda import instructor_guide
+    from hdai_lessons.core.paths import repo_root
+    from hdai_lessons.course.workshop.agenda import instructor_guide
 
     path = repo_root() / "slides" / "INSTRUCTOR.md"
     text = instructor_guide()

@@ -229,3 +229,13 @@ def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     if with_entropy:
         return lp, token_entropy(logits[:, prompt_len - 1:-1, :].detach())
     return lp
+
+
+def format_prompts(tokenizer, prompts: Sequence[str], chat_template: bool) -> list[str]:
+    """Prompts as the model sees them: raw, or wrapped in the tokenizer's chat template."""
+    if not chat_template:
+        return list(prompts)
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError("chat_template=True but the tokenizer has no chat template")
+    return [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in prompts]

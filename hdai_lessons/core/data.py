@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .paths import data_dir
+from hdai_lessons.core.paths import data_dir
 
 MANIFEST = "manifest.json"
 REQUIRED_FIELDS = ("name", "file", "sha256", "seed", "licence", "source", "generator")

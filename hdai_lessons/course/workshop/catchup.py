@@ -14,8 +14,8 @@ from typing import Any
 
 import nbformat
 
-from ..exercises.registry import all_exercises, get_exercise
-from ..lessons import Lesson, get_lesson
+from hdai_lessons.course.checkers.registry import all_exercises, get_exercise
+from hdai_lessons.course.catalogue import Lesson, get_lesson
 
 _CHECK = re.compile(r"""(\w+)\s*=\s*check_exercise\(\s*["'](\d+\.\d+\.\d+)["']""")
 

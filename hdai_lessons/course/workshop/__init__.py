@@ -3,6 +3,6 @@
 Everything here is generated from the lesson notebooks, so it never drifts from them and a new
 module is picked up without hand edits.
 """
-from .catchup import catch_up
+from hdai_lessons.course.workshop.catchup import catch_up
 
 __all__ = ["catch_up"]

@@ -1,0 +1,306 @@
+"""The group-RL loop on a causal LM: K responses per prompt, an exact verifier, E inner updates.
+
+One iteration (Algorithm 1 of LPO; GRPO is the same loop with another loss):
+
+1. rollout — draw B prompts, sample K responses each with π_b = π_θ (``lm.sampling.sample_groups``);
+2. reward — score every response with the task's verifier: ``R`` is ``(B, K)``;
+3. π_b log-probs — ``old_logp (B, K, T)`` without grad (on a single on-policy update it is the
+   detached log-prob of that very update, so the ratio is exactly 1 there);
+4. update — ``inner_epochs`` (E) passes over the batch, in ``minibatches`` chunks of prompts; each
+   chunk: ``logp`` with grad, the subclass's ``compute_loss`` (module 01: ``rlvr_loss``), backward,
+   gradient clip, AdamW step. E · minibatches > 1 makes later updates off-policy (where LPO-rev and
+   GRPO part ways).
+
+The trainer takes the tiny ``Qwen2ForCausalLM`` or any ``AutoModelForCausalLM`` + tokenizer, runs
+under ``accelerate`` (one CPU, one GPU, or ``accelerate launch`` on several — each process samples
+its own prompts, DDP averages the gradients) and checkpoints atomically via ``hdai_lessons.core.checkpoint``
+(model + optimizer + RNG + history), so ``train`` resumes where a killed run stopped.
+
+SFT warm-up is in ``lm.sft``; held-out pass@k in ``lm.evaluation``.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from hdai_lessons.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from hdai_lessons.core.progress import progress
+from hdai_lessons.lm.evaluation import evaluate_pass_at_k
+from hdai_lessons.lm.sampling import format_prompts, sample_groups, sequence_logprobs
+from hdai_lessons.tasks.base import Problem, Task
+
+
+@dataclass
+class RLVRConfig:
+    """Settings of an RLVR run (every field is a CLI flag of ``python -m hdai_lessons.rlvr.launch``)."""
+
+    steps: int = 40
+    """RLVR iterations (one rollout batch + its inner updates each)."""
+    prompts_per_step: int = 16
+    """B, prompts per rollout batch (per process under ``accelerate launch``)."""
+    K: int = 8
+    """Responses sampled per prompt (the group size)."""
+    inner_epochs: int = 1
+    """E, passes over each rollout batch (E > 1: off-policy updates)."""
+    minibatches: int = 1
+    """Gradient steps per pass (prompts split into this many chunks)."""
+    optimizer: str = "adamw"
+    """"adamw" (the paper's choice) or "sgd" (plain gradient steps: with ``max_grad_norm`` the step
+    length is at most ``lr · max_grad_norm``, which a small, sharp model can need — see lesson 01.3)."""
+    lr: float = 1e-3
+    """Learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay (the paper: 0.1)."""
+    betas: tuple = (0.9, 0.999)
+    """AdamW betas."""
+    warmup_updates: int = 0
+    """Linear learning-rate warm-up over this many optimizer updates (Adam's first steps are sign-like
+    and large; a short warm-up keeps a small model from being knocked off its SFT solution)."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip (≤ 0 disables)."""
+    max_new_tokens: int = 8
+    """T, response length limit."""
+    temperature: float = 1.0
+    """Rollout temperature (the paper: 1.0); the ratios use the same temperature."""
+    top_p: float = 1.0
+    """Rollout nucleus mass."""
+    chat_template: bool = False
+    """Wrap prompts with the tokenizer's chat template (instruct models)."""
+    seed: int = 0
+    """Seed of prompt choice and sampling."""
+    ckpt_every: int = 0
+    """Save a checkpoint every this many steps into ``run_dir`` (0: only at the end of ``train``)."""
+
+
+def _unwrap(model, accelerator):
+    return accelerator.unwrap_model(model) if accelerator is not None else model
+
+
+class GroupRLTrainer:
+    """Group-based RL on any ``transformers`` causal LM: the loop, without the loss.
+
+    Subclasses supply the loss of one chunk of prompts (``compute_loss``) and, if the loss needs
+    per-prompt quantities computed from the rollout, ``prompt_extras``: the trainer slices those
+    ``(B, …)`` tensors with the chunk's rows and passes them to ``compute_loss`` — an explicit
+    argument, not an attribute set in one method and read in another. Module 01's ``RLVRTrainer``
+    (any loss of ``rlvr.losses``) and module 02's ``CATTrainer`` (CAT-weighted GRPO) are the two.
+
+    Args:
+        model, tokenizer: the policy (e.g. ``build_tiny_lm()`` or ``load_pretrained_lm(...)``).
+        task: a ``Task`` (its ``reward`` is the verifier).
+        train_problems: the prompts to draw from.
+        cfg: ``RLVRConfig``.
+        accelerator: an ``accelerate.Accelerator``; default: one on the model's device.
+        run_dir: where checkpoints go (``None``: no checkpoints).
+    """
+
+    def __init__(self, model, tokenizer, task: Task, train_problems: Sequence[Problem],
+                 cfg: "RLVRConfig | None" = None, accelerator=None, run_dir: "str | Path | None" = None):
+        from accelerate import Accelerator
+
+        if not train_problems:
+            raise ValueError("train_problems is empty")
+        self.cfg = cfg or RLVRConfig()
+        if self.cfg.K < 2:
+            raise ValueError(f"group-based RLVR needs K ≥ 2 responses per prompt, got {self.cfg.K}")
+        if self.cfg.prompts_per_step % self.cfg.minibatches:
+            raise ValueError(f"prompts_per_step={self.cfg.prompts_per_step} must divide into minibatches={self.cfg.minibatches}")
+        self.task, self.problems = task, list(train_problems)
+        self.tokenizer = tokenizer
+        if tokenizer.padding_side != "left":
+            tokenizer.padding_side = "left"
+        device = next(model.parameters()).device
+        self.accelerator = accelerator or Accelerator(cpu=device.type == "cpu")
+        if self.cfg.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
+                                          betas=tuple(self.cfg.betas))
+        elif self.cfg.optimizer == "sgd":
+            optimizer = torch.optim.SGD(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        else:
+            raise ValueError(f"unknown optimizer {self.cfg.optimizer!r}; choose 'adamw' or 'sgd'")
+        warm = max(1, self.cfg.warmup_updates)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: min(1.0, (u + 1) / warm))
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        self.rng = random.Random(self.cfg.seed * 1000 + self.accelerator.process_index)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.step_count = 0
+        self.history: list[dict[str, float]] = []
+
+    # ---------------------------------------------------------------------------------- rollout
+    def rollout(self, problems: Sequence[Problem]):
+        """Sample K responses per problem and score them: ``(Rollout, rewards (B, K))``."""
+        policy = _unwrap(self.model, self.accelerator)
+        prompts = format_prompts(self.tokenizer, [p.prompt for p in problems], self.cfg.chat_template)
+        with self.accelerator.autocast():
+            ro = sample_groups(policy, self.tokenizer, prompts, self.cfg.K, self.cfg.max_new_tokens,
+                               self.cfg.temperature, self.cfg.top_p)
+        rewards = torch.tensor([[self.task.reward(p, c) for c in group] for p, group in zip(problems, ro.texts)],
+                               dtype=torch.float32, device=ro.mask.device)  # (B, K)
+        return ro, rewards
+
+    def _logp(self, ro, rows: slice, with_entropy: bool = False):
+        """``(b, K, T)`` token log-probs of the rollout's prompts in ``rows`` under the current policy."""
+        K, T = self.cfg.K, ro.mask.shape[-1]
+        flat = slice(rows.start * K, rows.stop * K)                        # rows of (B*K, L)
+        out = sequence_logprobs(self.model, ro.input_ids[flat], ro.attention_mask[flat], ro.prompt_len,
+                                with_entropy=with_entropy, temperature=self.cfg.temperature)
+        if with_entropy:
+            lp, ent = out
+            return lp.view(-1, K, T), ent.view(-1, K, T)                 # (b, K, T)
+        return out.view(-1, K, T)
+
+    # ---------------------------------------------------------------------------------- one step
+    def prompt_extras(self, ro, rewards: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-prompt quantities the loss needs from the whole rollout, each ``(B, …)`` (default: none).
+
+        Args: ro the ``Rollout`` (``ro.texts`` holds the decoded responses); rewards ``(B, K)``.
+        """
+        return {}
+
+    def compute_loss(self, logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor,
+                     extras: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of one chunk of ``b`` prompts and its statistics (``"loss"``, ``"sum_abs_c"``, …).
+
+        Args: logp ``(b, K, T)`` with grad, old_logp ``(b, K, T)``, mask ``(b, K, T)``, rewards ``(b, K)``,
+        extras: ``prompt_extras``'s tensors restricted to the chunk's ``b`` rows.
+        """
+        raise NotImplementedError("a GroupRLTrainer subclass defines the loss (see RLVRTrainer)")
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        """JSON-able settings a subclass adds to each checkpoint (e.g. its loss configuration)."""
+        return {}
+
+    def step(self) -> dict[str, float]:
+        """One RLVR iteration (rollout → reward → E × minibatches updates); returns its metrics."""
+        cfg = self.cfg
+        self.model.train()
+        problems = [self.problems[self.rng.randrange(len(self.problems))] for _ in range(cfg.prompts_per_step)]
+        ro, rewards = self.rollout(problems)
+        extras = self.prompt_extras(ro, rewards)                         # each (B, …)
+        B = len(problems)
+        chunk = B // cfg.minibatches
+        single_update = cfg.inner_epochs == 1 and cfg.minibatches == 1
+        old_logp = None
+        if not single_update:                                            # π_b before any update
+            with torch.no_grad(), self.accelerator.autocast():
+                old_logp = torch.cat([self._logp(ro, slice(i, i + chunk)) for i in range(0, B, chunk)]).detach()
+        first_stats: dict[str, float] = {}
+        last_stats: dict[str, float] = {}
+        entropy = float("nan")
+        grad_norms = []
+        for epoch in range(cfg.inner_epochs):
+            for i in range(0, B, chunk):
+                rows = slice(i, i + chunk)
+                with self.accelerator.autocast():
+                    if epoch == 0 and i == 0:
+                        logp, ent = self._logp(ro, rows, with_entropy=True)
+                        m = ro.mask[rows]
+                        entropy = float((ent * m).sum() / m.sum().clamp_min(1.0))
+                    else:
+                        logp = self._logp(ro, rows)
+                    old = logp.detach() if single_update else old_logp[rows]
+                    loss, stats = self.compute_loss(logp, old, ro.mask[rows], rewards[rows],
+                                                    {k: v[rows] for k, v in extras.items()})
+                self.accelerator.backward(loss)
+                if cfg.max_grad_norm and cfg.max_grad_norm > 0:
+                    gn = self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                    grad_norms.append(float(gn))
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                if not first_stats:
+                    first_stats = stats
+                last_stats = stats
+        self.step_count += 1
+        lengths = ro.mask.sum(-1)                                          # (B, K)
+        metrics = {
+            "step": float(self.step_count),
+            "reward": float(rewards.mean()),
+            "solved_frac": float((rewards.max(-1).values >= 1.0).float().mean()),  # ≥ 1 correct of K
+            "entropy": entropy,
+            "resp_len": float(lengths.float().mean()),
+            "loss": first_stats.get("loss", float("nan")),
+            "sum_abs_c": first_stats.get("sum_abs_c", float("nan")),
+            "sum_abs_c_last": last_stats.get("sum_abs_c", float("nan")),
+            "clip_frac_last": last_stats.get("clip_frac", float("nan")),
+            "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else float("nan"),
+        }
+        metrics = self._reduce(metrics)
+        self.history.append(metrics)
+        return metrics
+
+    def _reduce(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Average metrics over processes (no-op on one process)."""
+        if self.accelerator.num_processes == 1:
+            return metrics
+        keys = sorted(metrics)
+        t = torch.tensor([metrics[k] for k in keys], device=self.accelerator.device)
+        t = self.accelerator.reduce(t, reduction="mean")
+        return {k: float(v) for k, v in zip(keys, t.tolist())}
+
+    # ---------------------------------------------------------------------------------- loop
+    def train(self, steps: "int | None" = None, callback: "Callable[[dict], None] | None" = None,
+              desc: str = "RLVR") -> list[dict[str, float]]:
+        """Run until ``steps`` iterations in total are done (resuming from ``run_dir`` if it holds a checkpoint)."""
+        total = self.cfg.steps if steps is None else steps
+        if self.run_dir is not None and self.step_count == 0 and latest_checkpoint(self.run_dir) is not None:
+            self.resume()
+        for _ in progress(range(self.step_count, total), desc=desc, total=max(0, total - self.step_count)):
+            m = self.step()
+            if callback is not None:
+                callback(m)
+            if self.run_dir is not None and self.cfg.ckpt_every and self.step_count % self.cfg.ckpt_every == 0:
+                self.save()
+        if self.run_dir is not None and (not self.history or self.step_count > 0):
+            self.save()
+        return self.history
+
+    # ---------------------------------------------------------------------------------- checkpoints
+    def save(self) -> "Path | None":
+        """Atomic checkpoint of model, optimizer, RNGs, step, history and the prompt RNG (main process)."""
+        if self.run_dir is None:
+            raise ValueError("no run_dir given: nowhere to save")
+        self.accelerator.wait_for_everyone()
+        path = None
+        if self.accelerator.is_main_process:
+            extra = {"history": self.history, "prompt_rng": _rng_to_json(self.rng.getstate()),
+                     "cfg": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.cfg).items()},
+                     **self.checkpoint_extra()}
+            path = save_checkpoint(self.run_dir, self.step_count, _unwrap(self.model, self.accelerator),
+                                   self.optimizer, extra=extra)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def resume(self) -> bool:
+        """Load the newest checkpoint of ``run_dir`` (if any); True when one was loaded."""
+        if self.run_dir is None:
+            return False
+        state = load_checkpoint(self.run_dir, _unwrap(self.model, self.accelerator), self.optimizer)
+        if state is None:
+            return False
+        self.step_count = int(state["step"])
+        self.history = list(state["extra"].get("history", []))
+        if "prompt_rng" in state["extra"]:
+            self.rng.setstate(_rng_from_json(state["extra"]["prompt_rng"]))
+        return True
+
+    # ---------------------------------------------------------------------------------- eval
+    def evaluate(self, problems: Sequence[Problem], n_samples: int = 8, ks: Sequence[int] = (1, 8),
+                 temperature: "float | None" = None, batch_prompts: int = 32) -> dict[str, float]:
+        """Held-out pass@k of the current policy (see ``evaluate_pass_at_k``)."""
+        return evaluate_pass_at_k(_unwrap(self.model, self.accelerator), self.tokenizer, self.task, problems,
+                                  n_samples=n_samples, ks=ks, max_new_tokens=self.cfg.max_new_tokens,
+                                  temperature=self.cfg.temperature if temperature is None else temperature,
+                                  chat_template=self.cfg.chat_template, batch_prompts=batch_prompts)
+
+
+def _rng_to_json(state: tuple) -> list:
+    return [state[0], list(state[1]), state[2]]
+
+
+def _rng_from_json(state: list) -> tuple:
+    return (state[0], tuple(state[1]), state[2])
