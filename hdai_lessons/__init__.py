@@ -10,19 +10,33 @@ Tiers (imports point only down the list; ``tests/test_architecture.py`` enforces
    ``flows`` (04, flow-map reward guidance), ``unified`` (05, JoyAI-Image); a later module may build
    on an earlier one (02 on 01, 05 on 04), never the reverse.
 
-The names a lesson's first cell needs are re-exported here.
+The names a lesson's first cell needs are re-exported here, imported on first use (so that
+``hdai-lessons doctor`` can start, and report, on a machine where torch or numpy is broken).
 """
-from hdai_lessons.core.claims import PairedVerdict, paired_verdict, report_claim
-from hdai_lessons.core.context import LessonContext, setup_lesson
-from hdai_lessons.core.device import get_device
-from hdai_lessons.core.progress import progress
-from hdai_lessons.core.scale import Scale, by_scale, get_scale
-from hdai_lessons.core.seeding import seed_everything
-from hdai_lessons.course.checkers import check_exercise, cmp
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "LessonContext", "PairedVerdict", "Scale", "by_scale", "check_exercise", "cmp", "get_device", "get_scale",
-    "paired_verdict", "progress", "report_claim", "seed_everything", "setup_lesson",
-]
+_EXPORTS = {
+    "PairedVerdict": "hdai_lessons.core.claims", "paired_verdict": "hdai_lessons.core.claims",
+    "report_claim": "hdai_lessons.core.claims",
+    "LessonContext": "hdai_lessons.core.context", "setup_lesson": "hdai_lessons.core.context",
+    "get_device": "hdai_lessons.core.device", "progress": "hdai_lessons.core.progress",
+    "Scale": "hdai_lessons.core.scale", "by_scale": "hdai_lessons.core.scale", "get_scale": "hdai_lessons.core.scale",
+    "seed_everything": "hdai_lessons.core.seeding",
+    "check_exercise": "hdai_lessons.course.checkers", "cmp": "hdai_lessons.course.checkers",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """``from hdai_lessons import setup_lesson`` imports ``core.context`` only then (PEP 562)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'hdai_lessons' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -93,3 +93,95 @@ def test_tied_weights_roundtrip(tmp_path):
     load_checkpoint(tmp_path, m2)
     ids = torch.tensor([[1, 2, 3]])
     assert torch.equal(m1(ids).logits, m2(ids).logits)
+
+
+# ------------------------------------------------------------------ failure modes (issue 15, "State")
+from hdai_lessons.core.checkpoint import CheckpointError, checkpoint_extra, verify_checkpoint  # noqa: E402
+
+
+def test_kill_while_resaving_a_step_resumes_from_a_complete_checkpoint(tmp_path, monkeypatch):
+    """A save of an existing step killed between moving the old folder aside and renaming the new one in."""
+    import hdai_lessons.core.checkpoint as ck
+
+    model, opt = _setup()
+    save_checkpoint(tmp_path, 1, model, opt)
+    save_checkpoint(tmp_path, 2, model, opt)
+    real_replace = ck.os.replace
+    from pathlib import Path
+    calls = []
+
+    def killed_after_moving_aside(src, dst):
+        calls.append((src, dst))
+        if Path(src).name.startswith(".tmp-step-") and Path(dst).name == "step-00000002":
+            raise KeyboardInterrupt               # "SIGKILL" after the old step-2 went aside, before the rename
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(ck.os, "replace", killed_after_moving_aside)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, 2, model, opt)
+    monkeypatch.setattr(ck.os, "replace", real_replace)
+    with pytest.warns(UserWarning, match="incomplete"):
+        assert latest_checkpoint(tmp_path).name == "step-00000001"
+    model2, opt2 = _setup(seed=5)
+    with pytest.warns(UserWarning):
+        assert load_checkpoint(tmp_path, model2, opt2)["step"] == 1
+    save_checkpoint(tmp_path, 3, model, opt)      # the next save cleans the leftovers
+    assert not list(tmp_path.glob(".tmp-step-*")) and not list(tmp_path.glob(".old-step-*"))
+
+
+def test_resaving_the_same_step_never_leaves_it_missing(tmp_path):
+    model, opt = _setup()
+    save_checkpoint(tmp_path, 4, model, opt)
+    save_checkpoint(tmp_path, 4, model, opt)
+    assert latest_checkpoint(tmp_path).name == "step-00000004"
+    assert not list(tmp_path.glob(".old-step-*"))
+
+
+@pytest.mark.parametrize("pointer", ["../victim/step-00000001", "/tmp/step-00000001", "step-1", "model.safetensors"])
+def test_latest_json_outside_the_run_folder_is_refused(tmp_path, pointer):
+    victim = tmp_path / "victim"
+    model, opt = _setup()
+    save_checkpoint(victim, 1, model, opt)
+    run = tmp_path / "run"
+    save_checkpoint(run, 1, model, opt)
+    (run / "latest.json").write_text(json.dumps({"dir": pointer, "step": 1}))
+    with pytest.raises(CheckpointError, match="refusing"):
+        latest_checkpoint(run)
+
+
+def test_saving_an_older_step_never_prunes_the_one_just_written(tmp_path):
+    model, opt = _setup()
+    for step in (200, 300):
+        save_checkpoint(tmp_path, step, model, opt, keep=2)
+    final = save_checkpoint(tmp_path, 100, model, opt, keep=2)
+    assert final.is_dir() and latest_checkpoint(tmp_path) == final
+
+
+def test_a_flipped_byte_is_caught_and_the_intact_earlier_checkpoint_named(tmp_path):
+    model, opt = _setup()
+    save_checkpoint(tmp_path, 1, model, opt)
+    ckpt = save_checkpoint(tmp_path, 2, model, opt)
+    data = bytearray((ckpt / "model.safetensors").read_bytes())
+    data[-3] ^= 0x01                               # inside the tensor data, not the header
+    (ckpt / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"model.safetensors is damaged.*step-00000001 is complete"):
+        load_checkpoint(tmp_path, *_setup(seed=3))
+    data[-3] ^= 0x01                               # repair it, then truncate the other file
+    (ckpt / "model.safetensors").write_bytes(bytes(data))
+    (ckpt / "optimizer.safetensors").write_bytes(b"")  # truncated
+    with pytest.raises(CheckpointError, match="optimizer.safetensors"):
+        verify_checkpoint(ckpt)
+
+
+def test_malformed_state_and_pointer_are_clear_errors(tmp_path):
+    model, opt = _setup()
+    ckpt = save_checkpoint(tmp_path, 1, model, opt)
+    (ckpt / "state.json").write_text('{"step": 1}')
+    with pytest.raises(CheckpointError, match=r"state.json lacks the fields \['extra', 'rng'\]"):
+        load_checkpoint(tmp_path, model, opt)
+    (ckpt / "state.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="state.json is unreadable"):
+        checkpoint_extra(tmp_path)
+    (tmp_path / "latest.json").write_text("[]")
+    with pytest.raises(CheckpointError, match="latest.json is malformed"):
+        latest_checkpoint(tmp_path)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from hdai_lessons.core.assets import Asset, MissingAssetError, assets_for, require
-from hdai_lessons.core.data import DataError, build, data_path, load_manifest, sha256_of, verify
+from hdai_lessons.core.data import DataError, build, data_path, load_manifest, restore, sha256_of, verify
 
 
 def write_toy_file(out, seed):
@@ -23,18 +23,43 @@ def _manifest(root, sha="0" * 64, sub=None):
 
 def test_missing_file_names_the_fix(tmp_path):
     _manifest(tmp_path)
-    with pytest.raises(DataError, match="missing; regenerate it with `hdai-lessons data build toy`"):
+    with pytest.raises(DataError, match="missing; restore the committed file with `hdai-lessons data restore toy`"):
         data_path("toy", tmp_path)
 
 
-def test_build_then_verify_then_corruption(tmp_path):
-    _manifest(tmp_path)
-    path = build("toy", tmp_path)
-    assert path.read_text() == "generated with seed 3\n"
+def test_build_writes_elsewhere_and_never_touches_the_manifest(tmp_path):
+    _manifest(tmp_path, sha=sha256_of_text("generated with seed 3\n"))
+    before = (tmp_path / "manifest.json").read_text()
+    path, sha = build("toy", tmp_path, out_dir=tmp_path / "out")
+    assert path == tmp_path / "out" / "toy.txt" and path.read_text() == "generated with seed 3\n"
+    assert sha == sha256_of(path) and (tmp_path / "manifest.json").read_text() == before
+    assert not (tmp_path / "toy.txt").exists()                # the shipped path is untouched
+    assert "missing" in verify("toy", tmp_path)
+
+
+def sha256_of_text(text):
+    import hashlib
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_restore_puts_the_committed_file_back_byte_for_byte(tmp_path):
+    import subprocess
+    _manifest(tmp_path, sha=sha256_of_text("shipped\n"))
+    (tmp_path / "toy.txt").write_text("shipped\n")
+    git = ["git", "-C", str(tmp_path), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "ship"], check=True)
+    (tmp_path / "toy.txt").write_text("tampered")
+    assert "corrupt" in verify("toy", tmp_path) and "data restore toy" in verify("toy", tmp_path)
+    assert restore("toy", tmp_path).read_text() == "shipped\n"
     assert verify("toy", tmp_path) is None
-    assert data_path("toy", tmp_path) == path
-    path.write_text("tampered")
-    assert "corrupt" in verify("toy", tmp_path)
+
+
+def test_restore_outside_git_is_a_clear_error(tmp_path):
+    _manifest(tmp_path)
+    with pytest.raises(DataError, match="could not restore .*download it again"):
+        restore("toy", tmp_path)
 
 
 def test_module_folders_have_their_own_manifests(tmp_path):
@@ -42,9 +67,8 @@ def test_module_folders_have_their_own_manifests(tmp_path):
     _manifest(tmp_path, sub="flows")
     names = {e["name"] for e in load_manifest(tmp_path)}
     assert names == {"toy", "toy-flows"}
-    path = build("toy-flows", tmp_path)
-    assert path == tmp_path / "flows" / "toy.txt"
-    assert json.loads((tmp_path / "flows" / "manifest.json").read_text())["files"][0]["sha256"] == sha256_of(path)
+    path, _ = build("toy-flows", tmp_path, out_dir=tmp_path / "out")
+    assert path == tmp_path / "out" / "flows" / "toy.txt"
 
 
 def test_unknown_name_and_bad_entries(tmp_path):
@@ -53,6 +77,9 @@ def test_unknown_name_and_bad_entries(tmp_path):
         verify("nope", tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps({"files": [{"name": "x"}]}))
     with pytest.raises(DataError, match="lacks"):
+        load_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(DataError, match="manifest.json is malformed"):
         load_manifest(tmp_path)
 
 

@@ -171,3 +171,63 @@ def test_split_is_disjoint_and_rewards_shape():
     assert r == [[1.0, 0.0], [float(held[1].answer == "1"), 1.0]]
     with pytest.raises(ValueError):
         split_problems(ArithmeticTask(1, 1, "+"), 500, 10, seed=0)   # only 100 distinct prompts exist
+
+
+# ------------------------------------------------------------------ verifiers under hostile input (issue 15)
+import time  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from hdai_lessons.tasks import CountdownTask, GSM8KTask, Problem, extract_answer, extract_gsm8k_answer  # noqa: E402
+from hdai_lessons.tasks import normalize_number, parse_integer  # noqa: E402
+
+_GOLD12 = Problem(prompt="q", answer="12", target="#### 12")
+
+
+@pytest.mark.parametrize("completion", ["#### ,,1,,2,,", "#### 1,,2", "#### 12,34", "the answer is 1,2", "#### ١٢",
+                                        "#### 1٢", "#### ", "no number"])
+def test_gsm8k_never_rewards_an_unparseable_answer(completion):
+    assert GSM8KTask((_GOLD12,)).reward(_GOLD12, completion) == 0.0
+
+
+def test_gsm8k_two_unparseable_values_do_not_match():
+    bad_gold = Problem(prompt="q", answer="1,,2", target="")
+    assert normalize_number("1,,2") is None
+    assert GSM8KTask((bad_gold,)).reward(bad_gold, "#### ,,") == 0.0
+    assert GSM8KTask((bad_gold,)).reward(bad_gold, "#### 1,,2") == 0.0
+
+
+def test_gsm8k_accepts_numbers_as_people_write_them():
+    for text in ("#### 12", "#### $12.", "so it is 12", "#### 12 apples", "#### 12.0"):
+        assert GSM8KTask((_GOLD12,)).reward(_GOLD12, text) == 1.0, text
+    assert normalize_number("$1,234.50") == normalize_number("1234.5")
+    assert extract_gsm8k_answer("#### 1,200,000") == "1200000"
+
+
+def test_unicode_digits_are_rejected_by_every_verifier():
+    assert normalize_number("١٢") is None and parse_integer("1٢") is None and parse_integer("١٢") is None
+    task = CountdownTask()
+    p = Problem(prompt="", answer="12", target="", meta={"numbers": (3, 4, 1), "target": 12})
+    assert task.reward(p, "3*4*1") == 1.0 and task.reward(p, "٣*4*1") == 0.0
+
+
+def test_countdown_extraction_is_linear_in_the_length():
+    hostile = "<answer>" * 8192                       # 64 KB of unclosed tags: quadratic for a lazy regex
+    start = time.perf_counter()
+    assert extract_answer(hostile) == hostile.split("\n", 1)[0]
+    assert extract_answer("x<answer> 3+4 </answer><answer>9</answer>") == " 3+4 "
+    assert time.perf_counter() - start < 1.0          # the quadratic version took ~9 s here
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=200))
+def test_fuzzed_answers_never_crash_and_score_only_exact_numbers(text):
+    gsm = GSM8KTask((_GOLD12,)).reward(_GOLD12, text)
+    assert gsm in (0.0, 1.0)
+    if gsm == 1.0:
+        assert normalize_number(extract_gsm8k_answer(text)) == 12
+    p = Problem(prompt="", answer="12", target="", meta={"numbers": (3, 4, 1), "target": 12})
+    assert CountdownTask().reward(p, text) in (0.0, 0.1, 1.0)
+    value = parse_integer(text)
+    assert value is None or str(value) == text.strip()

@@ -14,7 +14,7 @@ from hdai_lessons.cat.full import FULL_ARMS, CATEvalConfig, build_cat_run, evalu
 from hdai_lessons.core.checkpoint import latest_checkpoint
 from hdai_lessons.core.config import add_config_arguments, config_overrides
 from hdai_lessons.core.seeding import seed_everything
-from hdai_lessons.lm.rl_trainer import RLVRConfig
+from hdai_lessons.lm.rl_trainer import RLVRConfig, train_logged
 from hdai_lessons.rlvr.full import warm_up
 
 
@@ -22,7 +22,10 @@ LAUNCHER_FLAGS = ("seed",)   # RLVRConfig fields the launcher sets itself (--see
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    """The run's identity (scale, arm, run dir, seed) and every ``RLVRConfig`` field as an optional flag."""
+    """The run's identity (scale, arm, run dir, seed) and every ``RLVRConfig`` field as an optional flag.
+
+    Lesson 02.4 (the full-scale command line); no paper equation.
+    """
     p = argparse.ArgumentParser(prog="python -m hdai_lessons.cat.launch", description=__doc__.split("\n")[0])
     p.add_argument("--scale", default=None, help="smoke | toy | full (default $HDAI_SCALE or toy)")
     p.add_argument("--arm", default="cat-pass8", choices=sorted(FULL_ARMS), help="GRPO or a CAT weight")
@@ -33,7 +36,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
-    """Build the run, warm up a fresh run if configured, train with resume, evaluate; return the eval."""
+    """Build the run, warm up a fresh run if configured, train with resume, evaluate; return the eval.
+
+    Lesson 02.4; CAT's RL update at full scale, then CAT's evaluation (pass@k, maj@k).
+    """
     from accelerate import Accelerator
 
     args = parse_args(argv)
@@ -46,12 +52,7 @@ def main(argv=None) -> dict:
     if latest_checkpoint(run_dir) is None:                  # a resumed run keeps its warmed-up weights
         warm_up(run, seed=args.seed)
     trainer = make_trainer(run, args.arm, accelerator=accelerator, run_dir=run_dir)
-    def log(m: dict) -> None:
-        if accelerator.is_main_process:
-            with open(run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(m) + "\n")
-
-    trainer.train(callback=log, desc=f"CAT {args.arm}")
+    train_logged(trainer, run_dir / "metrics.jsonl", desc=f"CAT {args.arm}", echo=False)
     result = evaluate_run(trainer, run, CATEvalConfig.for_scale(args.scale), seed=args.seed)
     if accelerator.is_main_process:
         (run_dir / "eval.json").write_text(json.dumps({k: v for k, v in result.items() if k != "p_hat"}, indent=2))

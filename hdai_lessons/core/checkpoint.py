@@ -1,25 +1,38 @@
-"""Atomic checkpoints: safetensors for weights and optimizer tensors, JSON for everything else.
+"""Atomic, verified checkpoints: safetensors for weights and optimizer tensors, JSON for everything else.
 
 Layout of a run directory::
 
     run_dir/
       step-00000100/            one complete checkpoint (written to a temp dir, then renamed)
         model.safetensors       the model's state_dict
-        optimizer.safetensors   the optimizer's tensor state, keys "state.<param>.<name>"
-        state.json              step, optimizer param groups and scalars, RNG states, extras
-      latest.json               {"dir": "step-00000100"}, replaced atomically *after* the rename
+        optimizer.safetensors   the optimizer's tensor state, keys "state.<param>.<name>", and RNG states
+        state.json              step, optimizer param groups and scalars, RNG states, extras, and the
+                                sha256 of both tensor files (written last: its presence means complete)
+      latest.json               {"dir": "step-00000100", "step": 100}, replaced atomically *after* the rename
 
-A crash at any moment leaves ``latest.json`` pointing at a complete checkpoint, so nothing is lost
-and ``load_checkpoint`` resumes bit-for-bit (the RNG states are restored too). Nothing here uses
-pickle: ``torch.load`` is never called.
+What can go wrong, and what happens (each case has a test in ``tests/test_checkpoint.py``):
+
+- a kill at any instant of a save: the previous checkpoint stays complete; an existing folder of the
+  same step is moved aside *before* the new one is renamed in and deleted only after, and on load a
+  ``latest.json`` that points at a missing or incomplete folder falls back to the newest complete one;
+- a flipped or truncated byte: the sha256 in ``state.json`` does not match, and the error names the
+  file and the newest intact earlier checkpoint;
+- a ``latest.json`` naming a path outside the run folder (``../x``, ``/abs``): refused;
+- saving an older step into a folder with newer ones: the checkpoint just written is never pruned;
+- leftovers of killed saves (``.tmp-step-*``, ``.old-step-*``): removed by the next save.
+
+Nothing here uses pickle: ``torch.load`` is never called.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +41,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 LATEST = "latest.json"
+_STEP_DIR = re.compile(r"step-(\d{8})")
+_TENSOR_FILES = ("model.safetensors", "optimizer.safetensors")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used as it is; the message names the file and what to do."""
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -87,6 +106,37 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> d
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _step_dirs(run_dir: Path) -> list[tuple[int, Path]]:
+    """``[(step, folder)]`` of the ``step-NNNNNNNN`` folders in ``run_dir``, oldest first."""
+    out = []
+    for p in run_dir.iterdir() if run_dir.is_dir() else []:
+        m = _STEP_DIR.fullmatch(p.name)
+        if m and p.is_dir():
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def _remove_leftovers(run_dir: Path) -> None:
+    """Delete the temp and moved-aside folders that killed saves left behind."""
+    for p in run_dir.glob(".tmp-step-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    for p in run_dir.glob(".old-step-*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
 def save_checkpoint(
     run_dir: "str | Path",
     step: int,
@@ -97,10 +147,12 @@ def save_checkpoint(
 ) -> Path:
     """Write a complete checkpoint for ``step`` atomically; keep the newest ``keep``; return its dir.
 
-    ``extra`` must be JSON-serialisable (e.g. a metrics history, a data-loader cursor).
+    ``extra`` must be JSON-serialisable (e.g. a metrics history, a data-loader cursor). The folder
+    just written is never pruned, even when the run folder holds newer steps.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(run_dir)
     final = run_dir / f"step-{step:08d}"
     tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".tmp-step-{step:08d}-"))
     try:
@@ -113,29 +165,104 @@ def save_checkpoint(
         if optimizer is not None:
             opt_tensors, meta["optimizer"] = _split_optimizer(optimizer)
         save_file({**opt_tensors, **rng_tensors}, str(tmp / "optimizer.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(meta))
-        if final.exists():
-            shutil.rmtree(final)
+        for name in _TENSOR_FILES:
+            _fsync_file(tmp / name)
+        meta["sha256"] = {name: _sha256(tmp / name) for name in _TENSOR_FILES}
+        _atomic_write_text(tmp / "state.json", json.dumps(meta))          # last: marks the folder complete
+        aside = None
+        if final.exists():                                              # move aside, never delete first
+            aside = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".old-step-{step:08d}-"))
+            os.replace(final, aside / final.name)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _atomic_write_text(run_dir / LATEST, json.dumps({"dir": final.name, "step": int(step)}))
-    old = sorted(p for p in run_dir.glob("step-*") if p.is_dir())
-    for p in old[:-keep] if keep > 0 else []:
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    others = [p for _, p in _step_dirs(run_dir) if p != final]
+    for p in others[:len(others) - (keep - 1)] if keep > 0 else []:
         shutil.rmtree(p, ignore_errors=True)
     return final
 
 
+def _complete(folder: Path) -> bool:
+    return (folder / "state.json").is_file() and all((folder / n).is_file() for n in _TENSOR_FILES)
+
+
+def _read_meta(ckpt: Path) -> dict[str, Any]:
+    """``state.json`` of a checkpoint folder, with its required fields checked."""
+    path = ckpt / "state.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} is unreadable ({e}); {_earlier_hint(ckpt)}") from None
+    missing = [k for k in ("step", "extra", "rng") if k not in meta] if isinstance(meta, dict) else ["(not an object)"]
+    if missing:
+        raise CheckpointError(f"{path} lacks the fields {missing}; {_earlier_hint(ckpt)}")
+    return meta
+
+
+def _earlier_hint(ckpt: Path) -> str:
+    """What to do about a damaged checkpoint: name the newest complete earlier one, if any."""
+    earlier = [p for s, p in _step_dirs(ckpt.parent) if p.name < ckpt.name and _complete(p)]
+    if earlier:
+        return (f"the newest earlier checkpoint {earlier[-1]} is complete: delete {ckpt} and "
+                f"{ckpt.parent / LATEST} to resume from it")
+    return f"no earlier checkpoint is complete: delete {ckpt.parent} to start over"
+
+
+def verify_checkpoint(ckpt: "str | Path") -> dict[str, Any]:
+    """Check a checkpoint folder's files against the sha256 in its ``state.json``; return the metadata.
+
+    Raises ``CheckpointError`` naming the damaged file and the newest intact earlier checkpoint.
+    Checkpoints written before checksums were recorded are accepted unverified.
+    """
+    ckpt = Path(ckpt)
+    meta = _read_meta(ckpt)
+    for name, digest in meta.get("sha256", {}).items():
+        path = ckpt / name
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing; {_earlier_hint(ckpt)}")
+        if _sha256(path) != digest:
+            raise CheckpointError(f"{path} is damaged (its sha256 differs from the one saved); {_earlier_hint(ckpt)}")
+    return meta
+
+
 def latest_checkpoint(run_dir: "str | Path") -> "Path | None":
-    """The directory ``latest.json`` points at, or ``None`` when the run has no checkpoint yet."""
-    pointer = Path(run_dir) / LATEST
+    """The newest complete checkpoint folder of ``run_dir``, or ``None`` when it has none yet.
+
+    Normally the folder ``latest.json`` names. If that folder is missing or incomplete (a kill
+    during a save), the newest complete ``step-*`` folder is used instead, with a warning. A
+    ``latest.json`` that names anything but a ``step-NNNNNNNN`` folder inside ``run_dir`` is refused.
+    """
+    run_dir = Path(run_dir)
+    pointer = run_dir / LATEST
     if not pointer.exists():
-        return None
-    target = Path(run_dir) / json.loads(pointer.read_text())["dir"]
-    if not (target / "state.json").exists():
-        raise FileNotFoundError(f"{pointer} points at {target}, which is incomplete; delete {pointer} to start over")
-    return target
+        complete = [p for _, p in _step_dirs(run_dir) if _complete(p)]
+        return complete[-1] if complete else None
+    try:
+        name = json.loads(pointer.read_text())["dir"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{pointer} is malformed ({e!r}); delete it to resume from the newest complete "
+                              f"step-* folder") from None
+    if not isinstance(name, str) or not _STEP_DIR.fullmatch(name):
+        raise CheckpointError(f"{pointer} names {name!r}, not a step-NNNNNNNN folder inside {run_dir}; refusing it")
+    target = run_dir / name
+    if _complete(target):
+        return target
+    complete = [p for _, p in _step_dirs(run_dir) if _complete(p)]
+    if not complete:
+        raise CheckpointError(f"{pointer} points at {target}, which is incomplete, and no other checkpoint in "
+                              f"{run_dir} is complete; delete {run_dir} to start over")
+    warnings.warn(f"{target} is incomplete (a save was interrupted); resuming from {complete[-1]}", stacklevel=2)
+    return complete[-1]
+
+
+def checkpoint_extra(run_dir: "str | Path") -> "dict[str, Any] | None":
+    """The ``extra`` dict of the newest complete checkpoint (verified), or ``None`` without one."""
+    ckpt = latest_checkpoint(run_dir)
+    return None if ckpt is None else verify_checkpoint(ckpt)["extra"]
 
 
 def load_checkpoint(
@@ -152,7 +279,7 @@ def load_checkpoint(
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
         return None
-    meta = json.loads((ckpt / "state.json").read_text())
+    meta = verify_checkpoint(ckpt)
     weights = load_file(str(ckpt / "model.safetensors"))
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected or [k for k in missing if k not in weights]:
@@ -165,7 +292,7 @@ def load_checkpoint(
     other = load_file(str(ckpt / "optimizer.safetensors"))
     if optimizer is not None:
         if "optimizer" not in meta:
-            raise RuntimeError(f"checkpoint {ckpt} has no optimizer state")
+            raise CheckpointError(f"checkpoint {ckpt} has no optimizer state")
         opt_tensors = {k: v for k, v in other.items() if k.startswith("state.")}
         optimizer.load_state_dict(_join_optimizer(opt_tensors, meta["optimizer"]))
     if restore_rng:

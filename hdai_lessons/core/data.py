@@ -9,18 +9,22 @@ the same file); paths in a folder's manifest are relative to that folder. Each e
      "generator": "hdai_lessons.flows.pretrained:build_velocity_checkpoint"}
 
 ``data_path(name)`` returns the verified path, or raises ``DataError`` naming the exact command
-that regenerates the file (``hdai-lessons data build NAME``). ``build(name)`` runs the generator
-(``fn(out_path: Path, seed: int) -> None``) and records the new checksum.
+that fixes it: ``hdai-lessons data restore NAME`` puts the committed file back from git, byte for
+byte. ``build(name)`` runs the generator (``fn(out_path: Path, seed: int) -> None``) into
+``build/data/`` and reports the new checksum; it never overwrites a shipped file or a manifest (a
+regenerated file need not be bit-identical to the shipped one: training on another CPU differs in
+the last bits).
 """
 from __future__ import annotations
 
 import hashlib
 import importlib
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from hdai_lessons.core.paths import data_dir
+from hdai_lessons.core.paths import build_dir, data_dir
 
 MANIFEST = "manifest.json"
 REQUIRED_FIELDS = ("name", "file", "sha256", "seed", "licence", "source", "generator")
@@ -47,7 +51,15 @@ def load_manifest(root: "Path | None" = None) -> list[dict[str, Any]]:
     root = root or data_dir()
     entries: list[dict[str, Any]] = []
     for path in _manifest_files(root):
-        for e in json.loads(path.read_text())["files"]:
+        try:
+            files = json.loads(path.read_text())["files"]
+            if not isinstance(files, list):
+                raise TypeError("'files' is not a list")
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise DataError(f"{path} is malformed ({err!r}); restore it with `git checkout -- {path}`") from None
+        for e in files:
+            if not isinstance(e, dict):
+                raise DataError(f"{path}: an entry is not an object: {e!r}")
             missing = [f for f in REQUIRED_FIELDS if f not in e]
             if missing:
                 raise DataError(f"{path}: entry {e.get('name', '?')!r} lacks {missing}")
@@ -75,7 +87,7 @@ def verify(name: str, root: "Path | None" = None) -> "str | None":
     """``None`` if the file exists with the recorded checksum, else what is wrong and the fix."""
     e = _entry(name, root)
     path = _file_of(e)
-    fix = f"regenerate it with `hdai-lessons data build {name}`"
+    fix = f"restore the committed file with `hdai-lessons data restore {name}`"
     if not path.exists():
         return f"data file {path} is missing; {fix}"
     actual = sha256_of(path)
@@ -92,18 +104,37 @@ def data_path(name: str, root: "Path | None" = None) -> Path:
     return _file_of(_entry(name, root))
 
 
-def build(name: str, root: "Path | None" = None) -> Path:
-    """Run the entry's generator, then record the file's new checksum in the manifest."""
+def restore(name: str, root: "Path | None" = None) -> Path:
+    """Put the committed version of a shipped file back (``git checkout HEAD -- FILE``) and verify it.
+
+    Raises ``DataError`` when the course is not a git checkout or the restored file still fails.
+    """
+    path = _file_of(_entry(name, root))
+    try:
+        subprocess.run(["git", "-C", str(path.parent), "checkout", "HEAD", "--", path.name],
+                       check=True, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise DataError(f"git is not installed: download {path.name} again from the course repository") from None
+    except subprocess.CalledProcessError as err:
+        reason = (err.stderr or "").strip().splitlines()[-1:] or ["git failed"]
+        raise DataError(f"could not restore {path} from git ({reason[0]}); download it again from the "
+                        f"course repository") from None
+    problem = verify(name, root)
+    if problem:
+        raise DataError(f"restored {path} from git but it still fails: {problem}")
+    return path
+
+
+def build(name: str, root: "Path | None" = None, out_dir: "Path | None" = None) -> tuple[Path, str]:
+    """Run the entry's generator into ``out_dir`` (default ``build/data/``); return ``(path, sha256)``.
+
+    The shipped file and its manifest are left untouched: compare the checksum, and ship the new file
+    deliberately (copy it over the old one and update the manifest's ``sha256``) if you mean to.
+    """
     e = _entry(name, root)
     module, _, func = e["generator"].partition(":")
     generator = getattr(importlib.import_module(module), func)
-    out = _file_of(e)
+    out = Path(out_dir or build_dir() / "data") / _file_of(e).relative_to(root or data_dir())
     out.parent.mkdir(parents=True, exist_ok=True)
     generator(out, int(e["seed"]))
-    manifest_path = Path(e["_manifest"])
-    manifest = json.loads(manifest_path.read_text())
-    for entry in manifest["files"]:
-        if entry["name"] == name:
-            entry["sha256"] = sha256_of(out)
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return out
+    return out, sha256_of(out)

@@ -1,9 +1,21 @@
-"""The ``hdai-lessons`` command: list, run, course, exercises, doctor, fetch, data."""
+"""The ``hdai-lessons`` command: list, run, course, exercises, doctor, fetch, data, slides, workshop, readme.
+
+A mistake in what the user typed or in the environment (an unknown lesson, module or scale, a
+damaged manifest) is reported as one line on stderr with a non-zero exit; ``HDAI_DEBUG=1`` shows
+the traceback instead.
+"""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+from hdai_lessons.core.modules import MODULE_PACKAGES
+
+
+class UsageError(Exception):
+    """What the user asked for cannot be done as asked; the message says what to do instead."""
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -55,7 +67,9 @@ def _cmd_course(args: argparse.Namespace) -> int:
 
     lessons = all_lessons()
     if args.module:
-        lessons = [l for l in lessons if l.module == f"{int(args.module):02d}"]
+        lessons = [l for l in lessons if l.module == args.module]
+        if not lessons:
+            raise UsageError(f"module {args.module} has no lessons yet")
     if args.seed is not None and args.inplace:
         print("--inplace writes the committed outputs, which use each lesson's own seed: drop --seed or --inplace", file=sys.stderr)
         return 2
@@ -113,19 +127,24 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from hdai_lessons.core.data import DataError, build, load_manifest, verify
+    from hdai_lessons.core.data import build, load_manifest, restore, verify
 
     if args.action == "verify":
-        bad = [p for p in (verify(e["name"]) for e in load_manifest()) if p]
+        names = [args.name] if args.name else [e["name"] for e in load_manifest()]
+        bad = [p for p in (verify(n) for n in names) if p]
         for p in bad:
             print(p, file=sys.stderr)
-        print(f"{len(load_manifest()) - len(bad)} verified, {len(bad)} bad")
+        print(f"{len(names) - len(bad)} verified, {len(bad)} bad")
         return 1 if bad else 0
-    try:
-        print(f"built {build(args.name)}")
-    except DataError as err:
-        print(err, file=sys.stderr)
-        return 2
+    if not args.name:
+        raise UsageError(f"data {args.action} needs a NAME; the names are in data/manifest.json "
+                         "(`hdai-lessons data verify` lists problems)")
+    if args.action == "restore":
+        print(f"restored {restore(args.name)} (the committed file, verified)")
+        return 0
+    path, sha = build(args.name, out_dir=Path(args.out) if args.out else None)
+    print(f"built {path}\nsha256 {sha}\n(the shipped file and manifest are unchanged; to ship this build, copy it "
+          f"over the shipped file and put this sha256 in its manifest)")
     return 0
 
 
@@ -163,6 +182,20 @@ def _cmd_workshop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _module_arg(text: str) -> str:
+    """``1`` / ``01`` → ``"01"``; anything that is not a module of the course is an argparse error."""
+    key = text.strip().zfill(2)
+    if key not in MODULE_PACKAGES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a module; choose one of {', '.join(sorted(MODULE_PACKAGES))}")
+    return key
+
+
+def _jobs_arg(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of parallel jobs: use 1 or more")
+    return int(text)
+
+
 def _seed_arg(text: str) -> int:
     if not text.strip().isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a seed: use a non-negative integer")
@@ -183,8 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_run)
     s = sub.add_parser("course", help="run every lesson and write build/course-report.md")
     s.add_argument("--scale", choices=["smoke", "toy", "full"], default=None)
-    s.add_argument("--jobs", type=int, default=2)
-    s.add_argument("--module", default=None, help="only this module, e.g. 01")
+    s.add_argument("--jobs", type=_jobs_arg, default=2, help="lessons run at once (default 2)")
+    s.add_argument("--module", type=_module_arg, default=None, help="only this module, e.g. 01")
     s.add_argument("--inplace", action="store_true", help="write outputs back into the lesson notebooks")
     s.add_argument("--seed", type=_seed_arg, default=None, help="base seed for every lesson (see run --seed)")
     s.set_defaults(func=_cmd_course)
@@ -196,9 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fetch", help="download and verify what a full-scale lesson needs")
     s.add_argument("lesson")
     s.set_defaults(func=_cmd_fetch)
-    s = sub.add_parser("data", help="verify shipped data or rebuild one file")
-    s.add_argument("action", choices=["verify", "build"])
-    s.add_argument("name", nargs="?")
+    s = sub.add_parser("data", help="verify shipped data, restore a file from git, or rebuild one elsewhere")
+    s.add_argument("action", choices=["verify", "restore", "build"],
+                   help="verify: checksums; restore: the committed file back from git; build: rerun its generator into build/data/")
+    s.add_argument("name", nargs="?", help="a name from data/manifest.json (verify: all when omitted)")
+    s.add_argument("--out", default=None, help="build: output folder (default build/data/)")
     s.set_defaults(func=_cmd_data)
     s = sub.add_parser("slides", help="build one offline reveal.js deck per module into slides/")
     s.add_argument("--out", default=None, help="output folder (default slides/)")
@@ -211,12 +246,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _user_errors() -> tuple[type, ...]:
+    """Errors that describe a problem with the input or the environment, each with its fix in the message."""
+    from hdai_lessons.core.assets import MissingAssetError
+    from hdai_lessons.core.checkpoint import CheckpointError
+    from hdai_lessons.core.data import DataError
+
+    return UsageError, DataError, CheckpointError, MissingAssetError
+
+
 def main(argv: "list[str] | None" = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "action", None) == "build" and not args.name:
-        print("data build needs a NAME (see data/manifest.json)", file=sys.stderr)
+    try:
+        if getattr(args, "scale", None) is None and "HDAI_SCALE" in os.environ:
+            from hdai_lessons.core.scale import get_scale
+            try:
+                get_scale(None)
+            except ValueError as err:
+                raise UsageError(str(err)) from None
+        return int(args.func(args) or 0)
+    except Exception as err:
+        if os.environ.get("HDAI_DEBUG") or not isinstance(err, _user_errors()):
+            raise
+        print(f"hdai-lessons: error: {err}", file=sys.stderr)
         return 2
-    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":

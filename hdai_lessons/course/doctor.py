@@ -1,6 +1,7 @@
 """``hdai-lessons doctor``: find what stops a laptop from running the course, and say the fix."""
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import shutil
 import sys
@@ -33,11 +34,23 @@ def check_python() -> Finding:
 
 
 def check_packages(packages: "list[tuple[str, str]] | None" = None) -> list[Finding]:
+    """Import each package (present is not enough: a broken wheel is found but fails to import)."""
     out = []
     for name, why in packages or REQUIRED_PACKAGES:
-        found = importlib.util.find_spec(name) is not None
-        out.append(Finding(f"package {name}", found, "installed" if found else f"missing (needed for {why})",
-                           "" if found else f"{FIX_INSTALL}; or `pip install {name if name != 'sklearn' else 'scikit-learn'}`"))
+        pip_name = name if name != "sklearn" else "scikit-learn"
+        if importlib.util.find_spec(name) is None:
+            out.append(Finding(f"package {name}", False, f"missing (needed for {why})",
+                               f"{FIX_INSTALL}; or `pip install {pip_name}`"))
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # a broken install raises anything from ImportError to OSError
+            first = (str(err).strip().splitlines() or [""])[0][:120]
+            out.append(Finding(f"package {name}", False, f"installed but fails to import: {type(err).__name__}: {first}",
+                               f"reinstall it: `pip install --force-reinstall {pip_name}`"
+                               + (" (torch: `pip install --force-reinstall torch==2.13.0`)" if name == "torch" else "")))
+            continue
+        out.append(Finding(f"package {name}", True, "installed"))
     return out
 
 
@@ -81,13 +94,17 @@ def check_disk(min_free_gb: float = MIN_FREE_GB) -> Finding:
 
 
 def check_data() -> list[Finding]:
-    from hdai_lessons.core.data import load_manifest, verify
+    from hdai_lessons.core.data import DataError, load_manifest, verify
 
     out = []
-    for entry in load_manifest():
+    try:
+        entries = load_manifest()
+    except DataError as err:
+        return [Finding("data manifest", False, str(err).split(";")[0], str(err).split("; ", 1)[-1])]
+    for entry in entries:
         problem = verify(entry["name"])
         out.append(Finding(f"data {entry['name']}", problem is None, "verified" if problem is None else problem.split(";")[0],
-                           "" if problem is None else f"hdai-lessons data build {entry['name']}"))
+                           "" if problem is None else f"hdai-lessons data restore {entry['name']}"))
     return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -20,6 +21,8 @@ import nbformat
 from hdai_lessons.course.catalogue import Lesson, all_lessons
 from hdai_lessons.core.paths import build_dir
 from hdai_lessons.core.scale import Scale, get_scale
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")   # terminal colour codes
 
 # Environment every headless kernel gets: chosen scale, no network, quiet bars, one thread.
 # (No MPLBACKEND: the kernel's inline backend is what stores figures in the notebook.)
@@ -181,7 +184,8 @@ def _run_one_measured(lesson_id: str, scale: str, out_path: str, claims_file: st
         if inplace:
             nbformat.write(nb, str(lesson.path))
     except Exception as err:  # reported, not raised: the course report lists failures
-        error = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+        text = _ANSI.sub("", str(err)).strip()           # kernel tracebacks are coloured; the report is plain
+        error = f"{type(err).__name__}: {text.splitlines()[-1] if text else ''}"
     wall = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(json.dumps({"lesson": lesson_id, "wall_s": round(wall, 1), "peak_mib": round(peak_kib / 1024, 0), "error": error,

@@ -20,6 +20,7 @@ SFT warm-up is in ``lm.sft``; held-out pass@k in ``lm.evaluation``.
 """
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from hdai_lessons.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from hdai_lessons.core.checkpoint import checkpoint_extra, latest_checkpoint, load_checkpoint, save_checkpoint
 from hdai_lessons.core.progress import progress
 from hdai_lessons.lm.evaluation import evaluate_pass_at_k
 from hdai_lessons.lm.sampling import format_prompts, sample_groups, sequence_logprobs
@@ -128,6 +129,7 @@ class GroupRLTrainer:
         self.rng = random.Random(self.cfg.seed * 1000 + self.accelerator.process_index)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.step_count = 0
+        self._saved_step: "int | None" = None          # the step of the newest checkpoint this run wrote or loaded
         self.history: list[dict[str, float]] = []
 
     # ---------------------------------------------------------------------------------- rollout
@@ -255,7 +257,7 @@ class GroupRLTrainer:
                 callback(m)
             if self.run_dir is not None and self.cfg.ckpt_every and self.step_count % self.cfg.ckpt_every == 0:
                 self.save()
-        if self.run_dir is not None and (not self.history or self.step_count > 0):
+        if self.run_dir is not None and self._saved_step != self.step_count:   # each step is saved once
             self.save()
         return self.history
 
@@ -272,17 +274,38 @@ class GroupRLTrainer:
                      **self.checkpoint_extra()}
             path = save_checkpoint(self.run_dir, self.step_count, _unwrap(self.model, self.accelerator),
                                    self.optimizer, extra=extra)
+        self._saved_step = self.step_count
         self.accelerator.wait_for_everyone()
         return path
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the saved one (all but ``steps`` and ``ckpt_every``,
+        which a resume may extend or change), as JSON values."""
+        cfg = {k: v for k, v in asdict(self.cfg).items() if k not in ("steps", "ckpt_every")}
+        return json.loads(json.dumps({"cfg": cfg, **self.checkpoint_extra()}))
+
+    def _check_fingerprint(self, extra: dict[str, Any]) -> None:
+        """Refuse to continue a saved run with other settings (``--loss lpo_rev --K 2`` on a GRPO, K = 4 run)."""
+        now = self.fingerprint()
+        saved = {"cfg": {k: v for k, v in extra.get("cfg", {}).items() if k not in ("steps", "ckpt_every")},
+                 **{k: extra[k] for k in now if k != "cfg" and k in extra}}
+        diffs = [f"{k}: saved {saved['cfg'].get(k)!r}, now {v!r}" for k, v in now["cfg"].items()
+                 if k in saved["cfg"] and saved["cfg"][k] != v]
+        diffs += [f"{k}: saved {saved[k]!r}, now {now[k]!r}" for k in now if k != "cfg" and k in saved and saved[k] != now[k]]
+        if diffs:
+            raise ValueError(f"{self.run_dir} holds a run with other settings ({'; '.join(diffs)}); "
+                             "resume it with its own settings, or use a new --run-dir")
 
     def resume(self) -> bool:
         """Load the newest checkpoint of ``run_dir`` (if any); True when one was loaded."""
         if self.run_dir is None:
             return False
-        state = load_checkpoint(self.run_dir, _unwrap(self.model, self.accelerator), self.optimizer)
-        if state is None:
+        extra = checkpoint_extra(self.run_dir)
+        if extra is None:
             return False
-        self.step_count = int(state["step"])
+        self._check_fingerprint(extra)
+        state = load_checkpoint(self.run_dir, _unwrap(self.model, self.accelerator), self.optimizer)
+        self.step_count = self._saved_step = int(state["step"])
         self.history = list(state["extra"].get("history", []))
         if "prompt_rng" in state["extra"]:
             self.rng.setstate(_rng_from_json(state["extra"]["prompt_rng"]))
@@ -304,3 +327,28 @@ def _rng_to_json(state: tuple) -> list:
 
 def _rng_from_json(state: list) -> tuple:
     return (state[0], tuple(state[1]), state[2])
+
+
+def train_logged(trainer: GroupRLTrainer, metrics_file: "str | Path", desc: str, echo: bool = False) -> list[dict]:
+    """A launcher's training loop: resume, train, and append one JSON line per iteration to ``metrics_file``.
+
+    On resume the file is first rewritten from the checkpoint's history, so iterations that ran after
+    the last checkpoint (and are run again) are not logged twice. Only the main process writes.
+    """
+    metrics_file = Path(metrics_file)
+    main = trainer.accelerator.is_main_process
+    trainer.resume()
+    if main:
+        lines = "".join(json.dumps(m) + "\n" for m in trainer.history)
+        tmp = metrics_file.with_name(metrics_file.name + ".tmp")
+        tmp.write_text(lines)
+        tmp.replace(metrics_file)
+
+    def log(m: dict) -> None:
+        if main:
+            with open(metrics_file, "a") as f:
+                f.write(json.dumps(m) + "\n")
+            if echo:
+                print(" ".join(f"{k}={v:.4g}" for k, v in m.items()), flush=True)
+
+    return trainer.train(callback=log, desc=desc)

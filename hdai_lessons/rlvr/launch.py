@@ -16,7 +16,7 @@ from pathlib import Path
 from hdai_lessons.core.checkpoint import latest_checkpoint
 from hdai_lessons.core.config import add_config_arguments, config_overrides
 from hdai_lessons.core.seeding import seed_everything
-from hdai_lessons.lm.rl_trainer import RLVRConfig
+from hdai_lessons.lm.rl_trainer import RLVRConfig, train_logged
 from hdai_lessons.rlvr.full import build_run, make_trainer, warm_up
 from hdai_lessons.rlvr.losses import LOSS_NAMES
 
@@ -25,7 +25,10 @@ LAUNCHER_FLAGS = ("seed",)   # RLVRConfig fields the launcher sets itself (--see
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    """The run's identity (scale, loss, run dir, seed) and every ``RLVRConfig`` field as an optional flag."""
+    """The run's identity (scale, loss, run dir, seed) and every ``RLVRConfig`` field as an optional flag.
+
+    Lesson 01.4 (the full-scale command line); Algorithm 1 of LPO's settings as flags.
+    """
     p = argparse.ArgumentParser(prog="python -m hdai_lessons.rlvr.launch", description=__doc__.split("\n")[0])
     p.add_argument("--scale", default=None, help="smoke | toy | full (default $HDAI_SCALE or toy)")
     p.add_argument("--loss", default="lpo_fwd", choices=LOSS_NAMES, help="RLVR loss")
@@ -36,7 +39,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
-    """Build the run for the scale, warm up a fresh run if configured, train with resume, evaluate; return the eval."""
+    """Build the run for the scale, warm up a fresh run if configured, train with resume, evaluate; return the eval.
+
+    Lesson 01.4; Algorithm 1 of LPO at full scale, then held-out pass@k.
+    """
     from accelerate import Accelerator
 
     args = parse_args(argv)
@@ -49,14 +55,7 @@ def main(argv=None) -> dict:
     if latest_checkpoint(run_dir) is None:                  # a resumed run keeps its warmed-up weights
         warm_up(run, seed=args.seed)
     trainer = make_trainer(run, run_dir=run_dir, accelerator=accelerator)
-    metrics_file = run_dir / "metrics.jsonl"
-    def log(m: dict) -> None:
-        if accelerator.is_main_process:
-            with open(metrics_file, "a") as f:
-                f.write(json.dumps(m) + "\n")
-            print(" ".join(f"{k}={v:.4g}" for k, v in m.items()), flush=True)
-
-    trainer.train(callback=log, desc=f"RLVR {args.loss}")
+    train_logged(trainer, run_dir / "metrics.jsonl", desc=f"RLVR {args.loss}", echo=True)
     result = trainer.evaluate(run.held_out, n_samples=run.cfg.eval_samples, ks=run.cfg.eval_ks,
                               temperature=run.cfg.eval_temperature)
     if accelerator.is_main_process:

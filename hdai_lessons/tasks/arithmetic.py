@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from hdai_lessons.tasks.base import Problem
 
-_INT = re.compile(r"\s*(-?(?:0|[1-9]\d{0,39}))\s*")  # canonical: no "+", no leading zeros
+_INT = re.compile(r"\s*(-?(?:0|[1-9]\d{0,39}))\s*", re.ASCII)  # canonical: no "+", no leading zeros
 
 
 def parse_integer(text: str) -> "int | None":

@@ -13,18 +13,26 @@ from pathlib import Path
 
 from hdai_lessons.tasks.base import Problem
 
-_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
+_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?", re.ASCII)   # a candidate; ``normalize_number`` decides
+# A number as people write it: ASCII digits, commas only as thousands separators, an optional decimal part.
+_STRICT = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", re.ASCII)
 _MAX_CHARS = 20_000  # verifier looks at the tail only: no quadratic regex on huge outputs
 
 INSTRUCTION = "Solve the problem. End your answer with '#### ' followed by the final number."
 
 
 def normalize_number(text: str) -> "Fraction | None":
-    """``"$1,234.50"`` → ``Fraction(2469, 2)``; ``None`` if ``text`` is not a number."""
-    s = text.strip().replace(",", "").replace("$", "").rstrip(".")
-    if not re.fullmatch(r"-?\d+(?:\.\d+)?", s) or len(s) > 40:
+    """``"$1,234.50"`` → ``Fraction(2469, 2)``; ``None`` if ``text`` is not a number.
+
+    Commas count only as thousands separators (``"1,,2"`` and ``"12,34"`` are not numbers), digits
+    are ASCII only, and at most 40 characters are read.
+    """
+    if not isinstance(text, str):
         return None
-    return Fraction(s)
+    s = text.strip().replace("$", "").rstrip(".")
+    if len(s) > 40 or not _STRICT.fullmatch(s):
+        return None
+    return Fraction(s.replace(",", ""))
 
 
 def extract_gsm8k_answer(text: str) -> "str | None":
@@ -70,9 +78,10 @@ class GSM8KTask:
         return [self.problems[rng.randrange(len(self.problems))] for _ in range(n)]
 
     def reward(self, problem: Problem, completion: str) -> float:
-        """1.0 iff the extracted answer equals the gold number exactly."""
-        got = extract_gsm8k_answer(completion)
-        return float(got is not None and normalize_number(got) == normalize_number(problem.answer))
+        """1.0 iff the extracted answer is a number equal to the gold number; an unparseable answer never scores."""
+        got = normalize_number(extract_gsm8k_answer(completion) or "")
+        gold = normalize_number(problem.answer)
+        return float(got is not None and gold is not None and got == gold)
 
 
 def problem_from_record(question: str, solution: str) -> Problem:
