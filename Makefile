@@ -22,7 +22,7 @@ NBVAL := -n $(JOBS) --dist loadfile $(NBVAL_ONE)
 .PHONY: help setup lab test test-unit test-notebooks test-notebooks-perturbed test-learner course notebooks exercises readme doctor slides clean
 
 help:
-	@echo "make lab      open JupyterLab on notebooks/ (sets itself up)"
+	@echo "make lab      open JupyterLab on notebooks/learner/ (sets itself up; LAB_DIR=notebooks for the solutions)"
 	@echo "make test     unit tests + every lesson at toy scale (twice: this CPU's float path and a perturbed one)"
 	@echo "              + every learner version at smoke scale"
 	@echo "make course   run every lesson headless; write build/course-report.md"
@@ -31,17 +31,29 @@ help:
 
 setup: $(STAMP)
 
+# TORCH_INDEX: where pip gets torch. Empty (default): PyPI, plus any local wheels pip is configured
+# with. On a Linux machine without a GPU, PyPI's torch pulls multi-GB CUDA libraries; pass the
+# PyTorch CPU index instead:  make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+PIP_QUIET := --quiet --disable-pip-version-check --no-warn-script-location
+
 $(STAMP): pyproject.toml
 	@if [ "$(PY)" = ".venv/bin/python" ] && [ ! -x .venv/bin/python ]; then \
-	  echo "creating .venv with $$(python3 --version)"; python3 -m venv .venv; fi
-	$(PY) -m pip install --quiet --upgrade pip
+	  echo "[setup 1/4] creating .venv with $$(python3 --version)"; python3 -m venv .venv; fi
+	@echo "[setup 2/4] upgrading pip"
+	@$(PY) -m pip install $(PIP_QUIET) --upgrade pip
 	@# the CPU wheel first, so pip never resolves a multi-GB CUDA build on a CPU machine
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	@echo "[setup 3/4] torch 2.13.0 $(if $(TORCH_INDEX),from $(TORCH_INDEX),(CPU wheel; ~1 min on first install))"
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(PIP_QUIET) "torch==2.13.0" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
+	@echo "[setup 4/4] the course package and its tools (jupyterlab, transformers, diffusers, …; ~2 min on first install)"
+	@$(PY) -m pip install $(PIP_QUIET) -e ".[dev]"
 	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
+	@echo "setup done. To use the hdai-lessons command in this shell: source .venv/bin/activate"
 
+# Learners start in notebooks/learner/ (exercises to fill in); the solution notebooks are one level up.
+LAB_DIR ?= notebooks/learner
 lab: setup
-	$(PY) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)
+	$(PY) -m jupyter lab $(LAB_DIR) $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 test: setup test-unit test-notebooks test-notebooks-perturbed test-learner
 

@@ -50,3 +50,25 @@ def test_describe_claim_shows_the_rule_numbers():
            "evidence": {"mean_diff": 0.01, "se": 0.02, "n": 5}}
     assert describe_claim(rec) == "◐ not resolved: a beats b (mean diff +0.01 ± SE 0.02, N=5; a=0.5)"
     assert describe_claim({**rec, "smoke": True}).startswith("· not tested at smoke scale")
+
+
+def test_widget_ids_are_numbered_so_a_rerun_is_not_a_diff():
+    import nbformat
+
+    from hdai_lessons.course.runner import stable_widget_ids
+
+    def nb_with(ids):
+        nb = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell("slider", id="fixed")
+        cell.outputs = [nbformat.v4.new_output("display_data", data={
+            "application/vnd.jupyter.widget-view+json": {"model_id": i, "version_major": 2, "version_minor": 0},
+            "text/plain": "IntSlider"}) for i in ids]
+        nb.cells = [cell]
+        nb.metadata["widgets"] = {"state": {i: {"model_name": "IntSliderModel"} for i in ids}}
+        return nb
+
+    a = stable_widget_ids(nb_with(["3f2a9c", "77b1e0"]))
+    b = stable_widget_ids(nb_with(["d41d8c", "0cc175"]))
+    assert nbformat.writes(a) == nbformat.writes(b)
+    assert a.cells[0].outputs[0].data["application/vnd.jupyter.widget-view+json"]["model_id"] == f"{1:032x}"
+    assert set(a.metadata["widgets"]["state"]) == {f"{1:032x}", f"{2:032x}"}

@@ -49,7 +49,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print("--inplace writes the committed outputs, which use the lesson's own seed: drop --seed or --inplace", file=sys.stderr)
         return 2
     print(f"running lesson {lesson.id} headless (budget {lesson.budget_s} s)…", file=sys.stderr, flush=True)
-    result = run_measured(lesson, args.scale, inplace=args.inplace, seed=args.seed)
+    result = run_measured(lesson, args.scale, inplace=args.inplace, seed=args.seed, progress=True)
     for c in result["claims"]:
         print(f"[{lesson.id}] {describe_claim(c)}")
     if result["error"]:

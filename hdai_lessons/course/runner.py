@@ -39,6 +39,8 @@ HEADLESS_ENV = {
 # once for the whole cell timeout; a wake-up lost in that single wait cost a whole timeout (a
 # 26 s lesson took 627 s), so we wait in short slices instead.
 WAIT_SLICE_S = 1.0
+PROGRESS_ENV = "HDAI_RUN_PROGRESS"     # set by ``run_measured(progress=True)`` for its child process
+PROGRESS_TAG = "[progress]"
 LOG_TAIL_LINES = 40
 
 
@@ -95,6 +97,10 @@ def _sliced_client_class():
             finally:
                 if cell.get("cell_type") == "code":
                     self.cell_seconds.append((cell_index, round(time.perf_counter() - start, 2)))
+                    if os.environ.get(PROGRESS_ENV) == "1":        # ``hdai-lessons run`` shows where it is
+                        total = len(self.nb.cells)
+                        print(f"{PROGRESS_TAG} cell {cell_index + 1}/{total} done in {time.perf_counter() - start:.1f} s",
+                              file=sys.stderr, flush=True)
 
     return SlicedNotebookClient
 
@@ -114,6 +120,27 @@ class _TailHandler:
                 outer.lines.append(f"{time.strftime('%H:%M:%S')} {record.levelname} {record.getMessage()}")
 
         self.handler = _Handler(level=logging.DEBUG)
+
+
+def _local_kernel_manager_class(folder: str):
+    """A kernel manager class that talks to its kernel over local sockets (IPC) in ``folder`` on POSIX.
+
+    Over TCP (Jupyter's default) every kernel start warns that the traffic is unencrypted; a
+    headless run never needs the network, so on Linux and macOS it uses Unix sockets instead.
+    nbclient creates, owns and shuts down the manager as usual.
+    """
+    from jupyter_client import AsyncKernelManager   # what nbclient uses by default
+
+    if os.name != "posix":
+        return AsyncKernelManager
+
+    class LocalSocketKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", os.path.join(folder, "kernel"))
+            super().__init__(**kwargs)
+
+    return LocalSocketKernelManager
 
 
 def execute_notebook(path: Path, out_path: "Path | None", scale: "Scale | str | None" = None,
@@ -145,14 +172,17 @@ def execute_notebook(path: Path, out_path: "Path | None", scale: "Scale | str | 
     log.setLevel(logging.DEBUG)
     log.addHandler(tail.handler)
     client = None
+    ipc_dir = tempfile.TemporaryDirectory(prefix="hdai-kernel-")
     try:
         nb = nbformat.read(str(path), as_version=4)
         client = _sliced_client_class()(nb, timeout=timeout, kernel_name="python3", record_timing=False,
-                                        resources={"metadata": {"path": str(path.parent)}}, log=log)
+                                        resources={"metadata": {"path": str(path.parent)}}, log=log,
+                                        kernel_manager_class=_local_kernel_manager_class(ipc_dir.name))
         client.cell_seconds = []
         client.execute()
     finally:
         log.removeHandler(tail.handler)
+        ipc_dir.cleanup()
         if timings is not None:
             timings["cell_seconds"] = list(client.cell_seconds) if client is not None else []
             timings["log_tail"] = list(tail.lines)
@@ -163,10 +193,35 @@ def execute_notebook(path: Path, out_path: "Path | None", scale: "Scale | str | 
                 os.environ[k] = v
     for cell in nb.cells:  # timestamps would make every re-run a diff
         cell.get("metadata", {}).pop("execution", None)
+    nb = stable_widget_ids(nb)
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, str(out_path))
     return nb
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def stable_widget_ids(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Replace the random ids of widget outputs by ids numbered in order of appearance.
+
+    ipywidgets gives every widget a fresh uuid, so re-executing an unchanged lesson rewrote every
+    notebook with a widget; numbered ids make a re-run that changes nothing a zero diff. The ids
+    also key the saved widget state (``metadata.widgets``), which is renamed consistently.
+    """
+    ids: dict[str, str] = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            view = out.get("data", {}).get(WIDGET_VIEW)
+            if view and view.get("model_id") and view["model_id"] not in ids:
+                ids[view["model_id"]] = f"{len(ids) + 1:032x}"
+    if not ids:
+        return nb
+    text = nbformat.writes(nb)
+    for old, new in ids.items():
+        text = text.replace(old, new)
+    return nbformat.reads(text, as_version=4)
 
 
 def _run_one_measured(lesson_id: str, scale: str, out_path: str, claims_file: str, inplace: bool,
@@ -193,7 +248,8 @@ def _run_one_measured(lesson_id: str, scale: str, out_path: str, claims_file: st
                       "log_tail": timings.get("log_tail", []) if error else []}))
 
 
-def run_measured(lesson: Lesson, scale: "Scale | str | None", inplace: bool = False, seed: "int | None" = None) -> dict:
+def run_measured(lesson: Lesson, scale: "Scale | str | None", inplace: bool = False, seed: "int | None" = None,
+                 progress: bool = False) -> dict:
     """Run one lesson in a fresh process; return wall time, peak memory, error, cell timings and claims.
 
     ``seed`` overrides the lesson's base seed (``hdai-lessons run LESSON --seed N``); executed
@@ -206,20 +262,29 @@ def run_measured(lesson: Lesson, scale: "Scale | str | None", inplace: bool = Fa
     out_path = build_dir() / "executed" / folder / lesson.path.parent.name / lesson.path.name
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
         claims_file = f.name
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-c",
          "import sys; from hdai_lessons.course.runner import _run_one_measured as r; "
          "r(*sys.argv[1:5], sys.argv[5] == '1', None if sys.argv[6] == '' else int(sys.argv[6]))",
          lesson.id, scale_v, str(out_path), claims_file, "1" if inplace else "0", "" if seed is None else str(seed)],
-        capture_output=True, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, PROGRESS_ENV: "1" if progress else "0"},
     )
+    other_stderr = []
+    for line in proc.stderr:                       # progress lines are shown as they come, the rest kept
+        if line.startswith(PROGRESS_TAG):
+            print(f"  [{lesson.id}]{line[len(PROGRESS_TAG):].rstrip()}", file=sys.stderr, flush=True)
+        else:
+            other_stderr.append(line)
+    stdout = proc.stdout.read()
+    proc.wait()
     result = {"lesson": lesson.id, "seed": seed, "wall_s": None, "peak_mib": None, "error": None,
               "cell_seconds": [], "log_tail": []}
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    lines = [l for l in stdout.splitlines() if l.startswith("{")]
     if lines:
         result.update(json.loads(lines[-1]))
     else:
-        result["error"] = (proc.stderr.strip().splitlines() or ["runner crashed"])[-1]
+        result["error"] = ("".join(other_stderr).strip().splitlines() or ["runner crashed"])[-1]
     claims_path = Path(claims_file)
     result["claims"] = [json.loads(l) for l in claims_path.read_text().splitlines() if l.strip()]
     claims_path.unlink(missing_ok=True)

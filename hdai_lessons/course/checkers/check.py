@@ -53,15 +53,52 @@ def _case_name(case: Case, k: int) -> str:
     return f"case {k + 1}" + (f" ({case.label})" if case.label else "")
 
 
-def _matching_mistake(exercise: Exercise, case: Case, ours: Any) -> "str | None":
+def _same_behaviour(exercise: Exercise, a: tuple[Any, tuple], b: tuple[Any, tuple]) -> bool:
+    """Two calls' outputs agree, and so do their gradients when the exercise checks gradients."""
+    (out_a, in_a), (out_b, in_b) = a, b
+    if describe_difference(out_a, out_b, atol=exercise.atol, rtol=exercise.rtol) is not None:
+        return False
+    if not exercise.grad_wrt:
+        return True
+    ga, gb = _grads(out_a, in_a, exercise.grad_wrt), _grads(out_b, in_b, exercise.grad_wrt)
+    if isinstance(ga, str) or isinstance(gb, str):
+        return isinstance(ga, str) and isinstance(gb, str)
+    return all(describe_difference(x, y, atol=exercise.atol, rtol=exercise.rtol) is None for x, y in zip(ga, gb))
+
+
+def _matching_mistake(exercise: Exercise, cases: list[Case], fn: Callable[..., Any]) -> "str | None":
+    """The hint of the known mistake that behaves like ``fn`` on *every* case (values and gradients).
+
+    Matching on every case, not just the failing one, keeps two mistakes that agree on one input from
+    being confused; when no mistake matches throughout, no hint is shown rather than a wrong one.
+    """
     for mistake in exercise.mistakes:
         try:
-            theirs, _ = _call(mistake.fn, case, ())
+            if all(_same_behaviour(exercise, _call(fn, c, exercise.grad_wrt), _call(mistake.fn, c, exercise.grad_wrt))
+                   for c in cases):
+                return f"This looks like a known mistake — {mistake.name}: {mistake.hint}"
         except Exception:
             continue
-        if describe_difference(ours, theirs, atol=exercise.atol, rtol=exercise.rtol) is None:
-            return f"This looks like a known mistake — {mistake.name}: {mistake.hint}"
     return None
+
+
+def _describe_value(x: Any, limit: int = 6) -> str:
+    """A short, readable rendering of one input: small tensors in full, large ones by shape and dtype."""
+    if torch.is_tensor(x):
+        head = f"tensor{tuple(x.shape)} {str(x.dtype).replace('torch.', '')}"
+        if x.numel() <= limit:
+            return f"{head} {[round(v, 6) if isinstance(v, float) else v for v in x.detach().flatten().tolist()]}"
+        return head
+    if callable(x):
+        return getattr(x, "__name__", type(x).__name__)
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe_inputs(case: Case) -> str:
+    """The inputs of a case, one short item each: what a learner needs to reproduce the failure."""
+    items = [_describe_value(a) for a in case.args] + [f"{k}={_describe_value(v)}" for k, v in case.kwargs.items()]
+    return "inputs: (" + ", ".join(items) + ")"
 
 
 def find_problem(fn: Callable[..., Any], exercise: Exercise) -> "str | None":
@@ -95,8 +132,8 @@ def find_problem(fn: Callable[..., Any], exercise: Exercise) -> "str | None":
                         diff = d + " (values match but gradients do not: a detach / stop-gradient in the wrong place?)"
                         break
         if diff is not None:
-            msg = f"{where}: {diff}"
-            hint = _matching_mistake(exercise, case, ours)
+            msg = f"{where}: {diff}\n  {describe_inputs(case)}"
+            hint = _matching_mistake(exercise, cases, fn)
             return msg + ("\n  " + hint if hint else "")
     if exercise.check_fn is not None:
         extra = exercise.check_fn(fn)

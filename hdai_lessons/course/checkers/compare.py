@@ -31,8 +31,9 @@ def describe_difference(ours: Any, ref: Any, *, atol: float = 1e-5, rtol: float 
     ref_t = _as_tensor(ref)
     if ref_t is not None:
         ours_t = _as_tensor(ours)
-        if ours_t is None:
-            return f"{where}: expected a {type(ref).__name__} of shape {tuple(ref_t.shape)}, got {type(ours).__name__}"
+        if ours_t is None or torch.is_tensor(ours) != torch.is_tensor(ref):      # a numpy array is not a tensor
+            kind = "torch.Tensor" if torch.is_tensor(ref) else "numpy array"
+            return f"{where}: expected a {kind} of shape {tuple(ref_t.shape)}, got {type(ours).__name__}"
         if tuple(ours_t.shape) != tuple(ref_t.shape):
             return f"{where}: shape {tuple(ours_t.shape)}, expected {tuple(ref_t.shape)}"
         if ours_t.dtype != ref_t.dtype:
@@ -48,6 +49,12 @@ def describe_difference(ours: Any, ref: Any, *, atol: float = 1e-5, rtol: float 
             bad = ~close | nan_mismatch
         if not bool(bad.any()):
             return None
+        if a.is_floating_point() or a.is_complex():
+            broken = ~torch.isfinite(a) & torch.isfinite(b)          # NaN/inf where the reference is finite
+            if bool(broken.any()):
+                idx = tuple(int(i) for i in torch.nonzero(broken)[0].tolist()) if broken.dim() else ()
+                return (f"{where}: {int(broken.sum())} of {broken.numel()} values are NaN/inf where the reference is "
+                        f"finite; first at index {idx}: got {_fmt(a[idx].item())}, expected {_fmt(b[idx].item())}")
         idx = tuple(int(i) for i in torch.nonzero(bad)[0].tolist()) if bad.dim() else ()
         va, vb = a[idx].item(), b[idx].item()
         msg = f"{where}: {int(bad.sum())} of {bad.numel()} values differ; first at index {idx}: got {_fmt(va)}, expected {_fmt(vb)}"
@@ -56,8 +63,6 @@ def describe_difference(ours: Any, ref: Any, *, atol: float = 1e-5, rtol: float 
             if finite.any():
                 err = (a.double() - b.double()).abs()[finite].max().item()
                 msg += f" (max abs error {err:.3g})"
-            if not torch.isfinite(a).all() and torch.isfinite(b).all():
-                msg += "; your output has NaN/inf where the reference is finite"
         return msg
     if isinstance(ref, bool) or ref is None or isinstance(ref, str):
         return None if ours == ref else f"{where}: got {_fmt(ours)}, expected {_fmt(ref)}"
