@@ -1,18 +1,26 @@
 """Module 04 foundations: data, conditional flow matching, samplers, NFE counting, flow maps."""
 from __future__ import annotations
 
+import ast
 import math
+import pathlib
+from dataclasses import fields
 
 import pytest
 import torch
 
-from hdai_lessons.flows.cfm import CFMConfig, cfm_loss, denoiser, linear_path, train_cfm
+from hdai_lessons import flows
+from hdai_lessons.core.config import field_docs
+from hdai_lessons.flows.cfm import CFMConfig, FlowMatchingLessonConfig, cfm_loss, denoiser, linear_path, train_cfm
 from hdai_lessons.flows.data2d import Checkerboard, GaussianMixture, Moons, Rings, make_dataset
 from hdai_lessons.flows.metrics import energy_distance
 from hdai_lessons.flows.flowmap import (
-    DistillConfig, TeacherFlowMap, composition_error, distill_flow_map, distillation_target, flow_map_sample,
-    sample_grid_pairs, teacher_trajectories,
+    DistillConfig, FlowMapLessonConfig, TeacherFlowMap, composition_error, distill_flow_map, distillation_target,
+    flow_map_sample, sample_grid_pairs, teacher_trajectories,
 )
+from hdai_lessons.flows.full import FullScaleLessonConfig
+from hdai_lessons.flows.guidance import GuidanceConfig, GuidanceLessonConfig
+from hdai_lessons.flows.images import ClassifierConfig, DigitFlowConfig, DigitGuidanceLessonConfig
 from hdai_lessons.flows.models import FlowMapMLP, VelocityMLP, as_time
 from hdai_lessons.flows.pretrained import load_toy_flow
 from hdai_lessons.flows.sampling import NFECounter, integrate, sample
@@ -253,3 +261,47 @@ def test_nfe_quality_sweep_counts_and_improves(toy):
     assert res["euler"]["nfe"] == [1, 2, 3, 16] and res["midpoint"]["nfe"] == [2, 16]  # odd budgets skipped
     assert res["euler"]["energy"][-1] < 0.1 * res["euler"]["energy"][0]
     assert res["euler"]["logp"][-1] > res["euler"]["logp"][0]
+
+
+
+# ----------------------------------------------------------------------------- lesson configs and code-to-lesson links
+CONFIGS = [FlowMatchingLessonConfig, FlowMapLessonConfig, GuidanceLessonConfig, DigitGuidanceLessonConfig,
+           FullScaleLessonConfig, CFMConfig, DistillConfig, GuidanceConfig, ClassifierConfig, DigitFlowConfig]
+
+
+def test_every_config_field_has_an_attribute_docstring():
+    for cls in CONFIGS:
+        assert set(field_docs(cls)) == {f.name for f in fields(cls)}, cls.__name__
+
+
+def test_lesson_configs_keep_the_committed_sizes():
+    """The notebooks' committed outputs were computed with these values: a change here invalidates them."""
+    fm = [FlowMatchingLessonConfig.for_scale(s) for s in ("smoke", "toy", "full")]
+    assert [(c.net, c.train, c.n_eval, c.n_seeds, c.nfes) for c in fm] == [
+        ({"hidden": 32, "depth": 2}, CFMConfig(steps=30, batch=128, lr=3e-3), 300, 2, (1, 2, 4)),
+        ({"hidden": 96, "depth": 3}, CFMConfig(steps=1500, batch=512, lr=3e-3), 2000, 4, (1, 2, 4, 8, 16, 32, 64)),
+        ({"hidden": 256, "depth": 4}, CFMConfig(steps=20_000, batch=4096, lr=1e-3), 8000, 5, (1, 2, 4, 8, 16, 32, 64, 128))]
+    toy = FlowMapLessonConfig.for_scale("toy")
+    assert (toy.distill, toy.n_eval, toy.n_seeds, toy.n_claim, toy.budgets, toy.jacobian_grid) == (
+        DistillConfig(n_traj=2048, grid_steps=32, steps=600, batch=512, lr=3e-3), 2000, 4, 4000, (1, 2, 4, 8), 60)
+    assert FlowMapLessonConfig.for_scale("smoke").distill == DistillConfig(n_traj=256, grid_steps=8, steps=20, batch=128)
+    assert GuidanceLessonConfig.for_scale("toy") == GuidanceLessonConfig(n=256, n_seeds=8, exact_iters=15, pool=20000)
+    assert DigitGuidanceLessonConfig.for_scale("toy") == DigitGuidanceLessonConfig(
+        n=64, n_seeds=8, targets=(3, 8), lams=(0.3, 1.0), budgets=(12, 24))
+    full = FullScaleLessonConfig.for_scale("full")
+    assert (full.model, full.n, full.n_seeds, full.budgets) == ("flux-schnell", 2, 2, (12,))
+    assert FullScaleLessonConfig.for_scale("toy").on_digits and not full.on_digits
+
+
+def test_every_public_name_of_module_04_names_its_lesson_and_source():
+    """Each public function and class says which lesson teaches it and what of the paper it implements."""
+    missing = []
+    for path in sorted(pathlib.Path(flows.__file__).parent.glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                doc = ast.get_docstring(node) or ""
+                if "Lesson 04." not in doc and "Lessons 04." not in doc:
+                    missing.append(f"{path.name}:{node.name} (no lesson)")
+                elif not any(k in doc for k in ("FMRG", "Lipman", "no paper counterpart")):
+                    missing.append(f"{path.name}:{node.name} (no source)")
+    assert not missing, missing

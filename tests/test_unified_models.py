@@ -162,3 +162,28 @@ def test_a_run_is_the_same_alone_or_beside_other_arms():
     beside = run(1)
     assert alone[0] == beside[0] and alone[1] == beside[1] and repr(alone[2]) == repr(beside[2])  # repr: NaN-safe
     assert all(torch.equal(a, b) for a, b in zip(alone[3], beside[3]))
+
+
+def test_lesson_configs_document_every_field_and_grow_with_the_scale():
+    """Module 05's lesson sizes come from configs (the notebooks never spell a scale choice)."""
+    from dataclasses import fields
+
+    from hdai_lessons.core.config import field_docs
+    from hdai_lessons.unified.full import FullConfig
+    from hdai_lessons.unified.train import TextToImageLessonConfig, UnderstandingLessonConfig, UnifiedLessonConfig
+
+    from hdai_lessons.unified.shapes import WorldConfig
+
+    for cls in (WorldConfig, UnderstandingConfig, GenerationConfig, MMDiTConfig, MLLMConfig, UnderstandingLessonConfig,
+                TextToImageLessonConfig, UnifiedLessonConfig, FullConfig):
+        assert {f.name for f in fields(cls)} == set(field_docs(cls)), cls.__name__
+    for cls in (UnderstandingLessonConfig, TextToImageLessonConfig, UnifiedLessonConfig):
+        assert cls.for_scale("toy") == cls()
+    assert UnderstandingLessonConfig.for_scale("smoke").stage1.steps < UnderstandingLessonConfig.for_scale("toy").stage1.steps
+    assert TextToImageLessonConfig.for_scale("smoke").n_eval < TextToImageLessonConfig.for_scale("toy").n_eval
+    u = UnifiedLessonConfig.for_scale("toy")
+    assert (u.ablation_arm("joint").alpha_ntp, u.ablation_arm("frozen").alpha_ntp) == (0.5, 0.0)
+    assert u.ablation_arm("joint").steps == u.ablation.steps and u.ablation.alpha_ntp == 0.0
+    with pytest.raises(ValueError, match="ablation arm"):
+        u.ablation_arm("both")
+    assert FullConfig.for_scale("full").size is None and FullConfig.for_scale("toy") == FullConfig()

@@ -5,6 +5,14 @@ flow matching on the linear path), ``models`` (``VelocityMLP``, ``FlowMapMLP``),
 (``NFECounter``, Euler/midpoint ``integrate``), ``flowmap`` (teacher map, distillation),
 ``pretrained`` (the shipped 2-D flow that lesson 04.3 loads).
 
+Guidance (lessons 04.3–04.5): ``guidance`` (every method behind ``guide``), ``adjoint``, ``tilt``, ``rewards``,
+``metrics``, ``images`` (8×8 digits), ``full`` (diffusers flow models).
+
+Each lesson's sizes per scale are one ``<Topic>LessonConfig`` next to the code it teaches:
+``cfm.FlowMatchingLessonConfig`` (04.1), ``flowmap.FlowMapLessonConfig`` (04.2),
+``guidance.GuidanceLessonConfig`` (04.3), ``images.DigitGuidanceLessonConfig`` (04.4),
+``full.FullScaleLessonConfig`` (04.5).
+
 Paper convention throughout: t = 0 is noise, t = 1 is data.
 """
 from hdai_lessons.flows.cfm import cfm_loss, cfm_target, linear_path, train_cfm

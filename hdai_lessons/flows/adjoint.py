@@ -24,7 +24,10 @@ from hdai_lessons.flows.sampling import GuidanceResult, NFECounter
 
 
 def controlled_rollout(v: Callable, x0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Euler rollout of ẋ = b(x, t) + u_k: x0 (B, D), u (N, B, D) → path (N+1, B, D). Differentiable."""
+    """Euler rollout of ẋ = b(x, t) + u_k: x0 (B, D), u (N, B, D) → path (N+1, B, D). Differentiable.
+
+    Lesson 04.3; the controlled ODE ẋ = b_t(x) + u_t of FMRG "Control problem", Euler-discretised.
+    """
     n = u.shape[0]
     dt = 1.0 / n
     xs = [x0]
@@ -34,7 +37,10 @@ def controlled_rollout(v: Callable, x0: torch.Tensor, u: torch.Tensor) -> torch.
 
 
 def objective(v: Callable, reward: Callable, x0: torch.Tensor, u: torch.Tensor, lam: float) -> torch.Tensor:
-    """The discretised cost J(u) per trajectory: Σ_k Δt‖u_k‖²/(2λ) − r(x_N). → (B,)."""
+    """The discretised cost J(u) per trajectory: Σ_k Δt‖u_k‖²/(2λ) − r(x_N). → (B,).
+
+    Lesson 04.3; the cost ∫‖u_t‖²/(2λ) dt − r(x_1) of FMRG "Control problem", discretised.
+    """
     n = u.shape[0]
     x_n = controlled_rollout(v, x0, u)[-1]
     return (u**2).sum(-1).sum(0) * (1.0 / n) / (2 * lam) - reward(x_n)
@@ -44,6 +50,9 @@ def costate_step(v: Callable, x_k: torch.Tensor, t_k: float, dt: float, p_next: 
     """One backward step of the discrete adjoint: p_k = p_{k+1} + Δt (∂b/∂x)(x_k, t_k)ᵀ p_{k+1}.
 
     x_k, p_next: (B, D) → p_k (B, D). One VJP through the velocity network.
+
+    Lesson 04.3 (exercise 04.3.1); the costate equation ṗ = −(∇_x b_t)ᵀ p of FMRG "Pontryagin derivation",
+    discretised.
     """
     with torch.enable_grad():
         xg = x_k.detach().requires_grad_(True)
@@ -57,6 +66,8 @@ def adjoint_gradient(v: Callable, reward: Callable, x0: torch.Tensor, u: torch.T
 
     Equal to autograd through ``objective`` (the test checks it); the costates ``p`` are returned
     for the control update u ← −λ p_{k+1}.
+
+    Lesson 04.3; ∂J/∂u_t = u_t/λ + p_t of FMRG "Pontryagin derivation".
     """
     n = u.shape[0]
     dt = 1.0 / n
@@ -92,6 +103,9 @@ def solve_optimal_control(v: Callable, reward: Callable, x0: torch.Tensor, lam: 
 
     Returns a ``sampling.GuidanceResult`` (method "exact"); cost per iteration 2N forwards
     (rollout + recomputation in the adjoint) + N VJPs, plus the final rollout.
+
+    Lesson 04.3; the iterative adjoint solver of FMRG "Pontryagin derivation" (the "exact OC" row of "Hierarchy
+    of approximations").
     """
 
     if x0.dim() != 2:

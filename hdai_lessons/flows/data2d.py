@@ -19,7 +19,11 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 class GaussianMixture:
-    """Mixture of isotropic Gaussians: means ``(K, D)``, stds ``(K,)`` (or a float), weights ``(K,)``."""
+    """Mixture of isotropic Gaussians: means ``(K, D)``, stds ``(K,)`` (or a float), weights ``(K,)``.
+
+    Lesson 04.1 (the shipped 8-mode mixture is used in 04.2–04.3); FMRG "Toy experiment for the course" ("Data";
+    rings and moons: its "Manifold variant").
+    """
 
     def __init__(self, means: torch.Tensor, stds: "float | torch.Tensor" = 1.0, weights: "torch.Tensor | None" = None):
         self.means = torch.as_tensor(means, dtype=torch.float32)
@@ -98,7 +102,11 @@ class _NoisyCurves(abc.ABC):
 
 
 class Moons(_NoisyCurves):
-    """Two interleaved half circles (scikit-learn's ``make_moons`` geometry), scaled and centred."""
+    """Two interleaved half circles (scikit-learn's ``make_moons`` geometry), scaled and centred.
+
+    Lesson 04.1 (the shipped 8-mode mixture is used in 04.2–04.3); FMRG "Toy experiment for the course" ("Data";
+    rings and moons: its "Manifold variant").
+    """
 
     def __init__(self, noise: float = 0.1, scale: float = 2.0, n_quad: int = 512):
         super().__init__(noise, n_quad)
@@ -114,7 +122,11 @@ class Moons(_NoisyCurves):
 
 
 class Rings(_NoisyCurves):
-    """Concentric circles of the given radii; points spread in proportion to circumference."""
+    """Concentric circles of the given radii; points spread in proportion to circumference.
+
+    Lesson 04.1 (the shipped 8-mode mixture is used in 04.2–04.3); FMRG "Toy experiment for the course" ("Data";
+    rings and moons: its "Manifold variant").
+    """
 
     def __init__(self, radii: "tuple[float, ...]" = (1.0, 2.5), noise: float = 0.1, n_quad: int = 1024):
         super().__init__(noise, n_quad)
@@ -130,7 +142,11 @@ class Rings(_NoisyCurves):
 
 
 class Checkerboard:
-    """Uniform on the dark squares of an ``n × n`` board of side ``size`` centred at 0."""
+    """Uniform on the dark squares of an ``n × n`` board of side ``size`` centred at 0.
+
+    Lesson 04.1 (the shipped 8-mode mixture is used in 04.2–04.3); FMRG "Toy experiment for the course" ("Data";
+    rings and moons: its "Manifold variant").
+    """
 
     dim = 2
 
@@ -162,7 +178,11 @@ DATASETS = {"gmm": GaussianMixture.circle, "moons": Moons, "rings": Rings, "chec
 
 
 def make_dataset(name: str, **kwargs):
-    """Build a data set by name: ``"gmm"`` (8 modes on a circle), ``"moons"``, ``"rings"``, ``"checkerboard"``."""
+    """Build a data set by name: ``"gmm"`` (8 modes on a circle), ``"moons"``, ``"rings"``, ``"checkerboard"``.
+
+    Lesson 04.1 (the shipped 8-mode mixture is used in 04.2–04.3); FMRG "Toy experiment for the course" ("Data";
+    rings and moons: its "Manifold variant").
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown 2-D data set {name!r}; choose one of {sorted(DATASETS)}")
     return DATASETS[name](**kwargs)

@@ -7,12 +7,13 @@ X_{s,t}(x_s) = x_t, with X_{t,t} = id, the semigroup property X_{t,u}∘X_{s,t} 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from hdai_lessons.core.progress import progress
+from hdai_lessons.core.scale import by_scale
+from hdai_lessons.flows.cfm import adam_cosine_fit
 from hdai_lessons.flows.models import FlowMapMLP, as_time, bcast
 from hdai_lessons.flows.sampling import EVALS_PER_STEP, VelocityField, integrate
 
@@ -23,6 +24,9 @@ class TeacherFlowMap(nn.Module):
     Costs ``substeps`` NFE per call (``2·substeps`` with ``method="midpoint"``), whatever t − s:
     this is the expensive map a distilled ``FlowMapMLP`` replaces by one network call.
     ``x (B, D)``, ``s, t`` float or ``(B,)`` → ``(B, D)``; differentiable in ``x``.
+
+    Lesson 04.2 (used again in 04.3–04.5); the flow map X_{s,t} of FMRG "Base flow and flow map", as the teacher
+    of FMRG "Toy experiment for the course" ("Flow map" (a)).
     """
 
     def __init__(self, v: VelocityField, substeps: int = 64, method: str = "euler"):
@@ -41,7 +45,11 @@ class TeacherFlowMap(nn.Module):
 
 
 def composition_error(X, x: torch.Tensor, s: float, t: float, u: float) -> float:
-    """Mean ‖X_{t,u}(X_{s,t}(x)) − X_{s,u}(x)‖ over the batch (0 for an exact flow map). ``x (B, D)``."""
+    """Mean ‖X_{t,u}(X_{s,t}(x)) − X_{s,u}(x)‖ over the batch (0 for an exact flow map). ``x (B, D)``.
+
+    Lesson 04.2 (exercise 04.2.3); the semigroup property X_{t,u}∘X_{s,t} = X_{s,u} of FMRG "Base flow and flow
+    map".
+    """
     with torch.no_grad():
         two = X(X(x, s, t), t, u)
         one = X(x, s, u)
@@ -49,7 +57,11 @@ def composition_error(X, x: torch.Tensor, s: float, t: float, u: float) -> float
 
 
 def flow_map_sample(X, x0: torch.Tensor, steps: int) -> torch.Tensor:
-    """Few-step sampling with a flow map: ``steps`` jumps on the uniform grid 0 → 1 (``steps`` NFE). ``(B, D)``."""
+    """Few-step sampling with a flow map: ``steps`` jumps on the uniform grid 0 → 1 (``steps`` NFE). ``(B, D)``.
+
+    Lesson 04.2 (exercise 04.2.1; used again in 04.4); few-step sampling x_1 = X_{0,1}(x_0) by jumps, FMRG "Base
+    flow and flow map".
+    """
     ts = torch.linspace(0.0, 1.0, steps + 1)
     x = x0
     for k in range(steps):
@@ -64,6 +76,9 @@ def teacher_trajectories(v: VelocityField, x0: torch.Tensor, grid_steps: int = 6
     Returns ``ts (N+1,)``, ``path (N+1, B, D)`` with ``path[k] ≈ X_{0,t_k}(x0)`` and
     ``vel (N+1, B, D)`` = ``v(path[k], t_k)`` (the tangent targets). N = ``grid_steps``.
     Cost: N·(1 or 2) + (N + 1) velocity evaluations, once.
+
+    Lesson 04.2; FMRG "Toy experiment for the course" ("Flow map" (b): the teacher endpoints the student
+    regresses onto).
     """
     path = integrate(v, x0, 0.0, 1.0, grid_steps, method, return_path=True)  # (N+1, B, D)
     ts = torch.linspace(0.0, 1.0, grid_steps + 1, dtype=x0.dtype, device=x0.device)
@@ -76,6 +91,8 @@ def sample_grid_pairs(n: int, grid_steps: int, generator: "torch.Generator | Non
 
     A fraction ``p_diag`` has i = j (tangent condition), ``p_end`` has j = N (the endpoint map
     X_{t,1} that FMRG evaluates), the rest is uniform over i < j.
+
+    Lesson 04.2; FMRG "Toy experiment for the course" ("Flow map" (b): random s < t).
     """
     N = grid_steps
     a = torch.randint(0, N + 1, (n,), generator=generator)
@@ -94,6 +111,9 @@ def distillation_target(xs: torch.Tensor, xt: torch.Tensor, s: torch.Tensor, t: 
     With X_{s,t}(x) = x + (t − s) v_φ, matching the teacher endpoint x_t means
     v_φ = (x_t − x_s)/(t − s); on the diagonal s = t the target is the velocity v(x_s, s)
     (the tangent condition ∂_t X_{s,t}|_{t=s} = b_s). ``s, t (B,)``.
+
+    Lesson 04.2 (exercise 04.2.2); the average velocity of X_{s,t}(x) = x + (t − s) v_φ and the tangent
+    condition of FMRG "Base flow and flow map".
     """
     dt = bcast(t - s, xs)
     diag = dt.abs() < 1e-8
@@ -103,13 +123,54 @@ def distillation_target(xs: torch.Tensor, xt: torch.Tensor, s: torch.Tensor, t: 
 
 @dataclass
 class DistillConfig:
-    """Flow-map distillation settings."""
+    """Flow-map distillation settings (``distill_flow_map``).
 
-    n_traj: int = 4096      #: teacher trajectories in the bank
-    grid_steps: int = 64    #: teacher grid (Euler sub-steps from 0 to 1)
-    steps: int = 1500       #: optimiser steps
-    batch: int = 512        #: pairs per step
-    lr: float = 2e-3        #: Adam learning rate (cosine-decayed to 0)
+    Lesson 04.2; FMRG "Toy experiment for the course" ("Flow map" (b)).
+    """
+
+    n_traj: int = 4096
+    """Teacher trajectories in the bank."""
+    grid_steps: int = 64
+    """Teacher grid (Euler sub-steps from 0 to 1)."""
+    steps: int = 1500
+    """Optimiser steps."""
+    batch: int = 512
+    """Pairs per step."""
+    lr: float = 2e-3
+    """Adam learning rate (cosine-decayed to 0)."""
+
+
+
+@dataclass
+class FlowMapLessonConfig:
+    """Lesson 04.2's sizes: the distillation run, the evaluation, the budgets and the claim's seeds.
+
+    Lesson 04.2; FMRG "Toy experiment for the course" ("Flow map" (b)).
+    """
+
+    distill: DistillConfig = field(default_factory=lambda: DistillConfig(n_traj=2048, grid_steps=32, steps=600,
+                                                                         batch=512, lr=3e-3))
+    """The distillation run (``distill_flow_map``)."""
+    n_eval: int = 2000
+    """Samples per evaluation (shared noise and reference data)."""
+    n_seeds: int = 4
+    """Independently distilled maps for the claim (§6)."""
+    n_claim: int = 4000
+    """Samples per seed for the claim's measurements."""
+    budgets: tuple = (1, 2, 4, 8)
+    """NFE budgets of the few-step comparison (map jumps vs Euler vs midpoint)."""
+    jacobian_grid: int = 60
+    """Points per side of the grid on which ‖∂X_{t,1}/∂x‖ is mapped (``endpoint_jacobian_norm``)."""
+
+    @classmethod
+    def for_scale(cls, scale) -> FlowMapLessonConfig:
+        """The rung's sizes: smoke (seconds), toy (a laptop CPU, the default), full (a GPU)."""
+        return by_scale(scale,
+                        smoke=cls(distill=DistillConfig(n_traj=256, grid_steps=8, steps=20, batch=128), n_eval=300,
+                                  n_seeds=2, n_claim=300, budgets=(1, 2), jacobian_grid=20),
+                        toy=cls(),
+                        full=cls(distill=DistillConfig(n_traj=32_768, grid_steps=64, steps=10_000, batch=4096, lr=1e-3),
+                                 n_eval=8000, n_seeds=8, n_claim=8000, budgets=(1, 2, 4, 8, 16), jacobian_grid=120))
 
 
 def distill_flow_map(student: FlowMapMLP, v: VelocityField, cfg: DistillConfig = DistillConfig(), generator: "torch.Generator | None" = None, desc: str = "distil") -> list[float]:
@@ -121,6 +182,8 @@ def distill_flow_map(student: FlowMapMLP, v: VelocityField, cfg: DistillConfig =
 
     Returns the loss per step. The student is trained in place, on its own device; the bank is
     computed on the teacher's device and moved (teacher and student may live on different devices).
+
+    Lesson 04.2; FMRG "Toy experiment for the course" ("Flow map" (b)).
     """
     dim = student.dim
     dev = next(student.parameters()).device
@@ -128,22 +191,16 @@ def distill_flow_map(student: FlowMapMLP, v: VelocityField, cfg: DistillConfig =
     v_dev = v_params[0].device if v_params else torch.device("cpu")
     x0 = torch.randn(cfg.n_traj, dim, generator=generator)
     ts, path, vel = (a.to(dev) for a in teacher_trajectories(v, x0.to(v_dev), cfg.grid_steps))  # bank on the teacher's device
-    opt = torch.optim.Adam(student.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.steps, 1))
-    losses = []
-    for _ in progress(range(cfg.steps), desc=desc):
+
+    def batch_loss() -> torch.Tensor:
         idx = torch.randint(0, cfg.n_traj, (cfg.batch,), generator=generator).to(dev)
         i, j = (a.to(dev) for a in sample_grid_pairs(cfg.batch, cfg.grid_steps, generator))
         xs, xt, v_s = path[i, idx], path[j, idx], vel[i, idx]  # (batch, D)
         s, t = ts[i], ts[j]
         target = distillation_target(xs, xt, s, t, v_s)
-        loss = (student.average_velocity(xs, s, t) - target).pow(2).sum(-1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    return losses
+        return (student.average_velocity(xs, s, t) - target).pow(2).sum(-1).mean()
+
+    return adam_cosine_fit(student.parameters(), batch_loss, cfg.steps, cfg.lr, desc)
 
 
 def endpoint_jacobian_norm(X, x: torch.Tensor, t: float, end: float = 1.0) -> torch.Tensor:
@@ -152,6 +209,8 @@ def endpoint_jacobian_norm(X, x: torch.Tensor, t: float, end: float = 1.0) -> to
     FMRG-J's control is λ (∂X_{t,1}/∂x)ᵀ ∇r(X_{t,1}(x)); this norm bounds how much the Jacobian can
     amplify the reward gradient. Between modes, where the flow splits, it is large.
     Uses ``torch.func.jacrev`` per point (``vmap``): D backward passes' worth per point.
+
+    Lesson 04.2; FMRG "Jacobian (J) vs Euclidean (E)".
     """
     def single(z: torch.Tensor) -> torch.Tensor:  # (D,) -> (D,)
         return X(z[None], t, end)[0]

@@ -30,6 +30,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from hdai_lessons.core.scale import by_scale
+
 KINDS = ("sd3", "flux")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -37,7 +39,11 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # ------------------------------------------------------------------------------ packing (FLUX)
 def pack_latents(lat: torch.Tensor) -> torch.Tensor:
-    """FLUX's 2×2 packing: (B, C, H, W) → (B, (H/2)(W/2), 4C) (as ``FluxPipeline._pack_latents``)."""
+    """FLUX's 2×2 packing: (B, C, H, W) → (B, (H/2)(W/2), 4C) (as ``FluxPipeline._pack_latents``).
+
+    Lesson 04.5 (exercise 04.5.2); FLUX's packing, which the FMRG code calls from the FLUX pipeline (FMRG
+    "Related libraries").
+    """
     b, c, h, w = lat.shape
     if h % 2 or w % 2:
         raise ValueError(f"FLUX latents need even height and width, got {(h, w)}")
@@ -46,14 +52,20 @@ def pack_latents(lat: torch.Tensor) -> torch.Tensor:
 
 
 def unpack_latents(tok: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Inverse of ``pack_latents``: (B, (H/2)(W/2), 4C) → (B, C, H, W)."""
+    """Inverse of ``pack_latents``: (B, (H/2)(W/2), 4C) → (B, C, H, W).
+
+    Lesson 04.5; FLUX's packing (FMRG "Related libraries").
+    """
     b, n, d = tok.shape
     x = tok.reshape(b, h // 2, w // 2, d // 4, 2, 2).permute(0, 3, 1, 4, 2, 5)  # (B, C, H/2, 2, W/2, 2)
     return x.reshape(b, d // 4, h, w)
 
 
 def latent_image_ids(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """FLUX positional ids of the packed tokens: ((H/2)(W/2), 3) rows [0, row, col]."""
+    """FLUX positional ids of the packed tokens: ((H/2)(W/2), 3) rows [0, row, col].
+
+    Lesson 04.5; FLUX's token ids (FMRG "Related libraries").
+    """
     ids = torch.zeros(h // 2, w // 2, 3)
     ids[..., 1] = torch.arange(h // 2)[:, None]
     ids[..., 2] = torch.arange(w // 2)[None, :]
@@ -67,6 +79,8 @@ class PromptEmbeddings:
 
     prompt_embeds: (1, T, joint_attention_dim); pooled: (1, pooled_projection_dim);
     text_ids: (T, 3) for FLUX (zeros), unused for SD3.
+
+    Lesson 04.5; FMRG "Full-scale lesson options", Option A ("Ungated alternatives": FLUX.1-schnell, SD3.5).
     """
 
     prompt_embeds: torch.Tensor
@@ -79,6 +93,9 @@ class DiffusersVelocity(nn.Module):
 
     ``forward(x (B, D), t (B,)) -> (B, D)`` with D = C·H·W of ``latent_shape``; differentiable in x.
     The transformer runs in its own dtype (bf16 at full scale); x and the output stay float32.
+
+    Lesson 04.5; FMRG "Conventions" (the code's t is 1 − the paper's t) and FMRG "Full-scale lesson options",
+    Option A ("Ungated alternatives": FLUX.1-schnell, SD3.5).
     """
 
     def __init__(self, transformer: nn.Module, kind: str, latent_shape: "tuple[int, int, int]",
@@ -134,6 +151,9 @@ class OneStepFlowMap(nn.Module):
 
     For s → 1 it is DPS's denoiser, so FMRG with this map differs from DPS only in its base dynamics
     (jumps vs Euler steps); a better map (``TeacherFlowMap`` or a distilled flow-map model) separates them.
+
+    Lesson 04.5; FMRG "Full-scale lesson options", Option A ("Ungated alternatives": FLUX.1-schnell, SD3.5): a
+    one-step prediction as an approximate X_{t,1}.
     """
 
     nfe_per_call = 1
@@ -155,6 +175,9 @@ class LatentDecoder(nn.Module):
 
     z_vae = z / scaling_factor + shift_factor (the pipelines' convention); with ``vae=None`` the
     latents *are* the pixels (in [−1, 1]), as in the toy.
+
+    Lesson 04.5; FMRG "Full-scale lesson options", Option A ("Ungated alternatives": FLUX.1-schnell, SD3.5); the
+    reward is taken on decoded images (FMRG "Code-level details").
     """
 
     def __init__(self, vae: "nn.Module | None", latent_shape: "tuple[int, int, int]"):
@@ -179,6 +202,8 @@ def clip_preprocess(img: torch.Tensor, size: int) -> torch.Tensor:
     """CLIP's preprocessing, differentiable: bilinear resize to ``size``², then (img − mean)/std per channel.
 
     img: (B, 3, H, W) in [0, 1] → (B, 3, size, size). (CLIP's own processor uses PIL: no gradients.)
+
+    Lesson 04.5 (exercise 04.5.3); the CLIP preprocessing of the reward ensemble, FMRG "Code-level details".
     """
     img = nn.functional.interpolate(img, size=(size, size), mode="bilinear", align_corners=False)
     mean = torch.tensor(CLIP_MEAN, device=img.device, dtype=img.dtype).view(1, 3, 1, 1)
@@ -190,6 +215,9 @@ def diffusers_denoiser(x: torch.Tensor, sigma: torch.Tensor, v_d: torch.Tensor) 
     """DPS's endpoint in diffusers' convention: x̂_0 = x − σ·v_d (= x + (1 − t) b_t(x) with t = 1 − σ).
 
     x, v_d: (B, ...) ; sigma: (B,) → (B, ...).
+
+    Lesson 04.5 (exercise 04.5.1); x̂_0 = x − σ v of FMRG "Full-scale lesson options", Option A ("Ungated
+    alternatives": FLUX.1-schnell, SD3.5), the denoiser of FMRG "Base flow and flow map".
     """
     return x - sigma.reshape(-1, *([1] * (x.dim() - 1))) * v_d
 
@@ -199,6 +227,8 @@ class CLIPReward:
 
     Preprocessing is CLIP's, written with differentiable ops: bilinear resize to the vision model's
     image size, then normalisation by CLIP's mean/std (no PIL, so gradients pass).
+
+    Lesson 04.5; the CLIP term (scale·cos) of the reward ensemble, FMRG "Code-level details".
     """
 
     def __init__(self, clip_model: nn.Module, text_features: torch.Tensor, decoder: Callable, scale: float = 100.0):
@@ -222,7 +252,10 @@ class CLIPReward:
 
 
 def clip_text_features(clip_model: nn.Module, tokenizer, prompt: str) -> torch.Tensor:
-    """CLIP text embedding of ``prompt``: (1, E)."""
+    """CLIP text embedding of ``prompt``: (1, E).
+
+    Lesson 04.5; the CLIP term of the reward ensemble, FMRG "Code-level details".
+    """
     ids = tokenizer([prompt], padding=True, return_tensors="pt")
     with torch.no_grad():
         out = clip_model.get_text_features(**{k: v.to(clip_model.device) for k, v in ids.items()})
@@ -232,7 +265,10 @@ def clip_text_features(clip_model: nn.Module, tokenizer, prompt: str) -> torch.T
 # ------------------------------------------------------------------------------ setups
 @dataclass
 class FlowSetup:
-    """Everything ``guide`` needs for one prompt on a latent flow model."""
+    """Everything ``guide`` needs for one prompt on a latent flow model.
+
+    Lesson 04.5; FMRG "Full-scale lesson options", Option A ("Ungated alternatives": FLUX.1-schnell, SD3.5).
+    """
 
     velocity: DiffusersVelocity
     flow_map: nn.Module
@@ -252,7 +288,11 @@ class FlowSetup:
 
 
 def tiny_transformer(kind: str, seed: int = 0) -> nn.Module:
-    """A tiny randomly initialised ``SD3Transformer2DModel`` / ``FluxTransformer2DModel`` (CI configs)."""
+    """A tiny randomly initialised ``SD3Transformer2DModel`` / ``FluxTransformer2DModel`` (CI configs).
+
+    Lesson 04.5 (the CI check of the wiring); FMRG "Full-scale lesson options", Option A ("Ungated
+    alternatives": FLUX.1-schnell, SD3.5), in tiny random configs.
+    """
     from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
 
     torch.manual_seed(seed)
@@ -268,7 +308,11 @@ def tiny_transformer(kind: str, seed: int = 0) -> nn.Module:
 
 
 def tiny_vae(latent_channels: int = 4, seed: int = 0) -> nn.Module:
-    """A tiny randomly initialised ``AutoencoderKL`` (one down block: 2× spatial compression)."""
+    """A tiny randomly initialised ``AutoencoderKL`` (one down block: 2× spatial compression).
+
+    Lesson 04.5 (the CI check of the wiring); FMRG "Full-scale lesson options", Option A ("Ungated
+    alternatives": FLUX.1-schnell, SD3.5), in tiny random configs.
+    """
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
@@ -278,7 +322,11 @@ def tiny_vae(latent_channels: int = 4, seed: int = 0) -> nn.Module:
 
 
 def tiny_clip(seed: int = 0, image_size: int = 32) -> nn.Module:
-    """A tiny randomly initialised ``CLIPModel`` (vision + text towers) built in memory."""
+    """A tiny randomly initialised ``CLIPModel`` (vision + text towers) built in memory.
+
+    Lesson 04.5 (the CI check of the wiring); FMRG "Full-scale lesson options", Option A ("Ungated
+    alternatives": FLUX.1-schnell, SD3.5), in tiny random configs.
+    """
     from transformers import CLIPConfig, CLIPModel
 
     torch.manual_seed(seed)
@@ -296,6 +344,9 @@ def build_tiny(kind: str = "sd3", seed: int = 0, flow_map: str = "one_step", tea
 
     Latents are (4, 8, 8) for both (FLUX packs them into 16 tokens of 16 channels); the VAE decodes to 16×16 images.
     ``flow_map``: "one_step" (``OneStepFlowMap``) or "teacher" (``TeacherFlowMap``, ``teacher_substeps``).
+
+    Lesson 04.5; FMRG "Full-scale lesson options", Option A ("Ungated alternatives": FLUX.1-schnell, SD3.5), in
+    tiny random configs.
     """
     from hdai_lessons.flows.flowmap import TeacherFlowMap
 
@@ -315,7 +366,10 @@ def build_tiny(kind: str = "sd3", seed: int = 0, flow_map: str = "one_step", tea
 
 @dataclass(frozen=True)
 class FullModel:
-    """A full-scale model choice: the hub repo, its kind, latent channels and the VAE's downsampling."""
+    """A full-scale model choice: the hub repo, its kind, latent channels and the VAE's downsampling.
+
+    Lesson 04.5; FMRG "Full-scale lesson options", Option A ("Ungated alternatives": FLUX.1-schnell, SD3.5).
+    """
 
     repo_id: str
     kind: str
@@ -338,6 +392,9 @@ def load_full(model: str = "flux-schnell", prompt: str = "a photo of a cat", rew
 
     Raises ``hdai_lessons.core.assets.MissingAssetError`` naming ``hdai-lessons fetch 04.5`` when the
     weights are not downloaded. The text encoders run once (prompt embeddings), then are freed.
+
+    Lesson 04.5 (full scale); FMRG "Full-scale lesson options", Option A ("Ungated alternatives":
+    FLUX.1-schnell, SD3.5).
     """
     from transformers import CLIPModel, CLIPTokenizer
 
@@ -382,6 +439,8 @@ def euler_sample_scheduler(velocity: DiffusersVelocity, x0: torch.Tensor, steps:
     """Unguided sampling with diffusers' own ``FlowMatchEulerDiscreteScheduler`` (shift 1), for parity tests.
 
     x0: (B, D) noise → (B, D) latents. Equals ``guide("unguided", ...)`` with Euler steps on t = 1 − σ.
+
+    Lesson 04.5; diffusers' FlowMatchEulerDiscreteScheduler, FMRG "Related libraries".
     """
     from diffusers import FlowMatchEulerDiscreteScheduler
 
@@ -401,7 +460,11 @@ DIGITS_SHAPE = (1, 8, 8)
 
 
 def digits_sd3_transformer(seed: int = 0) -> nn.Module:
-    """The toy rung's model: a small ``SD3Transformer2DModel`` on 8×8 single-channel pixels (16 tokens)."""
+    """The toy rung's model: a small ``SD3Transformer2DModel`` on 8×8 single-channel pixels (16 tokens).
+
+    Lesson 04.5 (toy rung); FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and
+    a small classifier reward).
+    """
     from diffusers import SD3Transformer2DModel
 
     torch.manual_seed(seed)
@@ -420,6 +483,9 @@ def train_digits_sd3(steps: int = 2500, batch: int = 64, lr: float = 2e-3, seed:
 
     x_σ = ``FlowMatchEulerDiscreteScheduler.scale_noise``-style σ·ε + (1 − σ)·x_0, target v_d = ε − x_0,
     σ ~ logit-normal (SD3's training distribution). Returns (frozen model, losses).
+
+    Lesson 04.5 (toy rung); FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and
+    a small classifier reward).
     """
     from hdai_lessons.core.progress import progress
     from hdai_lessons.flows.images import load_digits_tensor, split
@@ -448,7 +514,11 @@ def train_digits_sd3(steps: int = 2500, batch: int = 64, lr: float = 2e-3, seed:
 
 
 def build_digits_sd3_checkpoint(out_path, seed: int) -> None:
-    """Generator of ``flows-digits-sd3`` (``hdai-lessons data build flows-digits-sd3``)."""
+    """Generator of ``flows-digits-sd3`` (``hdai-lessons data build flows-digits-sd3``).
+
+    Lesson 04.5 (toy rung); FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and
+    a small classifier reward).
+    """
     from safetensors.torch import save_file
 
     model, losses = train_digits_sd3(seed=seed)
@@ -458,7 +528,11 @@ def build_digits_sd3_checkpoint(out_path, seed: int) -> None:
 
 def load_digits_setup(target: int = 3, flow_map: str = "teacher", teacher_substeps: int = 4) -> FlowSetup:
     """The toy rung of lesson 04.5: the shipped SD3-on-digits model, pixels as latents, the shipped
-    digit classifier's log p(target | x) as the reward. Same ``FlowSetup`` as ``load_full``."""
+    digit classifier's log p(target | x) as the reward. Same ``FlowSetup`` as ``load_full``.
+
+    Lesson 04.5 (toy rung); FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and
+    a small classifier reward).
+    """
     from safetensors.torch import load_file
 
     from hdai_lessons.core.data import data_path
@@ -482,6 +556,9 @@ def matched_nfe_specs(setup: FlowSetup, lam: float, budget: int = 12, teacher_su
 
     DPS: N = budget/3 Euler steps (2N forwards + N VJPs). FMRG-J: the ``teacher_substeps``-step teacher
     map, N = budget/(3k). FMRG-E: N = budget/(2k). Best-of-n: n = budget/4 samples of 4 Euler steps.
+
+    Lesson 04.5; the matched-NFE comparisons of FMRG "Experimental setup & headline results" (GenEval), costs as
+    FMRG "Cost (NFE), from the code".
     """
     from hdai_lessons.flows.flowmap import TeacherFlowMap
 
@@ -501,7 +578,52 @@ def matched_nfe_specs(setup: FlowSetup, lam: float, budget: int = 12, teacher_su
 
 def run_matched(setup: FlowSetup, specs: list, seeds: "list[int]", n: int,
                 metrics: "dict[str, Callable[[torch.Tensor], float]] | None" = None) -> tuple[list, dict]:
-    """``guidance.run_specs`` on a ``FlowSetup``: (rows, first-seed samples per label)."""
+    """``guidance.run_specs`` on a ``FlowSetup``: (rows, first-seed samples per label).
+
+    Lesson 04.5; the matched-NFE comparisons of FMRG "Experimental setup & headline results".
+    """
     from hdai_lessons.flows.guidance import run_specs
 
     return run_specs(specs, setup.reward, setup.velocity, seeds, n, setup.dim, metrics)
+
+
+@dataclass
+class FullScaleLessonConfig:
+    """Lesson 04.5's rung: which flow model is guided, and the sizes of the matched-NFE comparison.
+
+    Lesson 04.5; FMRG "Full-scale lesson options": Option A (FLUX.1-schnell, full scale), Option B (digits).
+    """
+
+    model: str = "digits"
+    """``"digits"`` (the shipped SD3-on-digits model, ``load_digits_setup``) or a ``FULL_MODELS`` key (``load_full``)."""
+    prompt: str = "a photo of a cat"
+    """The text prompt of a real model (unused on digits)."""
+    reward_prompt: str = "a watercolor painting"
+    """The CLIP reward's text (unused on digits: the reward is the classifier's log p(target | x))."""
+    target: int = 3
+    """The digit class the classifier reward asks for (digits only)."""
+    n: int = 64
+    """Samples (trajectories) per method and seed."""
+    n_seeds: int = 8
+    """Seeds of the paired claims (seed i = the lesson's base seed + i)."""
+    budgets: tuple = (12, 24)
+    """Matched NFE budgets per sample (forward + VJP; ``matched_nfe_specs``)."""
+    lam: float = 1.0
+    """Guidance strength λ."""
+
+    @property
+    def on_digits(self) -> bool:
+        """True on the digits model (its samples can be classified and compared with real digits)."""
+        return self.model == "digits"
+
+    def load_setup(self, device: str | torch.device = "cuda") -> FlowSetup:
+        """The ``FlowSetup`` this rung guides (``load_digits_setup`` or ``load_full`` on ``device``)."""
+        if self.on_digits:
+            return load_digits_setup(target=self.target)
+        return load_full(self.model, prompt=self.prompt, reward_prompt=self.reward_prompt, device=device)
+
+    @classmethod
+    def for_scale(cls, scale) -> FullScaleLessonConfig:
+        """Smoke and toy: the digits model on a CPU; full: FLUX.1-schnell on a GPU, a few samples."""
+        return by_scale(scale, smoke=cls(n=8, n_seeds=2, budgets=(12,)), toy=cls(),
+                        full=cls(model="flux-schnell", n=2, n_seeds=2, budgets=(12,)))

@@ -36,6 +36,7 @@ from typing import Callable
 
 import torch
 
+from hdai_lessons.core.scale import by_scale
 from hdai_lessons.flows.models import as_time
 from hdai_lessons.flows.sampling import GuidanceResult, NFECounter
 
@@ -46,32 +47,76 @@ CONTROLS = ("raw", "normalized", "adam")
 
 @dataclass
 class GuidanceConfig:
-    """Settings shared by every method (unused fields are ignored by a method)."""
+    """Settings shared by every method (unused fields are ignored by a method).
 
-    steps: int = 4             #: grid steps N of the sampler (flow-map jumps or Euler steps)
-    lam: float = 1.0           #: guidance strength λ (the control cost weight 1/(2λ))
-    n_opt: int = 1             #: inner control steps per grid step (FMRG's n_opt)
-    t_stop: float = 1.0        #: guide only while t_{k+1} ≤ t_stop (early stopping)
-    control: str = "raw"       #: "raw" u = λg; "normalized" ‖u‖ = λ‖b‖; "adam" Adam-stepped (authors' code)
-    n_particles: int = 8       #: best-of-N: N
-    dflow_iters: int = 5       #: D-Flow: gradient steps on the noise
-    dflow_lr: float = 0.5      #: D-Flow: step size
-    dflow_prior: float = 1.0   #: D-Flow: weight of the Gaussian prior ½‖x_0‖² on the noise
-    adjoint_iters: int = 20    #: exact OC: adjoint iterations
-    adjoint_damping: float = 0.5  #: exact OC: u ← (1−α)u + α(−λp)
-    record: bool = False       #: keep the path and the controls (for plots)
+    Lessons 04.3–04.5; FMRG "Discretisation by operator splitting" and "Early stopping".
+    """
+
+    steps: int = 4
+    """Grid steps N of the sampler (flow-map jumps or Euler steps)."""
+    lam: float = 1.0
+    """Guidance strength λ (the control cost weight 1/(2λ))."""
+    n_opt: int = 1
+    """Inner control steps per grid step (FMRG's n_opt)."""
+    t_stop: float = 1.0
+    """Guide only the grid steps with t_k < t_stop (early stopping, FMRG "Early stopping"; ``guided_steps``)."""
+    control: str = "raw"
+    """"raw" u = λg; "normalized" ‖u‖ = λ‖b‖; "adam" Adam-stepped (authors' code)."""
+    n_particles: int = 8
+    """Best-of-N: the number N of unguided samples reranked."""
+    dflow_iters: int = 5
+    """D-Flow: gradient steps on the noise."""
+    dflow_lr: float = 0.5
+    """D-Flow: step size."""
+    dflow_prior: float = 1.0
+    """D-Flow: weight of the Gaussian prior ½‖x_0‖² on the noise."""
+    adjoint_iters: int = 20
+    """Exact OC: adjoint iterations (``adjoint.solve_optimal_control``)."""
+    adjoint_damping: float = 0.5
+    """Exact OC: u ← (1−α)u + α(−λp)."""
+    record: bool = False
+    """Keep the path and the controls (for plots)."""
+
+
+@dataclass
+class GuidanceLessonConfig:
+    """Lesson 04.3's sizes: samples per run, the claim's seeds, the exact solver's iterations, the tilt pool.
+
+    Lesson 04.3; FMRG "Toy experiment for the course" ("Methods": exact adjoint OC, the reference tilt).
+    """
+
+    n: int = 256
+    """Samples (trajectories) per method and seed."""
+    n_seeds: int = 8
+    """Seeds of the paired claims (seed i = the lesson's base seed + i)."""
+    exact_iters: int = 15
+    """Adjoint iterations of the exact optimal-control baseline (``GuidanceConfig.adjoint_iters``)."""
+    pool: int = 20000
+    """Unguided samples resampled into the reward tilt (``tilt.tilt_resample``)."""
+
+    @classmethod
+    def for_scale(cls, scale) -> GuidanceLessonConfig:
+        """The rung's sizes: smoke (seconds), toy (a laptop CPU, the default), full (a GPU)."""
+        return by_scale(scale, smoke=cls(n=64, n_seeds=2, exact_iters=3, pool=4000), toy=cls(),
+                        full=cls(n=2048, n_seeds=10, exact_iters=40, pool=200000))
 
 
 # ----------------------------------------------------------------------------- endpoints
 def euler_endpoint(v: Callable, x: torch.Tensor, t: float) -> torch.Tensor:
-    """DPS's endpoint, the denoiser x̂_1 = E[x_1 | x_t = x] = x + (1 − t) b_t(x) (FMRG "Base flow"): (B, D) → (B, D)."""
+    """DPS's endpoint, the denoiser x̂_1 = E[x_1 | x_t = x] = x + (1 − t) b_t(x) (FMRG "Base flow and flow map"): (B, D) → (B, D).
+
+    Lesson 04.3; the DPS row of FMRG "Hierarchy of approximations".
+    """
     if t >= 1.0:
         return x
     return x + (1.0 - t) * v(x, as_time(float(t), x))
 
 
 def flow_map_endpoint(X: Callable, x: torch.Tensor, t: float) -> torch.Tensor:
-    """FMRG's endpoint X_{t,1}(x) (X_{1,1} = id costs nothing): (B, D) → (B, D)."""
+    """FMRG's endpoint X_{t,1}(x) (X_{1,1} = id costs nothing): (B, D) → (B, D).
+
+    Lesson 04.3; the endpoint X_{t,1}(x) of FMRG "FMRG control law".
+    """
     if t >= 1.0:
         return x
     return X(x, float(t), 1.0)
@@ -85,6 +130,8 @@ def reward_through(endpoint_fn: Callable[[torch.Tensor], torch.Tensor], reward: 
     ``jacobian=True``: g = ∇_x r(E(x)) = (∂E/∂x)ᵀ ∇r(E(x)) (one VJP through the network).
     ``jacobian=False``: g = ∇r(E(x)) with E(x) detached (no backprop through the network).
     With ``return_endpoint`` also the (detached) endpoint E(x): (B, D).
+
+    Lesson 04.3; FMRG "Jacobian (J) vs Euclidean (E)".
     """
     with torch.enable_grad():
         if jacobian:
@@ -100,27 +147,42 @@ def reward_through(endpoint_fn: Callable[[torch.Tensor], torch.Tensor], reward: 
 
 
 def fmrg_j_control(X: Callable, reward: Reward, x: torch.Tensor, t: float, lam: float) -> torch.Tensor:
-    """FMRG-J: u_t(x) = λ ∇X_{t,1}(x)ᵀ ∇r(X_{t,1}(x)) = λ ∇_x[r(X_{t,1}(x))] (FMRG control law): (B, D) → (B, D)."""
+    """FMRG-J: u_t(x) = λ ∇X_{t,1}(x)ᵀ ∇r(X_{t,1}(x)) = λ ∇_x[r(X_{t,1}(x))] (FMRG control law): (B, D) → (B, D).
+
+    Lesson 04.3; FMRG "FMRG control law" (the FMRG-J row of "Hierarchy of approximations").
+    """
     return lam * reward_through(lambda z: flow_map_endpoint(X, z, t), reward, x, jacobian=True)
 
 
 def fmrg_e_control(X: Callable, reward: Reward, x: torch.Tensor, t: float, lam: float) -> torch.Tensor:
-    """FMRG-E: u_t(x) = λ ∇r(X_{t,1}(x)) at the detached endpoint (no Jacobian): (B, D) → (B, D)."""
+    """FMRG-E: u_t(x) = λ ∇r(X_{t,1}(x)) at the detached endpoint (no Jacobian): (B, D) → (B, D).
+
+    Lesson 04.3; FMRG "Jacobian (J) vs Euclidean (E)" (the FMRG-E row of "Hierarchy of approximations").
+    """
     return lam * reward_through(lambda z: flow_map_endpoint(X, z, t), reward, x, jacobian=False)
 
 
 def dps_control(v: Callable, reward: Reward, x: torch.Tensor, t: float, lam: float) -> torch.Tensor:
-    """DPS: u_t(x) = λ ∇_x r(x̂_1(x)), x̂_1 = x + (1−t) b_t(x) (hierarchy table, DPS row): (B, D) → (B, D)."""
+    """DPS: u_t(x) = λ ∇_x r(x̂_1(x)), x̂_1 = x + (1−t) b_t(x) (hierarchy table, DPS row): (B, D) → (B, D).
+
+    Lesson 04.3; the DPS row of FMRG "Hierarchy of approximations".
+    """
     return lam * reward_through(lambda z: euler_endpoint(v, z, t), reward, x, jacobian=True)
 
 
 def flowchef_control(v: Callable, reward: Reward, x: torch.Tensor, t: float, lam: float) -> torch.Tensor:
-    """FlowChef-style: u_t(x) = λ ∇r(x̂_1) at the detached Euler endpoint (no Jacobian): (B, D) → (B, D)."""
+    """FlowChef-style: u_t(x) = λ ∇r(x̂_1) at the detached Euler endpoint (no Jacobian): (B, D) → (B, D).
+
+    Lesson 04.3; the FlowChef row of FMRG "Hierarchy of approximations".
+    """
     return lam * reward_through(lambda z: euler_endpoint(v, z, t), reward, x, jacobian=False)
 
 
 def flow_map_jacobian(X: Callable, x: torch.Tensor, t: float) -> torch.Tensor:
-    """The explicit Jacobian ∂X_{t,1}/∂x at each row: (B, D) → (B, D, D), row i = ∇_x X_{t,1}(x)_i (D VJPs)."""
+    """The explicit Jacobian ∂X_{t,1}/∂x at each row: (B, D) → (B, D, D), row i = ∇_x X_{t,1}(x)_i (D VJPs).
+
+    Lesson 04.3; FMRG "Jacobian (J) vs Euclidean (E)".
+    """
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         out = flow_map_endpoint(X, xg, t)  # (B, D)
@@ -170,7 +232,10 @@ def _apply_control(g: torch.Tensor, cfg: GuidanceConfig, base_velocity: torch.Te
 
 # ----------------------------------------------------------------------------- samplers
 def guided_steps(steps: int, t_stop: float) -> list[bool]:
-    """Which grid steps k = 0..N−1 are guided under early stopping: t_k = k/N < t_stop. → N bools."""
+    """Which grid steps k = 0..N−1 are guided under early stopping: t_k = k/N < t_stop. → N bools.
+
+    Lesson 04.3; FMRG "Early stopping".
+    """
     return [k / steps < t_stop - 1e-9 for k in range(steps)]
 
 
@@ -271,6 +336,9 @@ def guide(method: str, reward: Reward, x0: torch.Tensor, cfg: "GuidanceConfig | 
         flow_map: ``X(x, s, t)`` — needed by ``fmrg_e``, ``fmrg_j``, ``dflow``, ``best_of_n`` and
             ``unguided`` (with no flow map, ``unguided`` takes Euler steps of ``velocity``).
         generator: for ``best_of_n``'s extra particles.
+
+    Lesson 04.3 (used again in 04.4–04.5); FMRG "Discretisation by operator splitting" and "Algorithm
+    (pseudo-code)"; the methods of "Hierarchy of approximations".
     """
     cfg = cfg or GuidanceConfig()
     if x0.dim() != 2:
@@ -305,7 +373,10 @@ def guide(method: str, reward: Reward, x0: torch.Tensor, cfg: "GuidanceConfig | 
 def evaluate(res: GuidanceResult, reward: Reward, log_prob: Callable, tilt_samples: "torch.Tensor | None" = None,
              on_manifold_threshold: float = -6.0) -> dict:
     """Metrics of one run: mean reward, data log-density (floored at −20), on-manifold fraction,
-    control energy, total variance, energy distance to ``tilt_samples`` (if given), and NFE counts."""
+    control energy, total variance, energy distance to ``tilt_samples`` (if given), and NFE counts.
+
+    Lesson 04.3; FMRG "Toy experiment for the course" ("Plots").
+    """
     from hdai_lessons.flows.metrics import data_log_density, energy_distance, mean_reward, on_manifold_fraction, sample_variance
 
     x = res.samples
@@ -325,6 +396,8 @@ def run_suite(specs: "list[tuple[str, str, GuidanceConfig]]", reward: Reward, ve
     Each row: ``{"label", "method", "seed", "steps", "lam", "t_stop", "control", **evaluate(...)}``.
     The noise x_0 ~ N(0, I) of shape (n, D) is drawn from ``seed``, so methods are compared on
     identical starting points (a paired comparison).
+
+    Lesson 04.3; FMRG "Toy experiment for the course" ("Methods", paired over seeds).
     """
     dim = getattr(flow_map, "dim", 2)
     rows = []
@@ -341,7 +414,10 @@ def run_suite(specs: "list[tuple[str, str, GuidanceConfig]]", reward: Reward, ve
 
 
 def summarize(rows: list[dict], keys: "tuple[str, ...]" = ("reward", "log_density", "nfe")) -> dict:
-    """Mean and std over seeds per label: ``{label: {key: (mean, std)}}`` (population std)."""
+    """Mean and std over seeds per label: ``{label: {key: (mean, std)}}`` (population std).
+
+    Lessons 04.3–04.5; a helper with no paper counterpart (reporting).
+    """
     out: dict = {}
     for label in dict.fromkeys(r["label"] for r in rows):
         sel = [r for r in rows if r["label"] == label]
@@ -353,13 +429,19 @@ def summarize(rows: list[dict], keys: "tuple[str, ...]" = ("reward", "log_densit
 
 
 def jacobian_norms(X: Callable, x: torch.Tensor, t: float) -> torch.Tensor:
-    """Spectral norm of ∂X_{t,1}/∂x at each row: (B, D) → (B,) (how much FMRG-J's Jacobian amplifies)."""
+    """Spectral norm of ∂X_{t,1}/∂x at each row: (B, D) → (B,) (how much FMRG-J's Jacobian amplifies).
+
+    Lesson 04.3; FMRG "Jacobian (J) vs Euclidean (E)".
+    """
     jac = flow_map_jacobian(X, x, t)  # (B, D, D)
     return torch.linalg.matrix_norm(jac, ord=2)
 
 
 def format_table(summary: dict, keys: "tuple[str, ...]" = ("reward", "log_density", "nfe"), digits: int = 3) -> str:
-    """A fixed-width text table of ``summarize`` output: one row per label, ``mean ± std`` per key."""
+    """A fixed-width text table of ``summarize`` output: one row per label, ``mean ± std`` per key.
+
+    Lessons 04.3–04.5; a helper with no paper counterpart (reporting).
+    """
     head = f"{'method':22s}" + "".join(f"{k:>20s}" for k in keys)
     lines = [head]
     for label, d in summary.items():
@@ -377,6 +459,8 @@ def run_specs(specs: list, reward: Reward, velocity, seeds: "list[int]", n: int,
 
     Returns (rows, samples): rows ``{"label", "method", "seed", "reward", "nfe", "nfe_forward",
     "nfe_vjp", **metrics}``; ``samples[label]`` = the first seed's ``(n, dim)`` samples (for grids).
+
+    Lesson 04.4; matched-NFE comparisons, costs as FMRG "Cost (NFE), from the code".
     """
     rows, samples = [], {}
     for seed in seeds:
@@ -399,6 +483,8 @@ def matched_steps(method: str, budget: int, nfe_per_map_call: int = 1, base_step
     DPS and FMRG-J: 2 forwards (endpoint + step) + 1 VJP per step, times the map's cost → budget/(3k).
     FlowChef and FMRG-E: 2 forwards per step → budget/(2k). Best-of-N: budget/(base_steps·k) particles.
     Raises if the budget is not divisible (so comparisons stay exactly matched).
+
+    Lesson 04.4 (exercise 04.4.2); FMRG "Cost (NFE), from the code".
     """
     per = {"dps": 3, "fmrg_j": 3, "flowchef": 2, "fmrg_e": 2, "best_of_n": base_steps, "unguided": 1}
     if method not in per:

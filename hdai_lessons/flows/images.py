@@ -19,10 +19,15 @@ import torch
 from torch import nn
 
 from hdai_lessons.core.progress import progress
+from hdai_lessons.core.scale import by_scale
 
 
 def load_digits_tensor() -> tuple[torch.Tensor, torch.Tensor]:
-    """scikit-learn's bundled digits: x ``(1797, 64)`` float32 scaled from [0, 16] to [−1, 1], y ``(1797,)`` int64."""
+    """scikit-learn's bundled digits: x ``(1797, 64)`` float32 scaled from [0, 16] to [−1, 1], y ``(1797,)`` int64.
+
+    Lesson 04.4; FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and a small
+    classifier reward).
+    """
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -32,14 +37,22 @@ def load_digits_tensor() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def split(n: int, test_frac: float = 0.2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed random train/test split of ``range(n)``: (train_idx, test_idx)."""
+    """A fixed random train/test split of ``range(n)``: (train_idx, test_idx).
+
+    Lesson 04.4; FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and a small
+    classifier reward).
+    """
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     k = int(round(n * test_frac))
     return perm[k:], perm[:k]
 
 
 class DigitClassifier(nn.Module):
-    """A small CNN on 8×8 digits: ``(B, 1, 8, 8)`` (or ``(B, 64)``) → logits ``(B, 10)``."""
+    """A small CNN on 8×8 digits: ``(B, 1, 8, 8)`` (or ``(B, 64)``) → logits ``(B, 10)``.
+
+    Lesson 04.4; FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and a small
+    classifier reward).
+    """
 
     def __init__(self, width: int = 32):
         super().__init__()
@@ -59,17 +72,30 @@ class DigitClassifier(nn.Module):
 
 @dataclass
 class ClassifierConfig:
-    """Digit-classifier training settings."""
+    """Digit-classifier training settings (the reward of lessons 04.4–04.5; ``train_digit_classifier``).
 
-    steps: int = 600        #: Adam steps
-    batch: int = 128        #: images per step
-    lr: float = 3e-3        #: learning rate
-    noise: float = 0.5      #: max std of the Gaussian noise added to half of each batch
-    width: int = 32         #: conv width
+    Lesson 04.4; FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and a small
+    classifier reward).
+    """
+
+    steps: int = 600
+    """Adam steps."""
+    batch: int = 128
+    """Images per step."""
+    lr: float = 3e-3
+    """Learning rate."""
+    noise: float = 0.5
+    """Max std of the Gaussian noise added to half of each batch."""
+    width: int = 32
+    """Conv width."""
 
 
 def train_digit_classifier(cfg: ClassifierConfig = ClassifierConfig(), seed: int = 0) -> tuple[DigitClassifier, float]:
-    """Train ``DigitClassifier`` on the train split; return (frozen classifier, clean test accuracy)."""
+    """Train ``DigitClassifier`` on the train split; return (frozen classifier, clean test accuracy).
+
+    Lesson 04.4; FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and a small
+    classifier reward).
+    """
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     x, y = load_digits_tensor()
@@ -94,19 +120,59 @@ def train_digit_classifier(cfg: ClassifierConfig = ClassifierConfig(), seed: int
 
 @dataclass
 class DigitFlowConfig:
-    """Flow-matching + flow-map distillation on 8×8 digits (lesson 04.4)."""
+    """Flow-matching + flow-map distillation on 8×8 digits (lesson 04.4).
+
+    Lesson 04.4; FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and a small
+    classifier reward).
+    """
 
     hidden: int = 256
+    """Width of the velocity and flow-map MLPs."""
     depth: int = 3
+    """Hidden layers of both MLPs."""
     cfm_steps: int = 1500
+    """Flow-matching steps (``cfm.train_cfm``)."""
     distill_steps: int = 800
+    """Distillation steps (``flowmap.distill_flow_map``)."""
     n_traj: int = 2048
+    """Teacher trajectories in the distillation bank."""
     grid_steps: int = 32
+    """Teacher grid of the distillation bank."""
     batch: int = 256
+    """Batch of both training runs."""
+
+
+@dataclass
+class DigitGuidanceLessonConfig:
+    """Lesson 04.4's sizes: samples per run, the claim's seeds, and the grid of targets × λ × NFE budgets.
+
+    Lesson 04.4; FMRG "Full-scale lesson options", Option B (FMRG-J/E, DPS and best-of-N at matched NFE).
+    """
+
+    n: int = 64
+    """Samples (trajectories) per method, setting and seed."""
+    n_seeds: int = 8
+    """Seeds of the paired claims (seed i = the lesson's base seed + i)."""
+    targets: tuple = (3, 8)
+    """Digit classes the classifier reward asks for."""
+    lams: tuple = (0.3, 1.0)
+    """Guidance strengths λ."""
+    budgets: tuple = (12, 24)
+    """Matched NFE budgets per sample (forward + VJP; ``guidance.matched_steps``)."""
+
+    @classmethod
+    def for_scale(cls, scale) -> DigitGuidanceLessonConfig:
+        """The rung's sizes: smoke (seconds), toy (a laptop CPU, the default), full (a GPU)."""
+        return by_scale(scale, smoke=cls(n=16, n_seeds=2, targets=(3,), lams=(1.0,), budgets=(12,)), toy=cls(),
+                        full=cls(n=256, n_seeds=10, targets=tuple(range(10)), lams=(0.3, 1.0, 3.0), budgets=(12, 24, 48)))
 
 
 def train_digit_flow(cfg: DigitFlowConfig = DigitFlowConfig(), seed: int = 0):
-    """Train a velocity field on the 64 pixels and distil its flow map: → (VelocityMLP, FlowMapMLP), both frozen."""
+    """Train a velocity field on the 64 pixels and distil its flow map: → (VelocityMLP, FlowMapMLP), both frozen.
+
+    Lesson 04.4; FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and a small
+    classifier reward).
+    """
     from hdai_lessons.flows.cfm import CFMConfig, train_cfm
     from hdai_lessons.flows.flowmap import DistillConfig, distill_flow_map
     from hdai_lessons.flows.models import FlowMapMLP, VelocityMLP
@@ -134,6 +200,8 @@ def image_grid(x: torch.Tensor, nrow: int = 8, shape: "tuple[int, int, int]" = (
     """Tile images into one ``(H', W')`` (grey) or ``(H', W', 3)`` array in [0, 1] for ``plt.imshow``.
 
     x: ``(B, prod(shape))`` in [−1, 1] or ``(B, C, H, W)``.
+
+    Lessons 04.4–04.5; a helper with no paper counterpart (plotting).
     """
     x = x.detach().float().cpu()
     if x.dim() == 2:
@@ -153,7 +221,11 @@ DIGIT_CLASSIFIER = "flows-digit-classifier"
 
 
 def build_classifier_checkpoint(out_path, seed: int) -> None:
-    """Generator of ``flows-digit-classifier`` (``hdai-lessons data build flows-digit-classifier``)."""
+    """Generator of ``flows-digit-classifier`` (``hdai-lessons data build flows-digit-classifier``).
+
+    Lesson 04.4; FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and a small
+    classifier reward).
+    """
     from safetensors.torch import save_file
 
     clf, acc = train_digit_classifier(seed=seed)
@@ -162,7 +234,11 @@ def build_classifier_checkpoint(out_path, seed: int) -> None:
 
 
 def load_digit_classifier() -> DigitClassifier:
-    """The shipped digit classifier (frozen, eval mode); its test accuracy is in the file's metadata."""
+    """The shipped digit classifier (frozen, eval mode); its test accuracy is in the file's metadata.
+
+    Lesson 04.4; FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and a small
+    classifier reward).
+    """
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -184,7 +260,11 @@ DIGIT_FLOWMAP = "flows-digits-flowmap"
 
 def build_digit_flow_checkpoint(out_path, seed: int) -> None:
     """Generator of ``flows-digits-velocity`` *and* ``flows-digits-flowmap`` (one training run writes both;
-    ``hdai-lessons data build flows-digits-velocity`` then ``... flows-digits-flowmap`` records both checksums)."""
+    ``hdai-lessons data build flows-digits-velocity`` then ``... flows-digits-flowmap`` records both checksums).
+
+    Lesson 04.4; FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and a small
+    classifier reward).
+    """
     import json
     from pathlib import Path
 
@@ -203,7 +283,11 @@ def build_digit_flow_checkpoint(out_path, seed: int) -> None:
 
 
 def load_digit_flow():
-    """The shipped digits flow: (VelocityMLP, FlowMapMLP) on 64 pixels, frozen, eval mode."""
+    """The shipped digits flow: (VelocityMLP, FlowMapMLP) on 64 pixels, frozen, eval mode.
+
+    Lesson 04.4; FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and a small
+    classifier reward).
+    """
     import json
 
     from safetensors import safe_open
@@ -226,6 +310,10 @@ def load_digit_flow():
 
 
 def classifier_log_prob(classifier, x: torch.Tensor, target: int) -> torch.Tensor:
-    """The classifier reward r(x) = log p(y = target | x) = log_softmax(logits)[:, target]: (B, 64) → (B,)."""
+    """The classifier reward r(x) = log p(y = target | x) = log_softmax(logits)[:, target]: (B, 64) → (B,).
+
+    Lesson 04.4 (exercise 04.4.1); FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8
+    digits and a small classifier reward); classifier guidance in FMRG "Related guidance methods".
+    """
     logits = classifier(x.reshape(x.shape[0], 1, 8, 8))  # (B, 10)
     return torch.log_softmax(logits, dim=-1)[:, target]

@@ -26,7 +26,10 @@ def _check(x: torch.Tensor, name: str = "x") -> torch.Tensor:
 
 @torch.no_grad()
 def mean_reward(x: torch.Tensor, reward: Callable[[torch.Tensor], torch.Tensor]) -> float:
-    """E[r(x)] over the batch: (B, D) → float."""
+    """E[r(x)] over the batch: (B, D) → float.
+
+    Lesson 04.3; FMRG "Toy experiment for the course" ("Plots").
+    """
     return float(reward(_check(x)).mean())
 
 
@@ -37,6 +40,8 @@ def data_log_density(x: torch.Tensor, log_prob: Callable[[torch.Tensor], torch.T
 
     ``floor`` clamps each log-density from below first, so one far-off sample cannot dominate
     the mean (report it alongside ``on_manifold_fraction``).
+
+    Lesson 04.3; FMRG "Toy experiment for the course" ("Plots").
     """
     lp = log_prob(_check(x)).reshape(-1)
     if floor is not None:
@@ -46,7 +51,10 @@ def data_log_density(x: torch.Tensor, log_prob: Callable[[torch.Tensor], torch.T
 
 @torch.no_grad()
 def on_manifold_fraction(x: torch.Tensor, log_prob: Callable[[torch.Tensor], torch.Tensor], threshold: float) -> float:
-    """Fraction of samples with log ρ_1(x) ≥ ``threshold``: (B, D) → float in [0, 1]."""
+    """Fraction of samples with log ρ_1(x) ≥ ``threshold``: (B, D) → float in [0, 1].
+
+    Lesson 04.3; FMRG "Toy experiment for the course" ("Plots").
+    """
     return float((log_prob(_check(x)).reshape(-1) >= threshold).double().mean())
 
 
@@ -54,6 +62,8 @@ def control_energy(controls: Sequence[torch.Tensor], dts: Sequence[float]) -> fl
     """Σ_k ‖u_k‖² Δt_k averaged over samples; ``controls[k]``: (B, D), ``dts[k]``: float → float.
 
     The running cost ∫‖u_t‖² dt of FMRG's control problem (times 1/(2λ) in the objective).
+
+    Lesson 04.3; FMRG "Toy experiment for the course" ("Plots").
     """
     if len(controls) != len(dts):
         raise ValueError(f"{len(controls)} controls but {len(dts)} time steps")
@@ -72,6 +82,9 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
     """Energy distance 2E‖X−Y‖ − E‖X−X'‖ − E‖Y−Y'‖ (V-statistic, ≥ 0): (N, D), (M, D) → float.
 
     Zero iff the two distributions are equal (in the large-sample limit).
+
+    Lesson 04.1 (used in every lesson of module 04; exercise 04.4.3); FMRG "Toy experiment for the course"
+    ("Plots": energy distance / MMD).
     """
     x, y = _check(x, "x"), _check(y, "y")
     return float(2 * _pdist(x, y).mean() - _pdist(x, x).mean() - _pdist(y, y).mean())
@@ -79,7 +92,10 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
 
 @torch.no_grad()
 def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float = 1.0) -> float:
-    """Squared MMD with the RBF kernel k(u, v) = exp(−‖u−v‖²/(2h²)) (V-statistic): (N, D), (M, D) → float."""
+    """Squared MMD with the RBF kernel k(u, v) = exp(−‖u−v‖²/(2h²)) (V-statistic): (N, D), (M, D) → float.
+
+    Lesson 04.3; FMRG "Toy experiment for the course" ("Plots").
+    """
     x, y = _check(x, "x"), _check(y, "y")
 
     def k(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -90,6 +106,9 @@ def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float = 1.0) -> float:
 
 @torch.no_grad()
 def sample_variance(x: torch.Tensor) -> float:
-    """Total variance tr Cov(x) (population): (B, D) → float."""
+    """Total variance tr Cov(x) (population): (B, D) → float.
+
+    Lesson 04.3; FMRG "Toy experiment for the course" ("Plots").
+    """
     x = _check(x).double()
     return float(((x - x.mean(0)) ** 2).mean(0).sum())

@@ -27,6 +27,8 @@ def as_time(t: "float | torch.Tensor", x: torch.Tensor) -> torch.Tensor:
     """A time argument as a ``(B,)`` tensor on ``x``'s device/dtype (``B = x.shape[0]``).
 
     Accepts a Python float, a 0-d tensor, a ``(1,)`` tensor or a ``(B,)`` tensor.
+
+    Lesson 04.1; a helper with no paper counterpart (time arguments).
     """
     B = x.shape[0]
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
@@ -38,12 +40,18 @@ def as_time(t: "float | torch.Tensor", x: torch.Tensor) -> torch.Tensor:
 
 
 def bcast(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Reshape a ``(B,)`` time to ``(B, 1, …, 1)`` so it broadcasts against ``x`` of shape ``(B, …)``."""
+    """Reshape a ``(B,)`` time to ``(B, 1, …, 1)`` so it broadcasts against ``x`` of shape ``(B, …)``.
+
+    Lesson 04.1; a helper with no paper counterpart (broadcasting).
+    """
     return t.reshape(-1, *([1] * (x.dim() - 1)))
 
 
 class TimeEmbedding(nn.Module):
-    """Fourier features of a time in [0, 1]: ``(B,) -> (B, 1 + 2·n_freq)`` = [t, sin(π k t), cos(π k t)]."""
+    """Fourier features of a time in [0, 1]: ``(B,) -> (B, 1 + 2·n_freq)`` = [t, sin(π k t), cos(π k t)].
+
+    Lesson 04.1; a helper with no paper counterpart (a network block).
+    """
 
     def __init__(self, n_freq: int = 4):
         super().__init__()
@@ -56,7 +64,10 @@ class TimeEmbedding(nn.Module):
 
 
 def mlp(d_in: int, d_out: int, hidden: int, depth: int) -> nn.Sequential:
-    """``depth`` hidden layers of width ``hidden`` with SiLU, then a linear read-out."""
+    """``depth`` hidden layers of width ``hidden`` with SiLU, then a linear read-out.
+
+    Lesson 04.1; a helper with no paper counterpart (a network block).
+    """
     layers: list[nn.Module] = []
     d = d_in
     for _ in range(depth):
@@ -76,6 +87,9 @@ class VelocityMLP(nn.Module):
 
     The regression target of conditional flow matching on the linear path is ``x_1 − x_0``
     (``cfm.cfm_target``), so ``b_θ(x, t) ≈ E[x_1 − x_0 | x_t = x]``.
+
+    Lesson 04.1; the velocity b_θ(x, t) of FMRG "Base flow and flow map"; FMRG "Toy experiment for the course"
+    ("Velocity model").
     """
 
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 4, n_freq: int = 4):
@@ -100,6 +114,9 @@ class FlowMapMLP(nn.Module):
 
     ``forward(x, s, t)``: ``x (B, dim)``, ``s, t`` floats or ``(B,)`` → ``(B, dim)``. One call is one
     network evaluation (1 NFE) whatever the length of the jump. ``X_{t,t}(x) = x`` exactly.
+
+    Lesson 04.2; FMRG "Toy experiment for the course" ("Flow map" (b)); the average-velocity parametrisation of
+    FMRG "Base flow and flow map".
     """
 
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 4, n_freq: int = 4):

@@ -35,7 +35,10 @@ DISTILL_CFG = DistillConfig(n_traj=8192, grid_steps=64, steps=3000, batch=1024, 
 
 
 def toy_dataset(spec: "dict | None" = None) -> GaussianMixture:
-    """The shipped flow's data set (``DATA_SPEC``)."""
+    """The shipped flow's data set (``DATA_SPEC``).
+
+    Lessons 04.2–04.3 (the shipped 2-D flow); FMRG "Toy experiment for the course".
+    """
     spec = spec or DATA_SPEC
     if spec.get("kind") != "gmm_circle":
         raise ValueError(f"unknown data spec {spec}")
@@ -63,7 +66,10 @@ def _load(path: Path, cls, kind: str):
 
 
 def build_velocity_checkpoint(out_path: Path, seed: int) -> None:
-    """Generator of ``flows-2d-velocity``: train ``VelocityMLP(2, 128, 4)`` by flow matching (~1–2 min)."""
+    """Generator of ``flows-2d-velocity``: train ``VelocityMLP(2, 128, 4)`` by flow matching (~1–2 min).
+
+    Lessons 04.2–04.3 (the shipped 2-D flow); FMRG "Toy experiment for the course".
+    """
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     data = toy_dataset()
@@ -73,7 +79,10 @@ def build_velocity_checkpoint(out_path: Path, seed: int) -> None:
 
 
 def build_flowmap_checkpoint(out_path: Path, seed: int) -> None:
-    """Generator of ``flows-2d-flowmap``: distil the shipped velocity field into ``FlowMapMLP(2, 128, 4)``."""
+    """Generator of ``flows-2d-flowmap``: distil the shipped velocity field into ``FlowMapMLP(2, 128, 4)``.
+
+    Lessons 04.2–04.3 (the shipped 2-D flow); FMRG "Toy experiment for the course".
+    """
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     v = load_velocity()
@@ -83,17 +92,26 @@ def build_flowmap_checkpoint(out_path: Path, seed: int) -> None:
 
 
 def load_velocity(path: "Path | None" = None) -> VelocityMLP:
-    """The shipped velocity field (frozen, eval mode)."""
+    """The shipped velocity field (frozen, eval mode).
+
+    Lessons 04.2–04.3 (the shipped 2-D flow); FMRG "Toy experiment for the course".
+    """
     return _load(Path(path) if path else data_path(VELOCITY), VelocityMLP, "velocity")[0]
 
 
 def load_flowmap(path: "Path | None" = None) -> FlowMapMLP:
-    """The shipped distilled flow map (frozen, eval mode)."""
+    """The shipped distilled flow map (frozen, eval mode).
+
+    Lessons 04.2–04.3 (the shipped 2-D flow); FMRG "Toy experiment for the course".
+    """
     return _load(Path(path) if path else data_path(FLOWMAP), FlowMapMLP, "flowmap")[0]
 
 
 class ToyFlow(NamedTuple):
-    """What ``load_toy_flow`` returns (unpacks as ``v, X, data = load_toy_flow()``)."""
+    """What ``load_toy_flow`` returns (unpacks as ``v, X, data = load_toy_flow()``).
+
+    Lessons 04.2–04.3 (the shipped 2-D flow); FMRG "Toy experiment for the course".
+    """
 
     velocity: VelocityMLP
     flow_map: FlowMapMLP
@@ -105,6 +123,8 @@ def load_toy_flow() -> ToyFlow:
 
     Both networks are frozen (``requires_grad_(False)``) and in eval mode; gradients still flow to
     inputs, as guidance needs. Loading takes milliseconds; no training, no network.
+
+    Lessons 04.2–04.3 (the shipped 2-D flow); FMRG "Toy experiment for the course".
     """
     v, spec = _load(data_path(VELOCITY), VelocityMLP, "velocity")
     X, _ = _load(data_path(FLOWMAP), FlowMapMLP, "flowmap")

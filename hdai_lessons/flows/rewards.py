@@ -41,6 +41,8 @@ class QuadraticReward:
 
     Its gradient ∇r(x) = −(x − a)/σ_r² points straight at ``a``; with a Gaussian base the reward
     tilt is Gaussian again (``tilt.gaussian_tilt``), which the tests use as ground truth.
+
+    Lesson 04.3; FMRG "Toy experiment for the course" ("Reward"); the quadratic reward of FMRG "Early stopping".
     """
 
     def __init__(self, a: Sequence[float] | torch.Tensor, sigma_r: float = 1.0):
@@ -70,6 +72,9 @@ class SoftModeIndicator:
     x: (B, D) → (B,). Its gradient vanishes far from ``c`` (a guidance method only feels it
     once its endpoint prediction lands near the mode), which is what makes it harder than
     ``QuadraticReward``.
+
+    Lesson 04.3 (an alternative toy reward); FMRG "Toy experiment for the course" ("Reward": a soft indicator of
+    one mode).
     """
 
     def __init__(self, center: Sequence[float] | torch.Tensor, width: float = 1.0):
@@ -91,6 +96,8 @@ class GMMClassifier(nn.Module):
     """The exact Bayes classifier of an isotropic Gaussian mixture: logits_k(x) = log w_k + log N(x; μ_k, s²I).
 
     x: (B, D) → logits (B, K) (unnormalised; ``log_softmax`` gives log p(k | x)).
+
+    Lesson 04.3 (a toy classifier reward; tests); classifier guidance, FMRG "Related guidance methods".
     """
 
     def __init__(self, means: torch.Tensor, std: float, weights: "torch.Tensor | None" = None):
@@ -119,6 +126,9 @@ class ClassifierLogProb:
         flat_shape: if given (e.g. ``(1, 8, 8)``), ``x`` of shape ``(B, D)`` is reshaped to
             ``(B, *flat_shape)`` before the classifier (guidance works on flat vectors).
     x: (B, D) → (B,). Bounded above by 0; its gradient is the classifier-guidance direction.
+
+    Lesson 04.4; FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and a small
+    classifier reward); classifier guidance, FMRG "Related guidance methods".
     """
 
     def __init__(self, classifier: Callable[[torch.Tensor], torch.Tensor], target: int,
@@ -146,6 +156,9 @@ class LinearReward:
 
     A constant gradient ``w``: with ``w`` pointing away from a ring or the moons, FMRG-E keeps
     pushing samples off the data manifold while FMRG-J's Jacobian projects the push onto it.
+
+    Lesson 04.3; FMRG "Toy experiment for the course" ("Manifold variant": a linear reward pointing off the
+    manifold).
     """
 
     def __init__(self, w: Sequence[float] | torch.Tensor, b: float = 0.0):
@@ -161,7 +174,10 @@ class LinearReward:
 
 
 def reward_grad(reward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """∇_x r(x) at a *detached* point (no graph kept): (B, D) → (B, D)."""
+    """∇_x r(x) at a *detached* point (no graph kept): (B, D) → (B, D).
+
+    Lesson 04.3; the ∇r of FMRG "FMRG control law".
+    """
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(reward(x).sum(), x)

@@ -21,7 +21,10 @@ from hdai_lessons.flows.models import as_time, bcast
 
 @dataclass
 class GuidanceResult:
-    """Samples and costs of one guided run (B trajectories in parallel)."""
+    """Samples and costs of one guided run (B trajectories in parallel).
+
+    Lessons 04.3–04.5; FMRG "Cost (NFE), from the code".
+    """
 
     method: str
     samples: torch.Tensor              # (B, D) final states x_1
@@ -77,6 +80,9 @@ class NFECounter(nn.Module):
     >>> c = NFECounter(lambda x, t: -x); x = torch.ones(3, 2, requires_grad=True)
     >>> y = c(x, 0.0); y.sum().backward(); (c.forward_calls, c.vjp_calls)
     (1, 1)
+
+    Lesson 04.1 (used again in 04.2–04.5); FMRG "Cost (NFE), from the code" (forward calls and VJPs reported
+    separately, FMRG "Open points").
     """
 
     def __init__(self, fn: Callable[..., torch.Tensor]):
@@ -108,13 +114,19 @@ class NFECounter(nn.Module):
 
 
 def euler_step(v: VelocityField, x: torch.Tensor, t: "float | torch.Tensor", h: "float | torch.Tensor") -> torch.Tensor:
-    """One explicit Euler step of ẋ = v(x, t): ``x + h · v(x, t)``. ``x (B, ...)``, ``t, h`` float or ``(B,)``."""
+    """One explicit Euler step of ẋ = v(x, t): ``x + h · v(x, t)``. ``x (B, ...)``, ``t, h`` float or ``(B,)``.
+
+    Lesson 04.1 (exercise 04.1.3); the base flow ODE ẋ_t = b_t(x_t) of FMRG "Base flow and flow map".
+    """
     t, h = as_time(t, x), as_time(h, x)
     return x + bcast(h, x) * v(x, t)
 
 
 def midpoint_step(v: VelocityField, x: torch.Tensor, t: "float | torch.Tensor", h: "float | torch.Tensor") -> torch.Tensor:
-    """One explicit midpoint step (2 NFE): ``x_mid = x + h/2 · v(x, t)``, ``x + h · v(x_mid, t + h/2)``."""
+    """One explicit midpoint step (2 NFE): ``x_mid = x + h/2 · v(x, t)``, ``x + h · v(x_mid, t + h/2)``.
+
+    Lesson 04.1; the base flow ODE of FMRG "Base flow and flow map".
+    """
     t, h = as_time(t, x), as_time(h, x)
     hb = bcast(h, x)
     x_mid = x + 0.5 * hb * v(x, t)
@@ -146,6 +158,8 @@ def integrate(
 
     Returns:
         ``(B, ...)``, the state at time t; with ``return_path`` the path ``(steps + 1, B, ...)``.
+
+    Lesson 04.1 (exercise 04.1.4); the base flow ODE of FMRG "Base flow and flow map".
     """
     if method not in _STEPS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -171,7 +185,10 @@ def sample(
     generator: "torch.Generator | None" = None,
     x0: "torch.Tensor | None" = None,
 ) -> torch.Tensor:
-    """Draw ``n`` samples: x_0 ~ N(0, I) of shape ``(n, *dim)``, then ``integrate`` from 0 to 1 → ``(n, *dim)``."""
+    """Draw ``n`` samples: x_0 ~ N(0, I) of shape ``(n, *dim)``, then ``integrate`` from 0 to 1 → ``(n, *dim)``.
+
+    Lesson 04.1; x_1 = X_{0,1}(x_0) of FMRG "Base flow and flow map".
+    """
     shape = (n, dim) if isinstance(dim, int) else (n, *dim)
     if x0 is None:
         x0 = torch.randn(shape, generator=generator)
@@ -186,6 +203,8 @@ def nfe_quality_sweep(v: VelocityField, x0: torch.Tensor, reference: torch.Tenso
     ``reference (M, D)`` data and, if ``log_prob`` is given, the mean data log-density of the samples.
     The NFE is counted by an ``NFECounter``, not assumed. Returns
     ``{method: {"nfe": [...], "energy": [...], "logp": [...]}}``.
+
+    Lesson 04.1; FMRG "Cost (NFE), from the code".
     """
     from hdai_lessons.flows.metrics import energy_distance
 

@@ -40,6 +40,9 @@ def gaussian_tilt(mean: torch.Tensor, cov: torch.Tensor, a: torch.Tensor, Q: tor
 
     The tilt is Gaussian with precision P = cov⁻¹ + βQ and mean P⁻¹(cov⁻¹ mean + βQa).
     Shapes: mean, a (D,); cov, Q (D, D) → (mean_T (D,), cov_T (D, D)).
+
+    Lesson 04.3; the reward tilt ρ̃ ∝ e^{r}ρ of FMRG "Core idea"; its Gaussian closed form in FMRG "Early
+    stopping".
     """
     mean, a = torch.as_tensor(mean, dtype=torch.float64), torch.as_tensor(a, dtype=torch.float64)
     cov, Q = torch.as_tensor(cov, dtype=torch.float64), torch.as_tensor(Q, dtype=torch.float64)
@@ -54,7 +57,11 @@ def gaussian_tilt(mean: torch.Tensor, cov: torch.Tensor, a: torch.Tensor, Q: tor
 
 @dataclass
 class TiltSample:
-    """Output of ``tilt_resample``: resampled points and the importance-sampling diagnostics."""
+    """Output of ``tilt_resample``: resampled points and the importance-sampling diagnostics.
+
+    Lesson 04.3; FMRG "Toy experiment for the course" ("Methods": the reference tilt by self-normalised
+    importance resampling).
+    """
 
     samples: torch.Tensor   # (n_out, D)
     weights: torch.Tensor   # (n_pool,) normalised self-normalised importance weights
@@ -62,7 +69,11 @@ class TiltSample:
 
 
 def snis_weights(rewards: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-    """Self-normalised importance weights w_i = e^{β r_i} / Σ_j e^{β r_j}: (N,) → (N,), stable (log-sum-exp)."""
+    """Self-normalised importance weights w_i = e^{β r_i} / Σ_j e^{β r_j}: (N,) → (N,), stable (log-sum-exp).
+
+    Lesson 04.3; FMRG "Toy experiment for the course" ("Methods": the reference tilt by self-normalised
+    importance resampling).
+    """
     if rewards.dim() != 1:
         raise ValueError(f"rewards must be (N,), got {tuple(rewards.shape)}")
     return torch.softmax(beta * rewards.double(), dim=0)
@@ -74,6 +85,9 @@ def tilt_resample(pool: torch.Tensor, reward: Callable[[torch.Tensor], torch.Ten
 
     Resampling is multinomial with replacement; the estimate is consistent as N → ∞, and its
     quality is summarised by the ESS (a few percent of N means the pool is too small).
+
+    Lesson 04.3; FMRG "Toy experiment for the course" ("Methods": the reference tilt by self-normalised
+    importance resampling).
     """
     if pool.dim() != 2:
         raise ValueError(f"pool must be (N, D) samples from the base, got {tuple(pool.shape)}")
@@ -87,7 +101,10 @@ def tilt_resample(pool: torch.Tensor, reward: Callable[[torch.Tensor], torch.Ten
 # --------------------------------------------------------------------- the analytic Gaussian toy
 @dataclass(frozen=True)
 class GaussianToy:
-    """1-D data N(μ_1, σ_1²), noise N(0, 1), reward r = −α(x − a)²/2 (FMRG's analytic model)."""
+    """1-D data N(μ_1, σ_1²), noise N(0, 1), reward r = −α(x − a)²/2 (FMRG's analytic model).
+
+    Lesson 04.3; the Gaussian model with quadratic reward of FMRG "Early stopping".
+    """
 
     mu1: float = 0.0
     sigma1: float = 1.0
@@ -125,6 +142,8 @@ def gaussian_terminal(toy: GaussianToy, lam: float, method: str, t_stop: float =
     ``method``: ``"unguided"``, ``"fmrg_j"`` (greedy, exponential contraction), ``"fmrg_e"``,
     ``"exact"`` (optimal control, polynomial) or ``"tilt"`` (ρ̃ ∝ e^{λ r} ρ_1; t_stop ignored).
     See the module docstring for the closed forms.
+
+    Lesson 04.3; FMRG "Early stopping".
     """
     m0, v0, a = toy.mu1, toy.sigma1**2, toy.a
     if method == "unguided" or lam == 0:
@@ -150,6 +169,8 @@ def simulate_gaussian_fmrg(toy: GaussianToy, lam: float, t_stop: float = 1.0, st
 
     u_t(x) = λ J_t r'(X_{t,1}(x)) with J_t = σ_1/s_t (``jacobian=True``, FMRG-J) or 1 (FMRG-E), on
     [0, t_stop]. A numerical check of ``gaussian_terminal``.
+
+    Lesson 04.3; FMRG "Early stopping".
     """
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, generator=g, dtype=torch.float64)

@@ -1,5 +1,7 @@
 """The interface between understanding and generation: the MLLM's last hidden states as the condition.
 
+Lesson 05.3 (``WordConditioner``: lesson 05.2). JoyAI-Image digest § "MLLM → MMDiT interface".
+
 JoyAI-Image wraps the prompt in a chat template (system message "Describe the image by detailing the
 color, shape, size, …"), runs the MLLM with the source image(s) inserted in the user turn, hooks the
 *pre-norm* output of the last decoder layer, drops the first 34 template tokens and hands the rest
@@ -21,6 +23,9 @@ from hdai_lessons.unified.shapes import ANS, PAD, VOCAB
 def condition_from_hidden(hidden: torch.Tensor, mask: torch.Tensor, drop: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Drop the first ``drop`` *real* tokens of every row and re-pack the rest, left-aligned.
 
+    Lesson 05.3 (exercise 05.3.1). JoyAI-Image digest § "MLLM → MMDiT interface" ("the first 34 template
+    tokens are dropped"; the paper states no equation).
+
     Mirrors ``JoyImageEditPipeline._get_qwen_prompt_embeds``: select each row's real tokens
     (``mask == 1``, any padding side), drop the template prefix, zero-pad to the longest row.
 
@@ -41,7 +46,10 @@ def condition_from_hidden(hidden: torch.Tensor, mask: torch.Tensor, drop: int) -
 
 def prompt_with_end(prompt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``prompt <ans>`` per row (right-padded) and its mask: the ``<ans>`` plays JoyImage's
-    "<|im_end|> <|im_start|>assistant" suffix, so even an empty prompt leaves one token."""
+    "<|im_end|> <|im_start|>assistant" suffix, so even an empty prompt leaves one token.
+
+    Lesson 05.3; the chat-template wrapping of JoyAI-Image digest § "MLLM → MMDiT interface".
+    """
     rows = [[t for t in p.tolist() if t != PAD] + [ANS] for p in prompt]
     L = max(len(r) for r in rows)
     ids = torch.full((len(rows), L), PAD, dtype=torch.long, device=prompt.device)
@@ -51,7 +59,11 @@ def prompt_with_end(prompt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class WordConditioner(nn.Module):
-    """A plain text encoder: learned word + position embeddings (lesson 05.2's condition)."""
+    """A plain text encoder: learned word + position embeddings (lesson 05.2's condition).
+
+    Lesson 05.2; a stand-in for the MLLM states of JoyAI-Image digest § "MLLM → MMDiT interface", with
+    the same interface as ``MLLMConditioner``.
+    """
 
     def __init__(self, cond_dim: int = 64, max_len: int = 24):
         super().__init__()
@@ -68,6 +80,8 @@ class WordConditioner(nn.Module):
 class MLLMConditioner(nn.Module):
     """The MLLM's last-layer (pre-norm) hidden states of ``[template][image][prompt <ans>]``, template dropped.
 
+    Lesson 05.3. JoyAI-Image digest § "MLLM → MMDiT interface" (last-layer states, template dropped,
+    source images in the user turn) and § "Editing / source-image conditioning" (the source seen twice).
     With ``images`` (editing) the condition starts with the image's tokens, as in JoyImage where the
     source image is inserted into the user turn; ``freeze=True`` runs the MLLM without gradients.
     """

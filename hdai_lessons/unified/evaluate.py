@@ -1,5 +1,8 @@
 """Analytic evaluators for the shapes world: no learned judge, so every score is exact.
 
+Lessons 05.1 (the detector checked on renderer images), 05.2 (generation) and 05.3 (editing); the
+evaluation of JoyAI-Image digest § "Toy experiment for the course" (the paper uses benchmarks instead).
+
 - ``detect(world, image)``: the objects in an image (colour by nearest palette colour per pixel,
   cell by where the pixels are, shape and size by the best-IoU template).
 - ``generation_scores``: does a generated image show what the prompt asked for (per attribute
@@ -22,6 +25,9 @@ PALETTE = torch.tensor([(0.0, 0.0, 0.0)] + [RGB[k] for k in COLOURS])  # (5, 3):
 def colour_map(image: torch.Tensor, max_dist: float = 0.45) -> torch.Tensor:
     """Per-pixel palette index: 0 background, 1..4 = ``COLOURS``, -1 = no palette colour close.
 
+    Lesson 05.1; the "colour clustering" step of the analytic detector in JoyAI-Image digest § "Toy
+    experiment for the course".
+
     Args:
         image: ``(3, H, W)`` or ``(B, 3, H, W)`` in [0, 1].
     Returns:
@@ -38,6 +44,8 @@ def colour_map(image: torch.Tensor, max_dist: float = 0.45) -> torch.Tensor:
 
 def detect_batch(world: ShapesWorld, images: torch.Tensor, min_pixels: int = 8) -> "list[Scene]":
     """The scene each image shows, read off analytically (vectorised over the batch).
+
+    Lesson 05.1; the analytic detector of JoyAI-Image digest § "Toy experiment for the course".
 
     For every cell, the most frequent palette colour with at least ``min_pixels`` pixels there is one
     object; its shape and size are the template (``world.masks``) with the highest IoU against
@@ -75,7 +83,7 @@ def detect_batch(world: ShapesWorld, images: torch.Tensor, min_pixels: int = 8) 
 
 
 def detect(world: ShapesWorld, image: torch.Tensor, min_pixels: int = 8) -> Scene:
-    """The scene one image ``(3, H, W)`` shows (see ``detect_batch``)."""
+    """The scene one image ``(3, H, W)`` shows (see ``detect_batch``; lesson 05.1)."""
     return detect_batch(world, image.unsqueeze(0), min_pixels)[0]
 
 
@@ -84,12 +92,19 @@ def _key(o: Obj, with_size: bool) -> tuple:
 
 
 def scene_match(pred: Scene, target: Scene, with_size: bool = True) -> bool:
-    """Exactly the same objects (shape, colour, cell, and size unless ``with_size=False``)."""
+    """Exactly the same objects (shape, colour, cell, and size unless ``with_size=False``).
+
+    Lessons 05.1–05.3: the "scene" score of generation and the success of an edit (JoyAI-Image digest
+    § "Toy experiment for the course").
+    """
     return sorted(_key(o, with_size) for o in pred.objects) == sorted(_key(o, with_size) for o in target.objects)
 
 
 def generation_scores(world: ShapesWorld, images: torch.Tensor, scenes: "list[Scene]") -> dict:
     """Adherence of generated images to their prompts' scenes (fractions in [0, 1]).
+
+    Lessons 05.1 (renderer vs noise) and 05.2 (the MMDiT's samples); the "GenEval-like generation checks"
+    of JoyAI-Image digest § "Toy experiment for the course".
 
     Returns ``{"colour", "shape", "position", "size"}``: per prompt object, is there a detected object
     in its cell with that colour / shape / size (position: any object in its cell)? ``"object"``:
@@ -124,6 +139,8 @@ def generation_scores(world: ShapesWorld, images: torch.Tensor, scenes: "list[Sc
 def psnr(a: torch.Tensor, b: torch.Tensor, mask: "torch.Tensor | None" = None, max_db: float = 60.0) -> float:
     """Peak signal-to-noise ratio in dB for images in [0, 1], over ``mask`` pixels (capped at ``max_db``).
 
+    Lesson 05.3; "PSNR on the unedited region", JoyAI-Image digest § "Toy experiment for the course".
+
     Args:
         a, b: ``(3, H, W)``; mask: ``(H, W)`` bool or ``None`` (all pixels).
     """
@@ -139,6 +156,9 @@ def psnr(a: torch.Tensor, b: torch.Tensor, mask: "torch.Tensor | None" = None, m
 def edit_scores(world: ShapesWorld, edited: torch.Tensor, sources: torch.Tensor,
                 targets: "list[Scene]", touched: "list[set]") -> dict:
     """Edit success and fidelity of the untouched region.
+
+    Lessons 05.3 and 05.4; "edit success plus PSNR on the unedited region", JoyAI-Image digest § "Toy
+    experiment for the course".
 
     ``success``: the detected scene of the edited image equals the target scene exactly.
     ``psnr_untouched``: mean PSNR (dB, capped at 60) between edited and source images over the
@@ -157,7 +177,10 @@ def edit_scores(world: ShapesWorld, edited: torch.Tensor, sources: torch.Tensor,
 
 
 def qa_accuracy(predicted: "list[list[str]]", answers: "list[list[str]]", qtypes: "list[str]") -> dict:
-    """Exact-match accuracy overall and per question type: ``{"all": .., "colour": .., ...}``."""
+    """Exact-match accuracy overall and per question type: ``{"all": .., "colour": .., ...}``.
+
+    Lessons 05.1 and 05.3; the toy's "QA accuracy" (JoyAI-Image digest § "Toy experiment for the course").
+    """
     if not (len(predicted) == len(answers) == len(qtypes)):
         raise ValueError("predicted, answers and qtypes must have the same length")
     out: dict = {}

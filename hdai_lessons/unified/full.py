@@ -1,4 +1,7 @@
-"""Full scale: the published JoyAI-Image through diffusers' ``JoyImageEditPipeline``.
+"""Full scale: the published JoyAI-Image through diffusers' ``JoyImageEditPipeline`` (lesson 05.4).
+
+JoyAI-Image digest § "Full-scale lesson options" (option A), § "Sampling" and § "Official code & related
+libraries" (diffusers PR #13444).
 
 - ``load_edit_pipeline(scale)``: at ``full`` the real ``jdopensource/JoyAI-Image-Edit-Diffusers``
   (Qwen3-VL-8B text encoder, 16B MMDiT, Wan 2.1 VAE; bf16, ~59 GiB); at ``toy``/``smoke`` a pipeline of
@@ -21,7 +24,7 @@ import numpy as np
 import torch
 
 from hdai_lessons.core.assets import Asset, require
-from hdai_lessons.core.scale import Scale, get_scale
+from hdai_lessons.core.scale import Scale, by_scale, get_scale
 
 EDIT_REPO = "jdopensource/JoyAI-Image-Edit-Diffusers"
 LESSON = "05.4"
@@ -31,17 +34,25 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start
 
 # ---------------------------------------------------------------------------- conventions (exercises)
 def sigma_to_course_time(sigma: torch.Tensor) -> torch.Tensor:
-    """diffusers' σ (1 = noise, 0 = data) → the course's t (0 = noise, 1 = data): t = 1 − σ."""
+    """diffusers' σ (1 = noise, 0 = data) → the course's t (0 = noise, 1 = data): t = 1 − σ.
+
+    Lesson 05.4; the x_σ = (1−σ)x + σε convention of JoyAI-Image digest § "Losses".
+    """
     return 1.0 - sigma
 
 
 def diffusers_velocity(v_course: torch.Tensor) -> torch.Tensor:
-    """The course's velocity d/dt x_t = x₁ − x₀ → diffusers' ``noise − data`` = −(x₁ − x₀)."""
+    """The course's velocity d/dt x_t = x₁ − x₀ → diffusers' ``noise − data`` = −(x₁ − x₀).
+
+    Lesson 05.4; the "predict v = ε − x" of JoyAI-Image digest § "Losses".
+    """
     return -v_course
 
 
 def euler_step_sigma(x: torch.Tensor, v: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
     """One ``FlowMatchEulerDiscreteScheduler.step``: x + (σ_next − σ)·v, with v = noise − data.
+
+    Lesson 05.4 (exercise 05.4.1). JoyAI-Image digest § "Sampling" (flow-matching Euler over σ from 1 to 0).
 
     Args:
         x: ``(B, ...)`` the current sample at σ; v: ``(B, ...)`` the model's velocity; σ → σ_next (decreasing).
@@ -51,14 +62,22 @@ def euler_step_sigma(x: torch.Tensor, v: torch.Tensor, sigma: float, sigma_next:
 
 def pack_edit_items(source: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """JoyImage's multi-item layout: ``(B, C, T, H, W)`` source and target → ``(B, 2, C, T, H, W)``,
-    references first and the noisy target LAST (the transformer moves it to item 0 internally)."""
+    references first and the noisy target LAST (the transformer moves it to item 0 internally).
+
+    Lesson 05.4 (exercise 05.4.2). JoyAI-Image digest § "Editing / source-image conditioning" (latent
+    tensor (b, n_items, c, t, h, w) = [VAE(refs), noise_target]).
+    """
     if source.shape != noise.shape:
         raise ValueError(f"source {tuple(source.shape)} and target {tuple(noise.shape)} latents must have the same shape")
     return torch.stack([source, noise], dim=1)
 
 
 def joyimage_guidance(noise_pred: torch.Tensor, noise_uncond: torch.Tensor, w: float) -> torch.Tensor:
-    """The pipeline's CFG with rescaling on ``(B, n, C, T, H, W)`` latents: norms over the channel axis (dim 2)."""
+    """The pipeline's CFG with rescaling on ``(B, n, C, T, H, W)`` latents: norms over the channel axis (dim 2).
+
+    Lesson 05.4 (exercise 05.4.3). JoyAI-Image digest § "Sampling": v = v_u + w(v_c − v_u), then
+    v ← v·‖v_c‖/‖v‖ (norm over channels).
+    """
     from hdai_lessons.unified.guidance import cfg_rescaled
 
     return cfg_rescaled(noise_pred, noise_uncond, w, dim=2)
@@ -68,7 +87,11 @@ def joyimage_guidance(noise_pred: torch.Tensor, noise_uncond: torch.Tensor, w: f
 class ImageTextProcessor:
     """``processor(text=[...], images=[...], padding=True, return_tensors="pt")`` as ``Qwen3VLProcessor``
     answers it for images: each ``<|image_pad|>`` is expanded to ``t·h·w / merge²`` tokens and
-    ``mm_token_type_ids`` (1 on image tokens) is returned for Qwen3-VL's M-RoPE."""
+    ``mm_token_type_ids`` (1 on image tokens) is returned for Qwen3-VL's M-RoPE.
+
+    Lesson 05.4; the MLLM input of JoyAI-Image digest § "MLLM → MMDiT interface" (source images as
+    ``<|vision_start|><|image_pad|><|vision_end|>`` in the user turn).
+    """
 
     def __init__(self, image_processor, tokenizer):
         self.image_processor, self.tokenizer = image_processor, tokenizer
@@ -101,7 +124,11 @@ class ImageTextProcessor:
 
 
 def tiny_tokenizer():
-    """A character-level tokenizer built in memory, with Qwen's chat and vision special tokens."""
+    """A character-level tokenizer built in memory, with Qwen's chat and vision special tokens.
+
+    Lesson 05.4 at smoke/toy scale (the tiny pipeline); stands in for the Qwen3-VL tokenizer of
+    JoyAI-Image digest § "MLLM".
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -116,7 +143,10 @@ def tiny_tokenizer():
 
 
 def tiny_mllm(tokenizer, hidden: int = 32):
-    """A randomly initialised ``Qwen3VLForConditionalGeneration`` (2 text layers, 2 vision layers)."""
+    """A randomly initialised ``Qwen3VLForConditionalGeneration`` (2 text layers, 2 vision layers).
+
+    Lesson 05.4 at smoke/toy scale; the architecture of JoyAI-Image digest § "MLLM", shrunk.
+    """
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     ids = {k: tokenizer.convert_tokens_to_ids(t) for k, t in (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
@@ -133,6 +163,10 @@ def tiny_mllm(tokenizer, hidden: int = 32):
 
 
 def tiny_image_processor():
+    """A small ``Qwen2VLImageProcessorPil`` (patch 16, merge 2, at most 256 × 256 px) for the tiny pipeline.
+
+    Lesson 05.4 at smoke/toy scale; JoyAI-Image digest § "MLLM" (ViT patch 16, spatial merge 2 × 2).
+    """
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     return Qwen2VLImageProcessorPil(patch_size=16, temporal_patch_size=2, merge_size=2, min_pixels=32 * 32, max_pixels=256 * 256)
@@ -157,6 +191,9 @@ class _AnySizeImageProcessor:
 def tiny_edit_pipeline(seed: int = 0):
     """``JoyImageEditPipeline`` with tiny random components of the real classes (no download).
 
+    Lesson 05.4 at smoke/toy scale. JoyAI-Image digest § "Official code & related libraries" (the
+    diffusers classes) and § "Sampling" (``FlowMatchEulerDiscreteScheduler``, shift 1.5).
+
     Transformer: ``JoyImageEditTransformer3DModel`` (1 block, d = 32, 16 latent channels); VAE:
     ``AutoencoderKLWan`` (base dim 8, 8× spatial); text encoder: a tiny ``Qwen3VLForConditionalGeneration``.
     Image size is free (multiples of 16) instead of the 1024-px buckets, so it runs in seconds.
@@ -180,25 +217,44 @@ def tiny_edit_pipeline(seed: int = 0):
 # ---------------------------------------------------------------------------- loading by scale
 @dataclass(frozen=True)
 class FullConfig:
-    """Sampling settings per scale (JoyAI-Image: 40 steps, CFG 4, 1024-px buckets)."""
+    """Lesson 05.4's settings: the pipeline's sampling (JoyAI-Image: 40 steps, CFG 4, 1024-px buckets;
+    digest § "Sampling") and the sizes of the lesson's runs."""
 
-    steps: int
-    guidance: float
-    size: "int | None"   #: image side for the tiny pipeline; None = the pipeline's own buckets
-    dtype: torch.dtype
+    steps: int = 4
+    """Euler steps of the pipeline (the published model: 40)."""
+    guidance: float = 4.0
+    """CFG scale w of the pipeline (the published model: 4.0)."""
+    size: "int | None" = 64
+    """Image side for the tiny pipeline; ``None`` = the pipeline's own buckets (1024 px)."""
+    dtype: torch.dtype = torch.float32
+    """The pipeline's weights' dtype (bf16 at full scale, ~59 GiB)."""
+    n_seeds: int = 3
+    """Paired seeds of the toy-weights-in-diffusers comparison: ``ctx.seed``, ``ctx.seed + 1``, …"""
+    toy_edits: int = 16
+    """Recolour edits per seed in that comparison."""
+    toy_steps: int = 20
+    """Euler steps of the toy edits (ours and diffusers')."""
+    n_real: int = 2
+    """Edits run through the pipeline itself."""
+    max_new_tokens: int = 8
+    """Answer length limit of the MLLM's question about an edited image."""
 
     @classmethod
     def for_scale(cls, scale: "Scale | str | None") -> "FullConfig":
-        s = get_scale(scale)
-        if s is Scale.FULL:
-            return cls(steps=40, guidance=4.0, size=None, dtype=torch.bfloat16)
-        return cls(steps=2 if s is Scale.SMOKE else 4, guidance=4.0, size=64, dtype=torch.float32)
+        """The rung's settings: a tiny random pipeline at smoke/toy, the published model at full."""
+        return by_scale(scale, smoke=cls(steps=2, n_seeds=1, toy_edits=4, toy_steps=2, n_real=1, max_new_tokens=4),
+                        toy=cls(),
+                        full=cls(steps=40, size=None, dtype=torch.bfloat16, toy_edits=32, toy_steps=50, n_real=8,
+                                 max_new_tokens=32))
 
 
 def load_edit_pipeline(scale: "Scale | str | None" = None, device: "str | torch.device | None" = None):
     """The JoyAI-Image pipeline for ``scale``: the published weights at ``full`` (needs
     ``hdai-lessons fetch 05.4``; offline and absent → ``MissingAssetError`` naming that command),
-    else ``tiny_edit_pipeline()``."""
+    else ``tiny_edit_pipeline()``.
+
+    Lesson 05.4; JoyAI-Image digest § "Full-scale lesson options", option A (bf16, ~59 GiB).
+    """
     s = get_scale(scale)
     if s is not Scale.FULL:
         return tiny_edit_pipeline()
@@ -214,7 +270,11 @@ def load_edit_pipeline(scale: "Scale | str | None" = None, device: "str | torch.
 
 
 def edit(pipe, image, prompt: str, cfg: FullConfig, seed: int = 0) -> torch.Tensor:
-    """One instruction-guided edit (``image`` a PIL image, or ``None`` for text → image); ``(3, H, W)`` in [0, 1]."""
+    """One instruction-guided edit (``image`` a PIL image, or ``None`` for text → image); ``(3, H, W)`` in [0, 1].
+
+    Lesson 05.4; inference for editing as JoyAI-Image digest § "Algorithm (pseudo-code)" ends it
+    (Euler from σ = 1 to 0, refs clean, CFG with rescale, VAE decode).
+    """
     kw = {} if cfg.size is None else {"height": cfg.size, "width": cfg.size}
     torch.manual_seed(seed)  # the pipeline samples the source's VAE posterior from the global RNG
     out = pipe(image=image, prompt=prompt, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
@@ -224,7 +284,11 @@ def edit(pipe, image, prompt: str, cfg: FullConfig, seed: int = 0) -> torch.Tens
 
 @torch.no_grad()
 def ask(text_encoder, processor, image, question: str, max_new_tokens: int = 32) -> str:
-    """Understanding with JoyAI-Image's MLLM (Qwen3-VL): greedy answer to ``question`` about ``image``."""
+    """Understanding with JoyAI-Image's MLLM (Qwen3-VL): greedy answer to ``question`` about ``image``.
+
+    Lesson 05.4; JoyAI-Image digest § "MLLM" (understanding is plain autoregressive generation) and
+    § "Full-scale lesson options" (pair an edit with a question).
+    """
     prompt = (f"<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>{question}<|im_end|>\n"
               "<|im_start|>assistant\n")
     inputs = processor(text=[prompt], images=[image], return_tensors="pt").to(text_encoder.device)
@@ -233,7 +297,7 @@ def ask(text_encoder, processor, image, question: str, max_new_tokens: int = 32)
 
 
 def to_pil(image: torch.Tensor):
-    """``(3, H, W)`` in [0, 1] → a PIL RGB image."""
+    """``(3, H, W)`` in [0, 1] → a PIL RGB image (lesson 05.4: the pipeline takes PIL images)."""
     from PIL import Image
 
     return Image.fromarray((image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
@@ -242,7 +306,10 @@ def to_pil(image: torch.Tensor):
 # ---------------------------------------------------------------------------- the toy model inside diffusers
 def to_diffusers_transformer(model):
     """A ``JoyImageEditTransformer3DModel`` holding our toy ``MMDiT``'s weights (inverse of
-    ``mmdit.load_diffusers_weights``)."""
+    ``mmdit.load_diffusers_weights``).
+
+    Lesson 05.4; the diffusers transformer of JoyAI-Image digest § "MMDiT".
+    """
     from diffusers import JoyImageEditTransformer3DModel
 
     from hdai_lessons.unified.mmdit import diffusers_key_map
@@ -265,6 +332,9 @@ def to_diffusers_transformer(model):
 def diffusers_edit_with_toy(transformer, conditioner, prompt: torch.Tensor, source: torch.Tensor, g: torch.Generator,
                             steps: int = 20, guidance: float = 4.0) -> torch.Tensor:
     """Edit with our toy weights in diffusers' transformer and diffusers' Euler scheduler.
+
+    Lesson 05.4. JoyAI-Image digest § "Sampling" and § "Editing / source-image conditioning" (refs
+    packed first and kept clean, only the target updated by the scheduler).
 
     The toy was trained in the course convention (timestep 1000·t, output x₁ − x₀); diffusers' scheduler
     runs σ from 1 to 0 and expects noise − data. So the timestep fed is ``1000·(1 − σ)`` and the output is

@@ -1,4 +1,6 @@
-"""Classifier-free guidance with norm rescaling, as JoyAI-Image's pipeline samples.
+"""Classifier-free guidance with norm rescaling, as JoyAI-Image's pipeline samples (digest § "Sampling").
+
+Lesson 05.2 uses it, lesson 05.3 implements it (exercise 05.3.3), lesson 05.4 applies it to latents.
 
     v = v_u + w (v_c − v_u),    then    v ← v · ‖v_c‖ / ‖v‖
 
@@ -12,12 +14,19 @@ import torch
 
 
 def cfg_combine(v_cond: torch.Tensor, v_uncond: torch.Tensor, w: float) -> torch.Tensor:
-    """Plain CFG: ``v_u + w (v_c − v_u)``; ``w = 1`` is the conditional velocity. ``(B, C, H, W)``."""
+    """Plain CFG: ``v_u + w (v_c − v_u)``; ``w = 1`` is the conditional velocity. ``(B, C, H, W)``.
+
+    Lesson 05.2 (the "w=4 plain" arm); the first half of JoyAI-Image digest § "Sampling"'s
+    v = v_u + w(v_c − v_u) (the paper states no numbered equation).
+    """
     return v_uncond + w * (v_cond - v_uncond)
 
 
 def cfg_rescaled(v_cond: torch.Tensor, v_uncond: torch.Tensor, w: float, dim: int = 1, eps: float = 1e-6) -> torch.Tensor:
     """CFG with norm rescaling (JoyImage pipeline): ``v · ‖v_c‖ / max(‖v‖, eps)``, norms over ``dim``.
+
+    Lesson 05.3 (exercise 05.3.3; used from lesson 05.2 on). JoyAI-Image digest § "Sampling":
+    v = v_u + w(v_c − v_u), then v ← v·‖v_c‖/‖v‖ (norm over channels).
 
     Args:
         v_cond, v_uncond: ``(B, C, H, W)`` velocities with and without the condition.

@@ -1,5 +1,7 @@
 """A tiny multimodal LLM: image patches and words in one causal transformer, trained by next-token loss.
 
+Lesson 05.1 builds and trains it; 05.3 reads its hidden states as the MMDiT's condition.
+
 The JoyAI-Image MLLM is Qwen3-VL-8B (a ViT feeding a causal LM). The toy keeps the idea and drops
 the scale: an image is cut into ``p × p`` patches, each patch is one token (a linear *patch
 embedding* plus a learned 2-D position), and the words follow. One sequence::
@@ -27,6 +29,10 @@ TEMPLATE = [BOS, SYS, TOKEN_ID["describe"], TOKEN_ID["colour"], TOKEN_ID["shape"
 def patchify(images: torch.Tensor, p: int) -> torch.Tensor:
     """Cut images into non-overlapping ``p × p`` patches, row-major, each flattened as (C, p, p).
 
+    Lesson 05.1 (exercise 05.1.1); the MMDiT reuses it for its patch embedding (lesson 05.2). JoyAI-Image
+    digest § "MLLM" (ViT patch 16) and § "MMDiT" (patchify: Conv3d, patch (1, 2, 2)); the toy's
+    "image as patches → tokens" of § "Toy experiment for the course".
+
     Args:
         images: ``(B, C, H, W)`` with ``H, W`` divisible by ``p``.
     Returns:
@@ -43,6 +49,9 @@ def patchify(images: torch.Tensor, p: int) -> torch.Tensor:
 
 def causal_self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Scaled dot-product attention where position i sees positions ≤ i (written out, no fused kernel).
+
+    Lesson 05.1 (exercise 05.1.2); the causal LM of JoyAI-Image digest § "MLLM" (understanding is plain
+    autoregressive generation).
 
     softmax(q kᵀ / √d + M) v with M_ij = −∞ for j > i.
 
@@ -61,6 +70,9 @@ def causal_self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> 
 def answer_loss(logits: torch.Tensor, tokens: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy on answer tokens only (L_NTP of the digest), a scalar.
 
+    Lesson 05.1 (exercise 05.1.3). L_NTP = −Σ_i log p(y_i | y_<i, image, prompt), JoyAI-Image digest
+    § "Losses" (an inferred standard form; the paper states no equation).
+
     The logit at position i predicts token i+1, so logits ``[:, :-1]`` are scored against tokens
     ``[:, 1:]``; ``loss_mask[:, i] = 1`` marks tokens ``i`` that belong to the answer (their loss
     counts). The mean is over counted tokens.
@@ -77,15 +89,23 @@ def answer_loss(logits: torch.Tensor, tokens: torch.Tensor, loss_mask: torch.Ten
 
 @dataclass(frozen=True)
 class MLLMConfig:
-    """Sizes of the tiny MLLM (the full-scale one is Qwen3-VL-8B: 36 layers, d = 4096)."""
+    """Sizes of the tiny MLLM (lesson 05.1; the full-scale one is Qwen3-VL-8B: 36 layers, d = 4096,
+    JoyAI-Image digest § "MLLM")."""
 
-    d: int = 64            #: model width
-    layers: int = 2        #: transformer blocks
-    heads: int = 4         #: attention heads
-    patch: int = 6         #: image patch size (pixels)
-    image_size: int = 24   #: canvas size (pixels)
-    max_text: int = 40     #: longest text (template + words) in tokens
+    d: int = 64
+    """Model width."""
+    layers: int = 2
+    """Transformer blocks."""
+    heads: int = 4
+    """Attention heads."""
+    patch: int = 6
+    """Image patch size (pixels)."""
+    image_size: int = 24
+    """Canvas size (pixels)."""
+    max_text: int = 40
+    """Longest text (template + words) in tokens."""
     vocab: int = len(VOCAB)
+    """Vocabulary size (the shapes world's words and specials)."""
 
     @property
     def n_patches(self) -> int:
@@ -93,7 +113,10 @@ class MLLMConfig:
 
 
 class Block(nn.Module):
-    """Pre-LN causal transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+    """Pre-LN causal transformer block: x + Attn(LN(x)), then x + MLP(LN(x)).
+
+    Lesson 05.1; a small stand-in for a Qwen3-VL decoder layer (JoyAI-Image digest § "MLLM").
+    """
 
     def __init__(self, d: int, heads: int):
         super().__init__()
@@ -114,6 +137,9 @@ class Block(nn.Module):
 
 class TinyMLLM(nn.Module):
     """Patch embedding + word embedding + causal transformer + LM head.
+
+    Lesson 05.1 trains it (stage 1); lesson 05.3 conditions the MMDiT on its hidden states.
+    JoyAI-Image digest § "MLLM" (scaled down as § "Toy experiment for the course" proposes).
 
     ``forward(images, text)`` returns ``(logits over the text positions, last-layer hidden states
     of the whole sequence)``. Image tokens carry a learned 2-D position; text tokens a learned 1-D
@@ -194,6 +220,9 @@ class TinyMLLM(nn.Module):
 def build_qa_text(question: torch.Tensor, answer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Pack right-padded questions and answers into ``question <ans> answer`` rows.
 
+    Lesson 05.1; the answer positions that L_NTP scores (JoyAI-Image digest § "Algorithm (pseudo-code)":
+    ``CE(logits[answer positions], answer)``).
+
     Args:
         question: ``(B, Lq)``; answer: ``(B, La)`` (ending in ``<eos>``), both right-padded.
     Returns:
@@ -216,7 +245,11 @@ def build_qa_text(question: torch.Tensor, answer: torch.Tensor) -> tuple[torch.T
 
 def mllm_step_loss(model: TinyMLLM, images: torch.Tensor, question: torch.Tensor, answer: torch.Tensor,
                    loss_fn=answer_loss) -> torch.Tensor:
-    """The understanding loss of one batch: L_NTP on answers given image + question."""
+    """The understanding loss of one batch: L_NTP on answers given image + question.
+
+    Lessons 05.1 (stage 1) and 05.3 (the α L_NTP term of joint fine-tuning); JoyAI-Image digest
+    § "Losses" and § "Algorithm (pseudo-code)".
+    """
     tokens, mask = build_qa_text(question, answer)
     tokens, mask = tokens.to(images.device), mask.to(images.device)
     logits, _ = model(images, tokens)

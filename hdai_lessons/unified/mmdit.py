@@ -1,5 +1,9 @@
 """An MMDiT from scratch, block for block the design of JoyAI-Image's ``JoyImageEditTransformer3DModel``.
 
+Lesson 05.2 builds it (JoyAI-Image digest § "MMDiT" and § "Positional encoding"; the double-stream
+block with joint attention is the MM-DiT of SD3: Esser et al. 2024, "Scaling Rectified Flow Transformers
+for High-Resolution Image Synthesis", arXiv 2403.03206); lesson 05.3 trains it for editing.
+
 Pieces (each a function or module below, named as in diffusers so weights map one to one):
 
 - **patch embedding**: each ``p × p`` patch of each item → one token (``img_in``; a Conv3d with
@@ -39,6 +43,10 @@ def joint_attention(q_img: torch.Tensor, k_img: torch.Tensor, v_img: torch.Tenso
                     txt_mask: "torch.Tensor | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
     """MMDiT joint attention: one softmax over the concatenation ``[image; text]``, then split back.
 
+    Lesson 05.2 (exercise 05.2.1). JoyAI-Image digest § "MMDiT" ("joint attention over
+    concat([img_tokens; txt_tokens]) with one softmax, then split back"); the MM-DiT of SD3 (Esser et
+    al. 2024).
+
     Every image token attends to every image *and* text token and vice versa
     (softmax(QKᵀ/√d)V with Q, K, V the concatenations). Keys of padded text tokens
     (``txt_mask == 0``) are excluded.
@@ -62,13 +70,19 @@ def joint_attention(q_img: torch.Tensor, k_img: torch.Tensor, v_img: torch.Tenso
 
 
 def rope_positions(n_items: int, h: int, w: int) -> torch.Tensor:
-    """Integer positions ``(n_items·h·w, 3)`` = (item, row, col) of image tokens, item-major."""
+    """Integer positions ``(n_items·h·w, 3)`` = (item, row, col) of image tokens, item-major.
+
+    Lesson 05.2. JoyAI-Image digest § "Positional encoding" (3-D RoPE (t, h, w) on image tokens) and
+    § "Editing / source-image conditioning" (items along the temporal axis get distinct t-indices).
+    """
     grid = torch.stack(torch.meshgrid(torch.arange(n_items), torch.arange(h), torch.arange(w), indexing="ij"), -1)
     return grid.reshape(-1, 3).float()  # (n·h·w, 3)
 
 
 def rope_frequencies(positions: torch.Tensor, axes_dims: "tuple[int, ...]", theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-axis RoPE tables: axis a rotates its own ``axes_dims[a]`` channels by pos_a · ω.
+
+    Lesson 05.2. JoyAI-Image digest § "Positional encoding" (axis dims [16, 56, 56], θ = 10000).
 
     ω_i = θ^(−2i/d_a) for i < d_a/2 (as diffusers' ``get_rotary_pos_embed``); each angle is
     repeated for the two channels of its (interleaved) pair.
@@ -94,6 +108,8 @@ def rope_frequencies(positions: torch.Tensor, axes_dims: "tuple[int, ...]", thet
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate interleaved channel pairs (x₀, x₁) by the angles in ``cos``/``sin``.
 
+    Lesson 05.2 (exercise 05.2.2). JoyAI-Image digest § "Positional encoding" (RoPE on image tokens only).
+
     (x₀, x₁) ↦ (x₀ cos − x₁ sin, x₁ cos + x₀ sin), i.e. ``x·cos + rot(x)·sin`` with
     ``rot(x)`` = (−x₁, x₀) per pair — the convention of diffusers' JoyImage ``_apply_rotary_emb``.
 
@@ -110,6 +126,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 def adaln_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """adaLN: ``LayerNorm(x)·(1 + scale) + shift`` (LayerNorm without learned affine, over features).
 
+    Lesson 05.2 (exercise 05.2.3). JoyAI-Image digest § "MMDiT" ("wanx" modulation: mod(LN(x)) with
+    shift and scale from the timestep vector).
+
     Args:
         x: ``(B, N, D)``; shift, scale: ``(B, D)`` (one per sample, broadcast over tokens).
     Returns:
@@ -122,49 +141,73 @@ def adaln_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, ep
 # ---------------------------------------------------------------------------- embeddings
 def timestep_embedding(t: torch.Tensor, dim: int = 256, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding ``[cos(t ω), sin(t ω)]``, ω_i = max_period^(−i/(dim/2)) (diffusers' ``Timesteps``
-    with ``flip_sin_to_cos=True, downscale_freq_shift=0``). ``t (B,)`` → ``(B, dim)``."""
+    with ``flip_sin_to_cos=True, downscale_freq_shift=0``). ``t (B,)`` → ``(B, dim)``.
+
+    Lesson 05.2; the "sinusoid(256)" of JoyAI-Image digest § "MMDiT" (timestep conditioning).
+    """
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     ang = t.float()[:, None] * freqs[None]  # (B, half)
     return torch.cat([ang.cos(), ang.sin()], dim=-1)
 
 
-class TimestepMLP(nn.Module):
-    """``linear_1 → SiLU → linear_2`` (diffusers' ``TimestepEmbedding``)."""
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
 
-    def __init__(self, in_dim: int, dim: int):
+
+class _TwoLinear(nn.Module):
+    """``second(act(first(x)))``: the MMDiT's three small MLPs, which differ only in sizes, activation and
+    (to keep diffusers' parameter names, so weights map one to one) the names of the two layers."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, act, names: "tuple[str, str]" = ("linear_1", "linear_2")):
         super().__init__()
-        self.linear_1, self.linear_2 = nn.Linear(in_dim, dim), nn.Linear(dim, dim)
+        self.act, self.names = act, names
+        self.add_module(names[0], nn.Linear(in_dim, hidden))
+        self.add_module(names[1], nn.Linear(hidden, out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear_2(F.silu(self.linear_1(x)))
+        first, second = (getattr(self, n) for n in self.names)
+        return second(self.act(first(x)))
 
 
-class TextProjection(nn.Module):
-    """PixArt-α caption projection: ``linear_1 → GELU(tanh) → linear_2`` (condition dim → d)."""
+class TimestepMLP(_TwoLinear):
+    """``linear_1 → SiLU → linear_2`` (diffusers' ``TimestepEmbedding``).
+
+    Lesson 05.2; the "sinusoid(256) → MLP → temb" of JoyAI-Image digest § "MMDiT".
+    """
 
     def __init__(self, in_dim: int, dim: int):
-        super().__init__()
-        self.linear_1, self.linear_2 = nn.Linear(in_dim, dim), nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear_2(F.gelu(self.linear_1(x), approximate="tanh"))
+        super().__init__(in_dim, dim, dim, F.silu)
 
 
-class MLP(nn.Module):
-    """``fc1 → GELU(tanh) → fc2`` (diffusers' ``FeedForward(activation_fn="gelu-approximate")``)."""
+class TextProjection(_TwoLinear):
+    """PixArt-α caption projection: ``linear_1 → GELU(tanh) → linear_2`` (condition dim → d).
+
+    Lesson 05.2; JoyAI-Image digest § "MLLM → MMDiT interface" (a PixArt-α text projection maps the
+    MLLM states to d_model; no pooled vector).
+    """
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__(in_dim, dim, dim, _gelu_tanh)
+
+
+class MLP(_TwoLinear):
+    """``fc1 → GELU(tanh) → fc2`` (diffusers' ``FeedForward(activation_fn="gelu-approximate")``).
+
+    Lesson 05.2; each stream's MLP in JoyAI-Image digest § "MMDiT" (MLP ratio 4, GELU-tanh).
+    """
 
     def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        super().__init__(dim, hidden, dim, _gelu_tanh, names=("fc1", "fc2"))
 
 
 # ---------------------------------------------------------------------------- the block
 class Stream(nn.Module):
-    """The per-stream weights of a double-stream block (image or text)."""
+    """The per-stream weights of a double-stream block (image or text).
+
+    Lesson 05.2. JoyAI-Image digest § "MMDiT" (separate image and text weights for modulation, qkv,
+    QK-RMSNorm, out-proj and MLP; QK-RMSNorm as in SD3, Esser et al. 2024).
+    """
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float):
         super().__init__()
@@ -177,7 +220,11 @@ class Stream(nn.Module):
 
 
 class DoubleStreamBlock(nn.Module):
-    """One MMDiT double-stream block with joint attention (see module docstring)."""
+    """One MMDiT double-stream block with joint attention (see module docstring).
+
+    Lesson 05.2. JoyAI-Image digest § "MMDiT" (each block SD3/FLUX-style, gated residuals
+    x += gate·Attn(mod(LN(x))), x += gate·MLP(mod(LN(x)))); the MM-DiT block of SD3 (Esser et al. 2024).
+    """
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
         super().__init__()
@@ -223,18 +270,29 @@ class DoubleStreamBlock(nn.Module):
 # ---------------------------------------------------------------------------- the model
 @dataclass(frozen=True)
 class MMDiTConfig:
-    """Sizes of the MMDiT (JoyAI-Image: d = 4096, 32 heads, 40 blocks, RoPE axes (16, 56, 56), θ = 10000)."""
+    """Sizes of the MMDiT (JoyAI-Image: d = 4096, 32 heads, 40 blocks, RoPE axes (16, 56, 56), θ = 10000;
+    digest § "MMDiT"). Lesson 05.2."""
 
-    image_size: int = 24          #: canvas (pixels)
-    patch: int = 4                #: patch size (pixels; 4·4·3 = 48 values < d, so noise can pass through a token)
-    channels: int = 3             #: image channels (RGB pixels; latents at full scale)
-    dim: int = 64                 #: model width d
-    heads: int = 4                #: attention heads (head dim = dim / heads)
-    layers: int = 2               #: double-stream blocks
-    mlp_ratio: float = 4.0        #: MLP width / d
-    cond_dim: int = 64            #: width of the condition sequence (the MLLM's d)
-    rope_axes: tuple = (4, 6, 6)  #: RoPE channels for (item, row, col); sum = head dim
-    theta: float = 10000.0        #: RoPE base
+    image_size: int = 24
+    """Canvas (pixels)."""
+    patch: int = 4
+    """Patch size (pixels; 4·4·3 = 48 values < d, so noise can pass through a token)."""
+    channels: int = 3
+    """Image channels (RGB pixels; latents at full scale)."""
+    dim: int = 64
+    """Model width d."""
+    heads: int = 4
+    """Attention heads (head dim = dim / heads)."""
+    layers: int = 2
+    """Double-stream blocks."""
+    mlp_ratio: float = 4.0
+    """MLP width / d."""
+    cond_dim: int = 64
+    """Width of the condition sequence (the MLLM's d)."""
+    rope_axes: tuple = (4, 6, 6)
+    """RoPE channels for (item, row, col); sum = head dim."""
+    theta: float = 10000.0
+    """RoPE base."""
 
     def __post_init__(self) -> None:
         if sum(self.rope_axes) != self.dim // self.heads:
@@ -245,6 +303,10 @@ class MMDiTConfig:
 
 class MMDiT(nn.Module):
     """The whole denoiser: ``forward(x, timestep, cond, cond_mask, refs) → output (B, C, H, W)``.
+
+    Lesson 05.2 (text → image), lesson 05.3 (editing), lesson 05.4 (inside diffusers). JoyAI-Image
+    digest § "MMDiT" (patchify, condition embedder, double-stream blocks, output LayerNorm → Linear →
+    unpatchify) and § "Editing / source-image conditioning" (references as extra items, target first).
 
     ``timestep`` is the raw value fed to the sinusoid (JoyImage passes σ·1000; the toy passes t·1000
     with the course's t = 1 at data). ``refs`` are clean reference images ``(B, R, C, H, W)`` placed
@@ -321,7 +383,10 @@ def _block_key_map(i: int) -> dict:
 
 
 def diffusers_key_map(n_layers: int) -> dict:
-    """Every parameter name of ``MMDiT`` → its ``JoyImageEditTransformer3DModel`` name."""
+    """Every parameter name of ``MMDiT`` → its ``JoyImageEditTransformer3DModel`` name.
+
+    Lessons 05.2 and 05.4; the diffusers class of JoyAI-Image digest § "Official code & related libraries".
+    """
     m = {}
     for w in ("weight", "bias"):
         m[f"img_in.{w}"] = f"img_in.{w}"
@@ -338,6 +403,8 @@ def diffusers_key_map(n_layers: int) -> dict:
 
 def load_diffusers_weights(model: MMDiT, diffusers_state: dict) -> None:
     """Copy a ``JoyImageEditTransformer3DModel`` state dict into ``model`` (Conv3d patch kernel → Linear).
+
+    Lesson 05.2 (our MMDiT agrees with diffusers'); JoyAI-Image digest § "MMDiT" (patchify is a Conv3d).
 
     Raises ``KeyError`` naming the first missing diffusers key and ``ValueError`` on a shape mismatch.
     """
@@ -356,6 +423,9 @@ def load_diffusers_weights(model: MMDiT, diffusers_state: dict) -> None:
 
 
 def load_diffusers_block(block: DoubleStreamBlock, diffusers_block_state: dict) -> None:
-    """Copy one diffusers ``JoyImageTransformerBlock``'s state dict into ``block``."""
+    """Copy one diffusers ``JoyImageTransformerBlock``'s state dict into ``block``.
+
+    Lesson 05.2 (block-level check against diffusers); JoyAI-Image digest § "MMDiT".
+    """
     m = {k.split(".", 2)[2]: v.split(".", 2)[2] for k, v in _block_key_map(0).items()}
     block.load_state_dict({k: diffusers_block_state[v] for k, v in m.items()})

@@ -1,5 +1,7 @@
 """Small checkpoints the later lessons load instead of retraining (shipped in ``data/unified/``).
 
+The three stages of JoyAI-Image digest § "Training stages", run once at toy scale.
+
 Each ``build_*`` is a manifest generator ``fn(out_path, seed)``; rebuild with
 ``hdai-lessons data build NAME``. Each ``load_*`` verifies the file (``data.data_path``) and returns
 ready modules.
@@ -48,7 +50,10 @@ def _load(path: Path, modules: dict) -> None:
 
 
 def build_mllm(out_path: Path, seed: int) -> None:
-    """Stage 1: train the tiny MLLM on QA + captions (``MLLM_STEPS`` steps)."""
+    """Stage 1: train the tiny MLLM on QA + captions (``MLLM_STEPS`` steps).
+
+    Builds lesson 05.1's shipped checkpoint; JoyAI-Image digest § "Training stages" (1).
+    """
     g = seed_everything(seed)
     mllm = TinyMLLM(MLLMConfig())
     train_understanding(mllm, ShapesWorld(WorldConfig()), UnderstandingConfig(steps=MLLM_STEPS, batch=64), g)
@@ -56,14 +61,17 @@ def build_mllm(out_path: Path, seed: int) -> None:
 
 
 def load_mllm() -> TinyMLLM:
-    """The stage-1 MLLM (``unified-mllm``)."""
+    """The stage-1 MLLM (``unified-mllm``); lessons 05.1 and 05.3 (JoyAI-Image digest § "Training stages" (1))."""
     mllm = TinyMLLM(MLLMConfig())
     _load(data_path("unified-mllm"), {"mllm": mllm})
     return mllm
 
 
 def build_t2i(out_path: Path, seed: int) -> None:
-    """Lesson 05.2's model: MMDiT + word conditioner, text → image (``T2I_STEPS`` steps)."""
+    """Lesson 05.2's model: MMDiT + word conditioner, text → image (``T2I_STEPS`` steps).
+
+    JoyAI-Image digest § "Training stages" (2), with word embeddings in place of the MLLM's states.
+    """
     g = seed_everything(seed)
     model, cond = MMDiT(T2I_CONFIG), WordConditioner(T2I_CONFIG.cond_dim)
     train_generation(model, cond, ShapesWorld(WorldConfig()), GenerationConfig(steps=T2I_STEPS, batch=64, t_dist="logit_normal"), g)
@@ -71,7 +79,7 @@ def build_t2i(out_path: Path, seed: int) -> None:
 
 
 def load_t2i() -> tuple[MMDiT, WordConditioner]:
-    """The shipped text → image MMDiT and its word conditioner (``unified-mmdit-t2i``)."""
+    """The shipped text → image MMDiT and its word conditioner (``unified-mmdit-t2i``); lesson 05.2."""
     model, cond = MMDiT(T2I_CONFIG), WordConditioner(T2I_CONFIG.cond_dim)
     _load(data_path("unified-mmdit-t2i"), {"mmdit": model, "cond": cond})
     return model, cond
@@ -86,7 +94,10 @@ def _unified_phase2(model: MMDiT, cond: MLLMConditioner, seed: int) -> None:
 
 def build_unified(out_path: Path, seed: int) -> None:
     """Stages 2–3: MMDiT on the frozen stage-1 MLLM's states, text → image mixed with editing
-    (phase 1: ``UNIFIED_STEPS`` at 50 % editing; phase 2: ``UNIFIED_PHASE2_STEPS`` at 70 %)."""
+    (phase 1: ``UNIFIED_STEPS`` at 50 % editing; phase 2: ``UNIFIED_PHASE2_STEPS`` at 70 %).
+
+    Builds lessons 05.3–05.4's shipped model; JoyAI-Image digest § "Training stages" (2–3).
+    """
     g = seed_everything(seed)
     cond = MLLMConditioner(load_mllm(), freeze=True)
     model = MMDiT(MMDiTConfig(cond_dim=MLLMConfig().d))
@@ -96,7 +107,10 @@ def build_unified(out_path: Path, seed: int) -> None:
 
 
 def load_unified() -> tuple[MMDiT, MLLMConditioner]:
-    """The shipped unified model: the MMDiT and a frozen ``MLLMConditioner`` around the stage-1 MLLM."""
+    """The shipped unified model: the MMDiT and a frozen ``MLLMConditioner`` around the stage-1 MLLM.
+
+    Lessons 05.3 and 05.4; JoyAI-Image digest § "Core idea" (one MLLM coupled with one MMDiT).
+    """
     model = MMDiT(MMDiTConfig(cond_dim=MLLMConfig().d))
     _load(data_path("unified-mmdit"), {"mmdit": model})
     return model, MLLMConditioner(load_mllm(), freeze=True)

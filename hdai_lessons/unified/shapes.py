@@ -2,7 +2,8 @@
 
 A scene is a few objects, each a shape × colour × size in one cell of a ``grid × grid`` layout.
 The same code renders the image, writes its caption, asks and answers questions about it and
-applies edit instructions, so every target is exact (the toy the JoyAI-Image digest proposes).
+applies edit instructions, so every target is exact (the toy the JoyAI-Image digest proposes in
+§ "Toy experiment for the course"). Lesson 05.1 introduces it; lessons 05.2–05.4 draw from it.
 
 Words are from a fixed vocabulary (``VOCAB``); sequences are word lists, encoded with ``encode``.
 
@@ -41,7 +42,10 @@ PAD, BOS, EOS, ANS, SYS = (TOKEN_ID[s] for s in SPECIALS)
 
 
 def encode(words: "list[str]") -> list[int]:
-    """Word list → token ids (raises ``KeyError`` naming an unknown word)."""
+    """Word list → token ids (raises ``KeyError`` naming an unknown word).
+
+    Lesson 05.1; the toy's word-level vocabulary (JoyAI-Image digest § "Toy experiment for the course").
+    """
     try:
         return [TOKEN_ID[w] for w in words]
     except KeyError as err:
@@ -49,7 +53,7 @@ def encode(words: "list[str]") -> list[int]:
 
 
 def decode(ids: "list[int] | torch.Tensor") -> list[str]:
-    """Token ids → words (stops at ``<eos>``, skips ``<pad>``)."""
+    """Token ids → words (stops at ``<eos>``, skips ``<pad>``); lesson 05.1, the inverse of ``encode``."""
     out = []
     for i in (ids.tolist() if torch.is_tensor(ids) else ids):
         if i == EOS:
@@ -61,7 +65,10 @@ def decode(ids: "list[int] | torch.Tensor") -> list[str]:
 
 @dataclass(frozen=True)
 class Obj:
-    """One object: a shape of a colour and size in cell (row, col)."""
+    """One object: a shape of a colour and size in cell (row, col).
+
+    Lesson 05.1; JoyAI-Image digest § "Toy experiment for the course" (shape × colour × cell × size).
+    """
 
     shape: str
     colour: str
@@ -73,7 +80,8 @@ class Obj:
 @dataclass(frozen=True)
 class Scene:
     """A set of objects, at most one per cell, with distinct shapes and distinct colours (so every
-    reference like "the circle" or "the red object" is unambiguous)."""
+    reference like "the circle" or "the red object" is unambiguous). Lesson 05.1; JoyAI-Image digest
+    § "Toy experiment for the course"."""
 
     objects: tuple
 
@@ -83,18 +91,17 @@ class Scene:
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """Canvas layout and scene statistics.
-
-    Attributes:
-        grid: cells per side (2 or 3); positions are named "top left" … "bottom right".
-        cell: pixels per cell side; the canvas is ``grid * cell`` pixels square.
-        min_objects, max_objects: objects per scene (max ≤ 3: shapes are distinct).
-    """
+    """Canvas layout and scene statistics (lesson 05.1; JoyAI-Image digest § "Toy experiment for the
+    course" proposes a 32-px canvas on a 3 × 3 grid, the lessons use 24 px on 2 × 2)."""
 
     grid: int = 2
+    """Cells per side (2 or 3); positions are named "top left" … "bottom right"."""
     cell: int = 12
+    """Pixels per cell side; the canvas is ``grid * cell`` pixels square."""
     min_objects: int = 1
+    """Fewest objects per scene."""
     max_objects: int = 2
+    """Most objects per scene (≤ 3: shapes are distinct)."""
 
     @property
     def size(self) -> int:
@@ -110,7 +117,11 @@ class WorldConfig:
 
 
 def shape_mask(shape: str, size: str, cell: int) -> torch.Tensor:
-    """Boolean mask ``(cell, cell)`` of a shape centred in its cell (pixel-centre sampling)."""
+    """Boolean mask ``(cell, cell)`` of a shape centred in its cell (pixel-centre sampling).
+
+    Lesson 05.1 (the renderer and the detector's templates); JoyAI-Image digest § "Toy experiment for
+    the course".
+    """
     c = (cell - 1) / 2.0
     y, x = torch.meshgrid(torch.arange(cell, dtype=torch.float64), torch.arange(cell, dtype=torch.float64), indexing="ij")
     half = (0.45 if size == "large" else 0.28) * cell  # half extent
@@ -127,7 +138,12 @@ def shape_mask(shape: str, size: str, cell: int) -> torch.Tensor:
 
 
 class ShapesWorld:
-    """Sampler, renderer, captioner, QA and edit generator for one ``WorldConfig``."""
+    """Sampler, renderer, captioner, QA and edit generator for one ``WorldConfig``.
+
+    Lesson 05.1 (used by every lesson of module 05): the "data generator" of JoyAI-Image digest § "Toy
+    experiment for the course" — captions, QA on colour / shape / count / position, and the edits
+    recolour, move, remove, add.
+    """
 
     def __init__(self, cfg: "WorldConfig | None" = None):
         self.cfg = cfg or WorldConfig()
@@ -287,23 +303,20 @@ class ShapesWorld:
 # ---------------------------------------------------------------------------- batches
 @dataclass
 class QABatch:
-    """A batch for the MLLM: images and question/answer token rows.
-
-    Attributes:
-        images: ``(B, 3, H, W)`` in [0, 1].
-        question: ``(B, Lq)`` token ids, right-padded with ``<pad>``.
-        answer: ``(B, La)`` token ids ending in ``<eos>``, right-padded.
-        qtypes: the question type of each row.
-    """
+    """A batch for the MLLM: images and question/answer token rows (lesson 05.1)."""
 
     images: torch.Tensor
+    """``(B, 3, H, W)`` in [0, 1]."""
     question: torch.Tensor
+    """``(B, Lq)`` token ids, right-padded with ``<pad>``."""
     answer: torch.Tensor
+    """``(B, La)`` token ids ending in ``<eos>``, right-padded."""
     qtypes: list = field(default_factory=list)
+    """The question type of each row."""
 
 
 def pad_rows(rows: "list[list[int]]", length: "int | None" = None) -> torch.Tensor:
-    """Right-pad integer rows with ``<pad>`` into a ``(B, L)`` long tensor."""
+    """Right-pad integer rows with ``<pad>`` into a ``(B, L)`` long tensor (lessons 05.1–05.4)."""
     L = length or max(len(r) for r in rows)
     out = torch.full((len(rows), L), PAD, dtype=torch.long)
     for i, r in enumerate(rows):
@@ -313,8 +326,12 @@ def pad_rows(rows: "list[list[int]]", length: "int | None" = None) -> torch.Tens
 
 def sample_qa_batch(world: ShapesWorld, batch: int, g: torch.Generator,
                     qtypes=QUESTION_TYPES, caption_frac: float = 0.25) -> QABatch:
-    """``batch`` (image, question, answer) triples; a fraction are "describe the image" → caption."""
-    scenes, qs, ans, types = [], [], [], []
+    """``batch`` (image, question, answer) triples; a fraction are "describe the image" → caption.
+
+    Lesson 05.1 (stage-1 training data; joint fine-tuning in 05.3): the understanding part of the
+    training mixture in JoyAI-Image digest § "Algorithm (pseudo-code)".
+    """
+    rows = []
     for _ in range(batch):
         s = world.sample_scene(g)
         if float(torch.rand(1, generator=g)) < caption_frac:
@@ -322,30 +339,35 @@ def sample_qa_batch(world: ShapesWorld, batch: int, g: torch.Generator,
         else:
             t = world._pick(tuple(qtypes), g)
             q, a = world.question(s, t, g)
-        scenes.append(s)
-        qs.append(encode(q))
-        ans.append(encode(a) + [EOS])
-        types.append(t)
-    return QABatch(world.render_batch(scenes), pad_rows(qs), pad_rows(ans), types)
+        rows.append((s, q, a, t))
+    return _qa_batch(world, rows)
 
 
 def qa_eval_set(world: ShapesWorld, per_type: int, seed: int) -> QABatch:
-    """A fixed evaluation set: ``per_type`` questions of each type (no captions), seeded."""
+    """A fixed evaluation set: ``per_type`` questions of each type (no captions), seeded.
+
+    Lessons 05.1 and 05.3 (the QA accuracy of JoyAI-Image digest § "Toy experiment for the course").
+    """
     g = torch.Generator().manual_seed(seed)
-    scenes, qs, ans, types = [], [], [], []
+    rows = []
     for t in QUESTION_TYPES:
         for _ in range(per_type):
             s = world.sample_scene(g)
-            q, a = world.question(s, t, g)
-            scenes.append(s)
-            qs.append(encode(q))
-            ans.append(encode(a) + [EOS])
-            types.append(t)
-    return QABatch(world.render_batch(scenes), pad_rows(qs), pad_rows(ans), types)
+            rows.append((s, *world.question(s, t, g), t))
+    return _qa_batch(world, rows)
+
+
+def _qa_batch(world: ShapesWorld, rows: "list[tuple[Scene, list[str], list[str], str]]") -> QABatch:
+    """(scene, question words, answer words, question type) rows → a ``QABatch`` (answers end in ``<eos>``)."""
+    return QABatch(world.render_batch([r[0] for r in rows]), pad_rows([encode(r[1]) for r in rows]),
+                   pad_rows([encode(r[2]) + [EOS] for r in rows]), [r[3] for r in rows])
 
 
 def chance_accuracy(world: ShapesWorld) -> dict:
-    """Accuracy of always giving the most frequent answer, per question type (estimated, seeded)."""
+    """Accuracy of always giving the most frequent answer, per question type (estimated, seeded).
+
+    Lessons 05.1 and 05.3: the baseline every question type must beat.
+    """
     ev = qa_eval_set(world, 400, seed=12345)
     out = {}
     for t in QUESTION_TYPES:

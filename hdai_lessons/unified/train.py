@@ -1,8 +1,8 @@
-"""The training stages of the unified model, at toy scale.
+"""The training stages of the unified model, at toy scale (lessons 05.1–05.3).
 
-JoyAI-Image's recipe (per the paperslantern summary the digest cites): (1) fine-tune the MLLM for
-understanding; (2) train the MMDiT from scratch for generation, conditioned on the MLLM's states;
-(3) train jointly for editing. Here:
+JoyAI-Image's recipe (digest § "Training stages", per the paperslantern summary the digest cites):
+(1) fine-tune the MLLM for understanding; (2) train the MMDiT from scratch for generation,
+conditioned on the MLLM's states; (3) train jointly for editing. Here:
 
 - ``train_understanding``: stage 1, next-token loss on answers and captions (``mllm.answer_loss``).
 - ``train_generation``: stages 2 and 3, rectified flow matching (``hdai_lessons.flows.cfm``'s
@@ -12,10 +12,14 @@ understanding; (2) train the MMDiT from scratch for generation, conditioned on t
   optionally the MLLM fine-tuned jointly (L = L_FM + α L_NTP).
 - ``sample``: Euler integration with ``hdai_lessons.flows.sampling.integrate`` and CFG with norm
   rescaling (``guidance.py``).
+
+Each lesson's own sizes (seeds, evaluation sizes, Euler steps) are a ``<Topic>LessonConfig`` below,
+resolved once per scale by its ``for_scale``: ``UnderstandingLessonConfig`` (05.1),
+``TextToImageLessonConfig`` (05.2), ``UnifiedLessonConfig`` (05.3).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -23,6 +27,7 @@ from torch import nn
 from hdai_lessons.flows.cfm import cfm_target, linear_path, sample_times
 from hdai_lessons.flows.sampling import integrate
 from hdai_lessons.core.progress import progress
+from hdai_lessons.core.scale import Scale, by_scale
 from hdai_lessons.unified.evaluate import edit_scores, generation_scores, qa_accuracy
 from hdai_lessons.unified.mllm import TinyMLLM, mllm_step_loss
 from hdai_lessons.unified.shapes import EDIT_TYPES, QUESTION_TYPES, ShapesWorld, decode, qa_eval_set, sample_qa_batch
@@ -31,18 +36,27 @@ from hdai_lessons.unified.shapes import EDIT_TYPES, QUESTION_TYPES, ShapesWorld,
 # ---------------------------------------------------------------------------- stage 1: understanding
 @dataclass
 class UnderstandingConfig:
-    """Stage-1 settings (next-token loss on answers and captions)."""
+    """Stage-1 settings (next-token loss on answers and captions); lesson 05.1 trains with it."""
 
-    steps: int = 600        #: optimiser steps
-    batch: int = 64         #: examples per step
-    lr: float = 3e-3        #: AdamW learning rate (cosine-decayed)
-    caption_frac: float = 0.25  #: fraction of "describe the image" examples
-    qtypes: tuple = QUESTION_TYPES  #: question types trained on
+    steps: int = 600
+    """Optimiser steps."""
+    batch: int = 64
+    """Examples per step."""
+    lr: float = 3e-3
+    """AdamW learning rate (cosine-decayed)."""
+    caption_frac: float = 0.25
+    """Fraction of "describe the image" examples (the rest are questions)."""
+    qtypes: tuple = QUESTION_TYPES
+    """Question types trained on."""
 
 
 def train_understanding(model: TinyMLLM, world: ShapesWorld, cfg: UnderstandingConfig, generator: torch.Generator,
                         loss_fn=None, desc: str = "stage 1: understanding") -> list[float]:
-    """Stage 1: train the MLLM on QA and captions with next-token loss; returns per-step losses."""
+    """Stage 1: train the MLLM on QA and captions with next-token loss; returns per-step losses.
+
+    Lesson 05.1. Minimises L_NTP = −Σ_i log p(y_i | y_<i, image, prompt) (JoyAI-Image digest § "Losses",
+    an inferred standard form; the paper states no equation) — stage 1 of § "Training stages".
+    """
     from hdai_lessons.unified.mllm import answer_loss
 
     loss_fn = loss_fn or answer_loss
@@ -64,7 +78,11 @@ def train_understanding(model: TinyMLLM, world: ShapesWorld, cfg: UnderstandingC
 
 
 def evaluate_understanding(model: TinyMLLM, world: ShapesWorld, per_type: int = 100, seed: int = 777) -> dict:
-    """QA accuracy by question type on a fixed, seeded evaluation set (``qa_eval_set``)."""
+    """QA accuracy by question type on a fixed, seeded evaluation set (``qa_eval_set``).
+
+    Lessons 05.1 and 05.3; the toy's "QA accuracy" evaluation (JoyAI-Image digest § "Toy experiment for
+    the course"; the paper reports understanding benchmarks instead).
+    """
     ev = qa_eval_set(world, per_type, seed)
     model.eval()
     pred = model.answer(ev.images, ev.question)
@@ -72,22 +90,47 @@ def evaluate_understanding(model: TinyMLLM, world: ShapesWorld, per_type: int = 
     return qa_accuracy(pred, gold, ev.qtypes)
 
 
+@dataclass
+class UnderstandingLessonConfig:
+    """Lesson 05.1's sizes: the live stage-1 runs and the evaluation sets that score them."""
+
+    stage1: UnderstandingConfig = field(default_factory=lambda: UnderstandingConfig(steps=600, batch=32))
+    """The live runs' stage-1 settings (the shipped ``unified-mllm`` saw 3500 steps at batch 64)."""
+    n_seeds: int = 4
+    """Live runs, paired by seed: the lesson uses ``ctx.seed``, ``ctx.seed + 1``, …"""
+    per_type: int = 200
+    """Evaluation questions per question type, for each seed's own evaluation set."""
+    eval_seed: int = 777
+    """Seed of run ``s``'s evaluation set is ``eval_seed + s``."""
+
+    @classmethod
+    def for_scale(cls, scale: "Scale | str | None") -> "UnderstandingLessonConfig":
+        """The rung's sizes (smoke: seconds; toy: about a minute on a CPU; full: a GPU)."""
+        return by_scale(scale, smoke=cls(stage1=UnderstandingConfig(steps=4, batch=8), n_seeds=1, per_type=10),
+                        toy=cls(),
+                        full=cls(stage1=UnderstandingConfig(steps=3000, batch=128), n_seeds=5, per_type=300))
+
+
 # ---------------------------------------------------------------------------- stages 2-3: generation and editing
 def to_model(images: torch.Tensor) -> torch.Tensor:
-    """Pixels in [0, 1] → model space [−1, 1]."""
+    """Pixels in [0, 1] → model space [−1, 1] (lessons 05.2–05.4; the toy's pixels stand in for the
+    VAE latents of JoyAI-Image digest § "VAE")."""
     return images * 2 - 1
 
 
 def to_pixels(x: torch.Tensor) -> torch.Tensor:
-    """Model space → pixels in [0, 1] (clamped)."""
+    """Model space → pixels in [0, 1] (clamped); lessons 05.2–05.4, the inverse of ``to_model``."""
     return ((x + 1) / 2).clamp(0, 1)
 
 
 def masked_flow_loss(v_pred: torch.Tensor, v_target: torch.Tensor, is_target: torch.Tensor) -> torch.Tensor:
     """Flow-matching loss on target items only (the editing loss mask), a scalar.
 
-    Squared error summed over each item's values, averaged over the items with ``is_target == 1``
-    (reference items carry clean tokens; predicting them is not the task and must not be trained).
+    Lesson 05.3 (exercise 05.3.2). L_FM of JoyAI-Image digest § "Losses" restricted to the target
+    item, as § "Editing / source-image conditioning" infers ("the loss applies to target tokens only");
+    the paper states no equation. Squared error summed over each item's values, averaged over the
+    items with ``is_target == 1`` (reference items carry clean tokens; predicting them is not the task
+    and must not be trained).
 
     Args:
         v_pred, v_target: ``(B, n, C, H, W)``; is_target: ``(B, n)`` {0, 1}.
@@ -99,21 +142,34 @@ def masked_flow_loss(v_pred: torch.Tensor, v_target: torch.Tensor, is_target: to
 
 @dataclass
 class GenerationConfig:
-    """Stage-2/3 settings (rectified flow on target tokens)."""
+    """Stage-2/3 settings (rectified flow on target tokens); lessons 05.2 and 05.3 train with it."""
 
-    steps: int = 800          #: optimiser steps
-    batch: int = 64           #: examples per step
-    lr: float = 2e-3          #: AdamW learning rate (cosine-decayed)
-    edit_frac: float = 0.0    #: probability that a step is an editing batch (stage 3)
-    p_uncond: float = 0.1     #: condition dropout for classifier-free guidance
-    t_dist: str = "uniform"   #: training-time distribution (``flows.cfm.sample_times``)
-    etypes: tuple = EDIT_TYPES    #: edit types trained on
-    alpha_ntp: float = 0.0    #: weight of L_NTP when the MLLM is fine-tuned jointly (L = L_FM + α L_NTP)
+    steps: int = 800
+    """Optimiser steps."""
+    batch: int = 64
+    """Examples per step."""
+    lr: float = 2e-3
+    """AdamW learning rate (cosine-decayed)."""
+    edit_frac: float = 0.0
+    """Probability that a step is an editing batch (stage 3)."""
+    p_uncond: float = 0.1
+    """Condition dropout for classifier-free guidance (the rate is not known for JoyAI-Image; 10 % is the
+    toy's choice)."""
+    t_dist: str = "uniform"
+    """Training-time distribution (``flows.cfm.sample_times``)."""
+    etypes: tuple = EDIT_TYPES
+    """Edit types trained on."""
+    alpha_ntp: float = 0.0
+    """Weight of L_NTP when the MLLM is fine-tuned jointly (L = L_FM + α L_NTP)."""
 
 
 @dataclass
 class GenBatch:
-    """A generation or editing batch: prompts, target images, optional clean sources (all in [0, 1])."""
+    """A generation or editing batch: prompts, target images, optional clean sources (all in [0, 1]).
+
+    Lessons 05.2–05.3; the t2i and edit parts of the training mixture in JoyAI-Image digest
+    § "Algorithm (pseudo-code)".
+    """
 
     prompt: torch.Tensor                  # (B, L) token ids
     target: torch.Tensor                  # (B, 3, H, W)
@@ -125,7 +181,11 @@ class GenBatch:
 
 def sample_gen_batch(world: ShapesWorld, batch: int, g: torch.Generator, edit: bool = False,
                      etypes: tuple = EDIT_TYPES) -> GenBatch:
-    """A text-to-image batch (caption → image) or an editing batch (instruction + source → target)."""
+    """A text-to-image batch (caption → image) or an editing batch (instruction + source → target).
+
+    Lessons 05.2–05.3; ``sample_mixture`` of JoyAI-Image digest § "Algorithm (pseudo-code)" for the
+    t2i and edit parts.
+    """
     from hdai_lessons.unified.shapes import encode, pad_rows
 
     if not edit:
@@ -137,7 +197,11 @@ def sample_gen_batch(world: ShapesWorld, batch: int, g: torch.Generator, edit: b
 
 
 def drop_prompts(prompt: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
-    """Replace each row by the empty prompt with probability ``p`` (CFG condition dropout)."""
+    """Replace each row by the empty prompt with probability ``p`` (CFG condition dropout).
+
+    Lesson 05.2; the ``if rand() < p_drop: c = MLLM_states("")`` line of JoyAI-Image digest
+    § "Algorithm (pseudo-code)" (rate not known; the toy uses 10 %).
+    """
     from hdai_lessons.unified.shapes import PAD
 
     drop = torch.rand(prompt.shape[0], generator=g) < p
@@ -146,7 +210,11 @@ def drop_prompts(prompt: torch.Tensor, p: float, g: torch.Generator) -> torch.Te
 
 def flow_step_loss(model, conditioner, b: GenBatch, g: torch.Generator, cfg: GenerationConfig,
                    loss_fn=masked_flow_loss) -> torch.Tensor:
-    """L_FM of one batch: x_t = (1 − t) x₀ + t x₁ on the target, clean source tokens as item 1."""
+    """L_FM of one batch: x_t = (1 − t) x₀ + t x₁ on the target, clean source tokens as item 1.
+
+    Lessons 05.2 and 05.3. JoyAI-Image digest § "Losses" (x_σ = (1−σ)x + σε, v = ε − x; the course's
+    t = 1 − σ, so v = x₁ − x₀) and the generation half of § "Algorithm (pseudo-code)".
+    """
     x1 = to_model(b.target)  # (B, 3, H, W)
     x0 = torch.randn(x1.shape, generator=g)
     t = sample_times(x1.shape[0], g, cfg.t_dist)
@@ -162,6 +230,8 @@ def train_generation(model, conditioner, world: ShapesWorld, cfg: GenerationConf
                      desc: str = "stage 2/3: generation") -> dict:
     """Stages 2–3: train ``model`` (and the conditioner's trainable parameters) by flow matching.
 
+    Lessons 05.2 (text → image) and 05.3 (editing, joint fine-tuning). JoyAI-Image digest
+    § "Training stages" 2–3 and the training step of § "Algorithm (pseudo-code)" (L = L_gen + α L_und).
     If the conditioner wraps an MLLM that is not frozen and ``cfg.alpha_ntp > 0``, the MLLM keeps
     its understanding loss as well: L = L_FM + α L_NTP (joint fine-tuning). Returns per-step losses
     ``{"fm": [...], "ntp": [...]}``.
@@ -198,6 +268,8 @@ def sample(model, conditioner, prompt: torch.Tensor, g: torch.Generator, source:
            steps: int = 20, guidance: float = 1.0, rescale: bool = True) -> torch.Tensor:
     """Generate (or edit) images: Euler from noise (t = 0) to data (t = 1), CFG against the empty prompt.
 
+    Lessons 05.2 and 05.3. JoyAI-Image digest § "Sampling" (flow-matching Euler, CFG with an empty
+    negative prompt and norm rescaling) and § "Editing / source-image conditioning" (references kept clean).
     The source image, if any, stays clean on its own item axis at every step (JoyImage resets the
     reference latents each step; here they are simply never integrated). Returns ``(B, 3, H, W)`` in [0, 1].
     """
@@ -224,7 +296,11 @@ def sample(model, conditioner, prompt: torch.Tensor, g: torch.Generator, source:
 
 def evaluate_generation(model, conditioner, world: ShapesWorld, n: int = 64, seed: int = 99, steps: int = 20,
                         guidance: float = 1.0) -> dict:
-    """Text → image adherence on ``n`` seeded captions (``evaluate.generation_scores``)."""
+    """Text → image adherence on ``n`` seeded captions (``evaluate.generation_scores``).
+
+    Lesson 05.3; the toy's "GenEval-like generation checks" (JoyAI-Image digest § "Toy experiment for
+    the course").
+    """
     g = torch.Generator().manual_seed(seed)
     b = sample_gen_batch(world, n, g)
     imgs = sample(model, conditioner, b.prompt, g, steps=steps, guidance=guidance)
@@ -233,7 +309,11 @@ def evaluate_generation(model, conditioner, world: ShapesWorld, n: int = 64, see
 
 def evaluate_editing(model, conditioner, world: ShapesWorld, n: int = 64, seed: int = 98, steps: int = 20,
                      guidance: float = 1.0) -> dict:
-    """Edit success and PSNR of the untouched cells on ``n`` seeded edits (``evaluate.edit_scores``)."""
+    """Edit success and PSNR of the untouched cells on ``n`` seeded edits (``evaluate.edit_scores``).
+
+    Lesson 05.3; the toy's "edit success plus PSNR on the unedited region" (JoyAI-Image digest § "Toy
+    experiment for the course").
+    """
     g = torch.Generator().manual_seed(seed)
     b = sample_gen_batch(world, n, g, edit=True)
     imgs = sample(model, conditioner, b.prompt, g, source=b.source, steps=steps, guidance=guidance)
@@ -244,3 +324,67 @@ def evaluate_editing(model, conditioner, world: ShapesWorld, n: int = 64, seed: 
         if idx:
             out[et] = edit_scores(world, imgs[idx], b.source[idx], [b.scenes[i] for i in idx], [b.touched[i] for i in idx])["success"]
     return out
+
+
+# ---------------------------------------------------------------------------- lesson sizes
+@dataclass
+class TextToImageLessonConfig:
+    """Lesson 05.2's sizes: a short live text → image run, then the shipped model's paired evaluation."""
+
+    live: GenerationConfig = field(default_factory=lambda: GenerationConfig(steps=300, batch=32))
+    """The live run's stage-2 settings (the shipped ``unified-mmdit-t2i`` saw 2500 steps at batch 64)."""
+    euler_steps: int = 20
+    """Euler steps per sample."""
+    n_eval: int = 128
+    """Captions per sampling seed in the guidance comparison."""
+    n_eval_seeds: int = 10
+    """Paired sampling seeds: the lesson uses ``ctx.seed``, ``ctx.seed + 1``, …"""
+
+    @classmethod
+    def for_scale(cls, scale: "Scale | str | None") -> "TextToImageLessonConfig":
+        """The rung's sizes (smoke: seconds; toy: a few minutes on a CPU; full: a GPU)."""
+        return by_scale(scale, smoke=cls(live=GenerationConfig(steps=3, batch=8), euler_steps=2, n_eval=8, n_eval_seeds=1),
+                        toy=cls(),
+                        full=cls(live=GenerationConfig(steps=20_000, batch=256), euler_steps=50, n_eval=512))
+
+
+@dataclass
+class UnifiedLessonConfig:
+    """Lesson 05.3's sizes: live stage-3 steps, the shipped model's evaluation, the frozen-vs-joint ablation."""
+
+    stage3: GenerationConfig = field(default_factory=lambda: GenerationConfig(steps=40, batch=32, edit_frac=1.0, lr=5e-4))
+    """The live stage-3 (editing) steps on a copy of the shipped MMDiT."""
+    n_eval: int = 48
+    """Captions (and edits) per sampling seed in the evaluation of the shipped model."""
+    n_eval_seeds: int = 3
+    """Paired sampling seeds of that evaluation: ``ctx.seed``, ``ctx.seed + 1``, …"""
+    euler_steps: int = 20
+    """Euler steps per sample."""
+    per_type: int = 100
+    """QA evaluation questions per question type and seed."""
+    ablation: GenerationConfig = field(default_factory=lambda: GenerationConfig(steps=100, batch=32, edit_frac=0.5, lr=5e-4))
+    """Each ablation arm's training from the shipped model (the stage-3 mix: half text → image, half editing)."""
+    joint_alpha_ntp: float = 0.5
+    """α of the "joint" arm (L = L_FM + α L_NTP); the "frozen" arm has α = 0 and a frozen MLLM."""
+    n_abl_seeds: int = 4
+    """Training seeds per ablation arm: ``ctx.seed``, ``ctx.seed + 1``, …"""
+    n_abl: int = 40
+    """Captions (and edits) per seed in the ablation's evaluation."""
+
+    def ablation_arm(self, arm: str) -> GenerationConfig:
+        """The training settings of ablation arm ``"frozen"`` or ``"joint"``."""
+        if arm not in ("frozen", "joint"):
+            raise ValueError(f"unknown ablation arm {arm!r}; choose 'frozen' or 'joint'")
+        return replace(self.ablation, alpha_ntp=self.joint_alpha_ntp if arm == "joint" else 0.0)
+
+    @classmethod
+    def for_scale(cls, scale: "Scale | str | None") -> "UnifiedLessonConfig":
+        """The rung's sizes (smoke: seconds; toy: a few minutes on a CPU; full: a GPU)."""
+        return by_scale(
+            scale,
+            smoke=cls(stage3=GenerationConfig(steps=2, batch=4, edit_frac=1.0), n_eval=6, n_eval_seeds=1, euler_steps=2,
+                      per_type=8, ablation=GenerationConfig(steps=2, batch=4, edit_frac=0.5, lr=5e-4), n_abl_seeds=1, n_abl=6),
+            toy=cls(),
+            full=cls(stage3=GenerationConfig(steps=2000, batch=128, edit_frac=1.0, lr=5e-4), n_eval=512, euler_steps=50,
+                     per_type=300, ablation=GenerationConfig(steps=3000, batch=128, edit_frac=0.5, lr=5e-4), n_abl=256),
+        )

@@ -1,4 +1,7 @@
-"""Figures for module 05: image grids with captions, bars by question type."""
+"""Figures for module 05 (lessons 05.1–05.4): image grids with captions, bars by question type.
+
+Plotting only: no paper equation or section behind these.
+"""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -6,7 +9,10 @@ import torch
 
 
 def show_grid(images: torch.Tensor, titles: "list[str] | None" = None, ncols: int = 6, size: float = 1.6, suptitle: str = ""):
-    """Show ``(B, 3, H, W)`` images in [0, 1] in a grid with optional small titles; returns the figure."""
+    """Show ``(B, 3, H, W)`` images in [0, 1] in a grid with optional small titles; returns the figure.
+
+    Lessons 05.1–05.4 (plotting only).
+    """
     B = images.shape[0]
     nrows = (B + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * (1.25 if titles else 1.0)), squeeze=False)
@@ -23,7 +29,7 @@ def show_grid(images: torch.Tensor, titles: "list[str] | None" = None, ncols: in
 
 
 def wrap(words: "list[str]", width: int = 22) -> str:
-    """Join words into lines of at most ``width`` characters (for figure titles)."""
+    """Join words into lines of at most ``width`` characters (for figure titles); lessons 05.1–05.4."""
     lines, cur = [], ""
     for w in words:
         if cur and len(cur) + 1 + len(w) > width:
@@ -35,7 +41,7 @@ def wrap(words: "list[str]", width: int = 22) -> str:
 
 
 def bars_by_type(results: "dict[str, dict[str, float]]", chance: "dict[str, float] | None" = None, title: str = ""):
-    """Grouped bars: ``results[arm][qtype]`` accuracies, with chance levels as dashes."""
+    """Grouped bars: ``results[arm][qtype]`` accuracies, with chance levels as dashes (lesson 05.1)."""
     arms = list(results)
     types = [t for t in next(iter(results.values())) if t != "all"]
     fig, ax = plt.subplots(figsize=(6.0, 3.2))
