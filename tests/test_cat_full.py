@@ -25,8 +25,8 @@ def test_full_scale_offline_names_the_fetch_command(monkeypatch, tmp_path):
 
 
 def test_gsm8k_answers_group_for_majority():
-    ids = answer_ids([["x = 3\n#### 12", "so 12", "#### 1,2", "no idea"]], extract_gsm8k_answer)
-    assert ids.tolist() == [[0, 0, 0, 1]]                       # "12", "12", "1,2" → 12; unparsable alone
+    ids = answer_ids([["x = 3\n#### 12", "so 12", "#### 12.0", "no idea"]], extract_gsm8k_answer)
+    assert ids.tolist() == [[0, 0, 0, 1]]                       # "12", "12", "12.0" → 12; unparsable alone
 
 
 @pytest.mark.parametrize("arm", sorted(FULL_ARMS))

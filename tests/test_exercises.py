@@ -32,6 +32,9 @@ def test_at_least_three_known_mistakes(ex):
 def test_every_mistake_is_rejected(ex, mistake):
     problem = find_problem(mistake.fn, ex)
     assert problem is not None, f"checker {ex.id} accepted the known mistake {mistake.name!r}"
+    assert "raised" not in problem.split("\n")[0], f"{ex.id}: {mistake.name!r} is rejected only because it crashes"
+    assert f"known mistake — {mistake.name}:" in problem, (
+        f"{ex.id}: the learner who made {mistake.name!r} is not shown its own hint:\n{problem}")
 
 
 @pytest.mark.parametrize("ex", EXERCISES, ids=lambda e: e.id)
@@ -121,3 +124,29 @@ def test_register_rejects_bad_ids():
     with pytest.raises(ValueError, match="MM.L.E"):
         register(Exercise(id="1.2", title="x", reference=abs, cases=lambda: [Case((1,))],
                           mistakes=[Mistake("m", abs, "h")]))
+
+
+def test_feedback_rejects_numpy_for_a_tensor_and_leads_with_nan():
+    import numpy as np
+
+    from hdai_lessons.course.checkers import describe_difference
+
+    ref = torch.tensor([1.0, 2.0])
+    assert "expected a torch.Tensor" in describe_difference(np.array([1.0, 2.0], dtype=np.float32), ref)
+    msg = describe_difference(torch.tensor([1.0, float("nan")]), ref)
+    assert msg.startswith("output: 1 of 2 values are NaN/inf where the reference is finite") and "max abs error" not in msg
+
+
+def test_failure_shows_the_failing_inputs():
+    ex = get_exercise("01.2.3")
+    problem = find_problem(lambda n, c, k: 0.5, ex)
+    assert "inputs: (10, 3, 5)" in problem
+
+
+def test_labels_say_whose_function_ran():
+    from hdai_lessons.course.checkers import whose
+    ns: dict = {}
+    exec("def mine(x):\n    return x", ns)                         # defined in a notebook: module __main__-like
+    ns["mine"].__module__ = "__main__"
+    assert whose(ns["mine"]) == "yours"
+    assert whose(get_exercise("00.1.1").reference) == "reference"

@@ -73,16 +73,47 @@ def test_unknown_arm_and_missing_prior_are_reported():
 
 def test_benchmark_protocol_on_pendulum():
     from hdai_lessons.sope.benchmark import TASKS, load_prior, prior_from_sac_run, run_benchmark, score_bounds
-    from hdai_lessons.sope.train import pendulum_config
 
     task = TASKS["pendulum-expert"]
     prior = load_prior(task)
     lo, hi = score_bounds(task, prior, episodes=2, seed=0)
     assert lo < -600 and hi > -300
-    cfg = pendulum_config("smoke")
+    cfg = TrainConfig.for_scale("smoke")
     res, summary = run_benchmark(task, [RunSpec(a, 0, "prior") for a in ("SACfD", "SPEQ-O2O", "SOPE")], cfg, prior, (lo, hi), last_evals=1)
     assert summary["SPEQ-O2O"]["tflops"] > summary["SOPE"]["tflops"] >= summary["SACfD"]["tflops"] > 0
     assert summary["SPEQ-O2O"]["tflops_paper"] > summary["SACfD"]["tflops_paper"] > 0     # counted at B = 256
     assert all(np.isfinite(s["score"]) for s in summary.values())
     sac_prior = prior_from_sac_run("Pendulum-v1", 120, 0, cfg)
     assert sac_prior["observations"].shape == (120, 3) and sac_prior["timeouts"].sum() == 0
+
+
+def test_lesson_configs_resolve_the_scale_once_and_document_every_field():
+    """Module 03's settings: one ``for_scale`` per config; the toy rungs the committed outputs were made with.
+    ``TrainConfig``'s defaults are the paper's protocol, a lesson config's defaults its toy rung."""
+    from dataclasses import fields
+
+    from hdai_lessons.core.config import field_docs
+    from hdai_lessons.sope.benchmark import TASKS, BenchmarkLessonConfig
+    from hdai_lessons.sope.ope import OPELessonConfig
+    from hdai_lessons.sope.train import SACfDLessonConfig, StabilisationLessonConfig
+
+    configs = (TrainConfig, PhaseConfig, SACConfig, OPELessonConfig, SACfDLessonConfig, StabilisationLessonConfig,
+               BenchmarkLessonConfig)
+    for cls in configs:
+        assert set(field_docs(cls)) == {f.name for f in fields(cls)}, cls.__name__
+        if hasattr(cls, "for_scale"):
+            small, toy = cls.for_scale("smoke"), cls.for_scale("toy")
+            if cls.__name__.endswith("LessonConfig"):
+                assert toy == cls(), cls.__name__         # a lesson's defaults are its toy rung
+            assert small != toy and cls.for_scale("full") != toy, cls.__name__
+    toy = TrainConfig.for_scale("toy")
+    assert (toy.total_steps, toy.warmup, toy.batch_per_source, toy.eval_every, toy.eval_episodes) == (3000, 500, 64, 250, 2)
+    assert toy.phases == PhaseConfig(every=500, e_max=2000, check_every=100, patience=500, val_batch=64)
+    assert toy.sac == SACConfig(hidden=(64, 64), dropout=0.0, lr=1e-3)
+    assert SACfDLessonConfig().train.eval_episodes == 4 and SACfDLessonConfig().n_seeds == 8
+    stab = StabilisationLessonConfig()
+    assert (stab.train.total_steps, stab.study_train.total_steps, stab.study_train.eval_every, stab.n_study) == (2500, 1500, 1500, 3000)
+    bench, full = BenchmarkLessonConfig(), BenchmarkLessonConfig.for_scale("full")
+    assert bench.train.phases.e_max == 1000 and bench.train.total_steps == 2000
+    assert full.train.sac.dropout == TASKS[full.task].dropout == 0.001
+    assert OPELessonConfig.for_scale("smoke").sizes == (20, 100)

@@ -176,11 +176,7 @@ def test_split_is_disjoint_and_rewards_shape():
 # ------------------------------------------------------------------ verifiers under hostile input (issue 15)
 import time  # noqa: E402
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from hdai_lessons.tasks import CountdownTask, GSM8KTask, Problem, extract_answer, extract_gsm8k_answer  # noqa: E402
-from hdai_lessons.tasks import normalize_number, parse_integer  # noqa: E402
+from hdai_lessons.tasks import Problem, extract_answer, normalize_number  # noqa: E402
 
 _GOLD12 = Problem(prompt="q", answer="12", target="#### 12")
 

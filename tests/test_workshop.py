@@ -92,9 +92,11 @@ def test_instructor_guide_is_current():
 
 def test_agendas_add_up():
     times = [lesson_time(l) for l in LESSONS]
-    chosen, left = one_day(times)
-    assert sum(t.total for t in chosen) <= DAY_MINUTES
+    chosen, left, demos = one_day(times)
+    assert sum(t.total - (t.exercises if t.lesson.id in demos else 0) for t in chosen) <= DAY_MINUTES
     assert chosen[0].lesson.id == "00.1"
+    modules = {l.module for l in LESSONS} - {"00"}
+    assert {t.lesson.module for t in chosen[1:]} == modules and len(chosen) == 1 + len(modules)  # one per method
     assert {t.lesson.id for t in chosen} | {t.lesson.id for t in left} == {l.id for l in LESSONS}
     for t in times:
         assert t.total >= t.exercises > 0 or not lesson_exercise_ids(t.lesson.id)

@@ -8,12 +8,13 @@ is re-weighted by ``S'(p)`` (RL).
 - ``losses``: the CAT SFT losses (Pass@N, majority) and their SFT-derived weights.
 - ``weights``: the CAT RL weights, their "raw" / "log" forms, clipping, normalisation, p̂, dynamic k.
 - ``strategies``: test-time estimators (unbiased and plug-in pass@k, exact / Monte Carlo maj@k,
-  best-of-N expected reward).
+  best-of-N expected reward); lesson 02.1's sizes in ``StrategiesLessonConfig``.
 - ``baselines``: Pass@k-Training advantages and PKPO weights, for comparison.
 - ``synthetic``: the categorical toy of lesson 02.2 (prompts × answers, low-rank shared logits).
 - ``rl``: CAT-weighted GRPO (``cat_grpo_loss``, ``CATTrainer`` on module 01's ``RLVRTrainer``),
   held-out pass@k / maj@k of an LM (lesson 02.3).
-- ``full``, ``train``, ``assets``: the full-scale run on Qwen2.5-0.5B / GSM8K (lesson 02.4);
+- ``full``, ``assets``: the full-scale run on Qwen2.5-0.5B / GSM8K (lesson 02.4; its arms, seeds and
+  evaluation in ``CATFullLessonConfig``);
   ``python -m hdai_lessons.cat.launch --scale full --arm cat-pass8 --run-dir runs/x``.
 
 ``rl``/``full`` import ``transformers`` and ``accelerate``; import them explicitly

@@ -37,6 +37,8 @@ def passk_training_advantages(correct: torch.Tensor, k: int) -> torch.Tensor:
         k: the pass@k budget (1 ≤ k ≤ N).
     Returns:
         ``(B, N)`` float advantages.
+
+    Lesson 02.3 (a baseline named beside CAT); not a CAT equation.
     """
     B, N = correct.shape
     if not 1 <= k <= N:
@@ -74,6 +76,8 @@ def pkpo_weights(correct: torch.Tensor, k: int) -> torch.Tensor:
     leave-one-out baselines; that variance reduction is not reproduced here.)
 
     Args: correct ``(B, n)`` 0/1; k ≤ n. Returns ``(B, n)`` float.
+
+    Lesson 02.3 (a baseline named beside CAT); not a CAT equation.
     """
     B, n = correct.shape
     if not 1 <= k <= n:

@@ -165,6 +165,8 @@ register(Exercise(
 def _log1mexp_cases() -> list[Case]:
     return [
         Case((torch.tensor([-60.0, -30.0, -5.0, -0.9, -0.5, -0.1, -1e-4, -1e-7]),), label="float32 from -60 to -1e-7"),
+        # where exp(x) rounds to 1 in float32 (the CAT loss clamps log(1 − p)^N at −1e-12)
+        Case((torch.tensor([-1e-9, -1e-12]),), label="float32 at -1e-9 and -1e-12"),
         Case((torch.linspace(-3.0, -0.01, 12, dtype=torch.float64),), label="float64 around -ln 2"),
     ]
 
@@ -175,6 +177,7 @@ register(Exercise(
     reference=log1mexp,
     cases=_log1mexp_cases,
     grad_wrt=(0,),
+    atol=0.0,               # relative accuracy at both ends is the point (-60 → -8.8e-27, not 0)
     difficulty=2, importance=3, minutes=10,
     mistakes=[
         Mistake("naive formula", lambda x: torch.log(1 - torch.exp(x)),
@@ -183,6 +186,10 @@ register(Exercise(
                 "log1p(-exp(x)) still rounds exp(x) to 1 for x close to 0: switch to log(-expm1(x)) for x > -ln 2."),
         Mistake("sign error", lambda x: torch.log1p(torch.exp(x)),
                 "that is log(1 + e^x) (softplus); the complement of a probability needs 1 − e^x."),
+        Mistake("unsafe torch.where", lambda x: torch.where(x > -0.6931471805599453, torch.log(-torch.expm1(x)),
+                                                            torch.log1p(-torch.exp(x))),
+                "torch.where evaluates both branches: log1p(-exp(x)) is -inf near 0 and its NaN gradient leaks "
+                "through; feed each branch only inputs that are safe for it (clamp x per branch)."),
     ],
 ))
 
@@ -385,7 +392,7 @@ from hdai_lessons.cat.rl import answer_ids, heldout_standard_error, majority_k_f
 
 def _ids_cases() -> list[Case]:
     return [
-        Case(([["x = 3\n#### 12", "so it is 12", "#### 1,2", "no idea"], ["#### 5", "#### 7", "maybe 5", "#### 7"]],),
+        Case(([["x = 3\n#### 12", "so it is 12", "#### 12.0", "no idea"], ["#### 5", "#### 7", "maybe 5", "#### 7"]],),
              {"answer_fn": extract_gsm8k_answer}, label="GSM8K solutions, 2 prompts"),
         Case(([["a", "b", "?", "?"], ["?", "c", "c", "d"]],), {"answer_fn": lambda t: None if t == "?" else t},
              label="unparsable answers"),

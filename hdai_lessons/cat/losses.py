@@ -38,6 +38,8 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
         same shape; ``-inf`` at ``x = 0``.
 
     Example: ``log1mexp(torch.tensor([-1e-8, -50.]))`` → ``[-18.42, -1.9e-22]``.
+
+    Lesson 02.2; the stable −log(1 − (1 − p)^N) of CAT's SFT loss (Table 1).
     """
     if bool((x > 0).any()):
         raise ValueError("log1mexp needs x ≤ 0 (a log-probability); got a positive value")
@@ -66,6 +68,8 @@ def log_passn(logp: torch.Tensor, N: int) -> torch.Tensor:
     """``log S(p) = log(1 - (1 - p)^N)`` from ``logp``, stably (Pass@N success, Table 1 of CAT).
 
     Args: logp ``(...)`` sequence log-probs; N the sample budget. Returns ``(...)``.
+
+    Lesson 02.2.
     """
     _check_nk(N)
     lp = _check_logp(logp)
@@ -85,6 +89,8 @@ def passn_sft_loss(logp: torch.Tensor, N: int) -> torch.Tensor:
         ``(B,)`` per-example losses (take ``.mean()`` yourself: the paper's "sequence_mean").
 
     Example: ``passn_sft_loss(torch.log(torch.tensor([0.1])), 16)`` → ``[0.2049]`` (= -log(1-0.9^16) = 0.20494).
+
+    Lesson 02.2.
     """
     return -log_passn(logp, N)
 
@@ -97,6 +103,8 @@ def passn_sft_weight(logp: torch.Tensor, N: int) -> torch.Tensor:
     No gradient flows through it.
 
     Args: logp ``(...)`` sequence log-probs; N budget. Returns ``(...)`` weights in (0, 1].
+
+    Lesson 02.2; Table 1 of CAT (SFT weight p S'(p)/S(p)).
     """
     with torch.no_grad():
         lp = _check_logp(logp)
@@ -117,6 +125,8 @@ def log_binomial_tail(logp: torch.Tensor, N: int, k: int) -> torch.Tensor:
     (``≈ log C(N,k) + k·logp``) and p → 1.
 
     Args: logp ``(...)``; N budget; k threshold (1 ≤ k ≤ N). Returns ``(...)``.
+
+    Lesson 02.2.
     """
     _check_nk(N, k)
     lp = _check_logp(logp)
@@ -141,6 +151,8 @@ def majority_sft_loss(logp: torch.Tensor, N: int, k: int) -> torch.Tensor:
 
     Example: ``majority_sft_loss(torch.log(torch.tensor([0.3])), 8, 3)`` → ``[0.8025]``
     (= -log P[Bin(8, 0.3) ≥ 3] = -log 0.4482).
+
+    Lesson 02.2.
     """
     return -log_binomial_tail(logp, N, k)
 
@@ -151,6 +163,8 @@ def majority_sft_weight(logp: torch.Tensor, N: int, k: int) -> torch.Tensor:
     → k as p → 0, → 0 as p → 1. No gradient flows through it.
 
     Args: logp ``(...)``; N budget; k threshold. Returns ``(...)`` weights in (0, k].
+
+    Lesson 02.2.
     """
     with torch.no_grad():
         lp = _check_logp(logp)
@@ -163,6 +177,8 @@ def cat_sft_loss(logp: torch.Tensor, strategy: str = "ce", N: int = 1, k: int = 
     """One entry point for lesson code: ``"ce"`` (``-logp``), ``"passn"`` or ``"majority"``.
 
     Args: logp ``(B,)``; strategy name; N, k as above. Returns ``(B,)`` per-example losses.
+
+    Lesson 02.2; CAT's SFT losses (Table 1; Eq. (7)/(16) for majority).
     """
     if strategy == "ce":
         return -logp

@@ -28,7 +28,10 @@ from hdai_lessons.cat.weights import cat_weights, dynamic_majority_k, empirical_
 
 @dataclass
 class CATConfig:
-    """Which CAT weight multiplies GRPO's advantages (``strategy="none"`` is plain GRPO)."""
+    """Which CAT weight multiplies GRPO's advantages (``strategy="none"`` is plain GRPO).
+
+    Lessons 02.3 and 02.4; CAT's RL weights (Table 1) with the official code's p̂, clip and normalisation.
+    """
 
     strategy: str = "passn"
     """"passn" | "majority" | "none"."""
@@ -53,6 +56,8 @@ def cat_prompt_weights(rewards: torch.Tensor, cat: CATConfig, c_max: "torch.Tens
         rewards: ``(B, K)`` verifier rewards; a rollout counts as correct when its reward is ≥ 1.
         cat: the ``CATConfig``.
         c_max: ``(B,)`` count of the most frequent wrong answer (majority with ``dynamic_k``).
+
+    Lesson 02.3; CAT's RL weights (Table 1: S'(p), B'(p)) at the empirical p̂.
     """
     with torch.no_grad():
         correct = (rewards >= 1.0).to(torch.float64)                        # (B, K)
@@ -76,6 +81,8 @@ def cat_grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor
             its ``eps``/``agg`` the surrogate); cat: the weight; c_max ``(B,)`` for dynamic majority k.
     Returns:
         ``(loss, stats)`` like ``rlvr_loss``, with ``cat_w_mean`` / ``cat_w_max``.
+
+    Lesson 02.3; CAT's RL step: GRPO's clipped surrogate (Eq. (2) of LPO) with CAT-weighted advantages.
     """
     if cat.strategy == "none":
         return rlvr_loss(logp, old_logp, mask, rewards, loss_cfg)
@@ -91,6 +98,8 @@ def answer_ids(texts: "list[list[str]]", answer_fn=None) -> torch.Tensor:
 
     ``answer_fn`` extracts the final answer (default: the stripped text; GSM8K: the number after
     ``####``). An unparsable completion (``None``) gets an id of its own.
+
+    Lesson 02.4; the answer classes of CAT's majority-vote strategy.
     """
     fn = answer_fn or (lambda t: t.strip())
     out = []
@@ -111,6 +120,8 @@ def majority_k_from_rollouts(ids: torch.Tensor, correct: torch.Tensor, N: int) -
     ``k = max(2, min(N//2 + 1, ⌊N c_max / M⌋ + 1))``.
 
     Args: ids ``(B, M)`` answer-class ids; correct ``(B, M)`` bool; N budget. Returns ``(B,)`` long.
+
+    Lesson 02.4; CAT's dynamic majority threshold (official code).
     """
     return dynamic_majority_k(N, most_frequent_wrong_count(ids, correct), ids.shape[-1])
 
@@ -119,6 +130,8 @@ def heldout_standard_error(p_hat: torch.Tensor) -> torch.Tensor:
     """Standard error of a held-out mean success: ``sd(p̂) / sqrt(P)`` (sample sd, P problems).
 
     Args: p_hat ``(P,)`` per-problem success rates. Returns a 0-d tensor.
+
+    Lesson 02.4; a statistics helper (no paper equation).
     """
     return p_hat.std(unbiased=True) / p_hat.numel() ** 0.5
 
@@ -129,6 +142,8 @@ class CATTrainer(RLVRTrainer):
     Everything else (sampling, verifier rewards, E inner epochs, accelerate, checkpoints, eval) is
     the parent's; this subclass defines ``prompt_extras`` (each prompt's top-wrong-answer count from the
     rollout) and ``compute_loss`` (the CAT-weighted loss of a chunk, given that count).
+
+    Lessons 02.3 and 02.4; CAT's RL update on module 01's trainer (Algorithm 1 of LPO).
     """
 
     def __init__(self, *args, cat: "CATConfig | None" = None, answer_fn=None, **kwargs):
@@ -186,6 +201,8 @@ def evaluate_strategies(model, tokenizer, task, problems, n_samples: int = 16, k
     samples the completions). On a GPU model the sampling uses a device generator seeded from it.
 
     Returns: ``{"pass@k": …, "maj@k": …}`` for each k, plus ``"p_hat"`` (per-problem success list).
+
+    Lessons 02.3 and 02.4; CAT's evaluation (unbiased pass@k; maj@k by resampled votes).
     """
     from hdai_lessons.lm.sampling import format_prompts, sample_groups
     from hdai_lessons.cat.strategies import majority_at_k_mc, pass_at_k_unbiased
@@ -229,6 +246,8 @@ def passn_weighted_advantages(rewards: torch.Tensor, N: int, clip: "float | None
     Laplace-smoothed ``p̂_b = (c_b + 1)/(K + 2)``, clipped at ``clip``, divided by its batch mean.
 
     Args: rewards ``(B, K)`` 0/1; N budget. Returns ``(B, K)``.
+
+    Lesson 02.3; CAT's Pass@N RL weight S'(p) (Table 1) on GRPO's advantages.
     """
     from hdai_lessons.core.ops import group_advantages
     from hdai_lessons.cat.weights import passn_rl_weight, clip_and_normalise
@@ -240,22 +259,37 @@ def passn_weighted_advantages(rewards: torch.Tensor, N: int, clip: "float | None
 
 @dataclass
 class CATRLLessonConfig:
-    """Lesson 02.3's settings: the shipped warm tiny LM, arithmetic with harder held-out digits."""
+    """Lesson 02.3's settings: the shipped warm tiny LM, arithmetic with harder held-out digits.
+
+    Lesson 02.3; CAT-weighted GRPO as in the CAT RL setup (empirical p̂, raw weight, clip 10).
+    """
 
     min_digits: int = 1
-    max_digits: int = 3          # the warm LM saw ≤ 2 digits: 3-digit prompts are the "hard" ones
+    """Fewest digits of an operand."""
+    max_digits: int = 3
+    """Most digits of an operand (the warm LM saw ≤ 2 digits: 3-digit prompts are the "hard" ones)."""
     n_train: int = 2000
+    """Training problems."""
     n_heldout: int = 64
-    steps: int = 40              # RLVR iterations per arm
-    prompts_per_step: int = 16   # B
-    K: int = 8                   # rollouts per prompt (M in CAT's notation)
+    """Held-out problems."""
+    steps: int = 40
+    """RLVR iterations per arm."""
+    prompts_per_step: int = 16
+    """B, prompts per iteration."""
+    K: int = 8
+    """Rollouts per prompt (M in CAT's notation)."""
     lr: float = 1e-4
+    """AdamW learning rate."""
     max_new_tokens: int = 6
-    n_samples: int = 16          # held-out samples per problem for pass@k / maj@k
-    n_seeds: int = 8             # paired seeds per arm: the lesson uses ctx.seed, ctx.seed + 1, …
+    """Longest sampled answer."""
+    n_samples: int = 16
+    """Held-out samples per problem for pass@k / maj@k."""
+    n_seeds: int = 8
+    """Paired seeds per arm: the lesson uses ``ctx.seed, ctx.seed + 1, …``."""
 
     @classmethod
     def for_scale(cls, scale) -> "CATRLLessonConfig":
+        """smoke: a few problems and steps; toy: the lesson; full: longer runs, more held-out samples."""
         from hdai_lessons.core.scale import by_scale
 
         return by_scale(scale, smoke=cls(n_train=200, n_heldout=8, steps=2, prompts_per_step=4, K=4, n_samples=4, n_seeds=2),
@@ -283,6 +317,8 @@ def run_rl_arm(cfg: CATRLLessonConfig, cat: CATConfig, seed: int, model_loader=N
         split_seed: seed of the train / held-out split of the arithmetic problems.
     Returns:
         ``{"eval": evaluate_strategies(...), "history": trainer history}``.
+
+    Lesson 02.3; CAT's RL step on the warm tiny LM, then CAT's evaluation.
     """
     from hdai_lessons.lm.pretrained import load_warm_lm
     from hdai_lessons.lm.rl_trainer import RLVRConfig

@@ -16,11 +16,13 @@ toy) and by estimation from n ≥ k samples when it is not (a real model):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from hdai_lessons.core.metrics import pass_at_k_from_probs, pass_at_k_tensor
+from hdai_lessons.core.scale import by_scale
 
 
 # ----------------------------------------------------------------------------------------- pass@k
@@ -31,6 +33,8 @@ def pass_at_k_unbiased(n: "int | torch.Tensor", c: "int | torch.Tensor", k: int)
     implementation of the estimator.
 
     Args: n ``(...)`` or int samples drawn; c ``(...)`` correct among them; k ≤ n. Returns ``(...)`` float64.
+
+    Lesson 02.1; CAT's Pass@N evaluation.
     """
     return pass_at_k_tensor(n, c, k)
 
@@ -42,6 +46,8 @@ def pass_at_k_plugin(n: "int | torch.Tensor", c: "int | torch.Tensor", k: int) -
     ``E[1-(1-p̂)^k] ≤ 1-(1-p)^k``), and gives 0 whenever c = 0.
 
     Args: n, c ``(...)``; k. Returns ``(...)`` float64.
+
+    Lesson 02.1; the biased alternative to Chen et al. (2021, §2.1).
     """
     n_t = torch.as_tensor(n, dtype=torch.float64)
     c_t = torch.as_tensor(c, dtype=torch.float64)
@@ -54,6 +60,8 @@ def pass_at_k_exact(p: torch.Tensor, k_max: int) -> torch.Tensor:
     Uses ``hdai_lessons.core.metrics.pass_at_k_from_probs`` for each k.
 
     Args: p ``(P,)`` per-prompt success probability; k_max. Returns ``(P, k_max)``.
+
+    Lessons 02.1 and 02.2; S(p) = 1 − (1 − p)^N of CAT Table 1.
     """
     return torch.stack([pass_at_k_from_probs(p, k) for k in range(1, k_max + 1)], dim=-1)   # (P, k_max)
 
@@ -86,6 +94,8 @@ def majority_at_k_exact(probs: torch.Tensor, correct: torch.Tensor, k_max: int) 
 
     Example: ``majority_at_k_exact(torch.tensor([[.5, .3, .2]]), torch.tensor([0]), 3)`` →
     ``[[0.5, 0.5, 0.56]]``.
+
+    Lessons 02.1 and 02.2; the majority-vote strategy of CAT §2 (the operated policy T(π)).
     """
     if probs.dim() != 2:
         raise ValueError(f"probs must be (P, A), got shape {tuple(probs.shape)}")
@@ -132,6 +142,8 @@ def majority_vote(answers: torch.Tensor, num_answers: int, generator: "torch.Gen
     """The majority-vote answer of each row, ties broken uniformly at random.
 
     Args: answers ``(..., k)`` long answer ids in [0, num_answers). Returns ``(...)`` long.
+
+    Lesson 02.1; the majority-vote strategy of CAT §2.
     """
     counts = torch.nn.functional.one_hot(answers.long(), num_answers).sum(-2).double()   # (..., A)
     noise = torch.rand(counts.shape, generator=generator, dtype=torch.float64) * 0.5     # < 1: breaks ties only
@@ -151,6 +163,8 @@ def majority_credit(answers: torch.Tensor, correct: torch.Tensor, num_answers: i
         ``(P,)`` float64 credits in [0, 1].
 
     Example: answers ``[[1, 1, 2, 2, 0]]``, correct ``[1]`` → ``[0.5]``.
+
+    Lesson 02.1; the majority-vote strategy of CAT §2.
     """
     counts = torch.nn.functional.one_hot(answers.long(), num_answers).sum(-2)            # (P, A) votes
     winners = counts == counts.max(-1, keepdim=True).values                              # (P, A) most voted
@@ -172,6 +186,8 @@ def majority_at_k_mc(answers: torch.Tensor, correct: torch.Tensor, k: int, num_a
         k: budget (≤ n); num_answers: A; trials: resamples per prompt.
     Returns:
         ``(P,)`` float64 estimates.
+
+    Lesson 02.1; CAT's maj@k evaluation (resampled votes, 500 trials in the paper).
     """
     P, n = answers.shape
     if not 1 <= k <= n:
@@ -194,6 +210,8 @@ def best_of_n_expected_exact(probs: torch.Tensor, rewards: torch.Tensor, k_max: 
         probs: ``(P, A)``; rewards: ``(P, A)`` or ``(A,)`` reward of each answer.
     Returns:
         ``(P, k_max)`` float64.
+
+    Lesson 02.1; the Best-of-N strategy of CAT Table 1.
     """
     probs = probs.detach().double()
     rewards = torch.as_tensor(rewards, dtype=torch.float64).expand_as(probs)
@@ -213,6 +231,8 @@ def best_of_n_expected_from_samples(rewards: torch.Tensor, k: int) -> torch.Tens
     ``Σ_i r_(i) C(i-1, k-1) / C(n, k)``.
 
     Args: rewards ``(P, n)``; k ≤ n. Returns ``(P,)`` float64.
+
+    Lesson 02.1; the Best-of-N strategy of CAT Table 1.
     """
     P, n = rewards.shape
     if not 1 <= k <= n:
@@ -226,6 +246,29 @@ def best_of_n_expected_from_samples(rewards: torch.Tensor, k: int) -> torch.Tens
 
 
 # ------------------------------------------------------------------------------- lesson helpers
+@dataclass
+class StrategiesLessonConfig:
+    """Lesson 02.1's sizes: toy prompt populations, estimator repeats, seeds and the largest budget.
+
+    Lesson 02.1; the strategies of CAT §2 (Pass@N, majority vote, best-of-N) measured on categorical toys.
+    """
+
+    num_prompts: int = 200
+    """Toy prompts per population (per seed)."""
+    repeats: int = 300
+    """Repeats of the sampling experiment comparing the unbiased and plug-in pass@k estimators."""
+    n_seeds: int = 5
+    """Populations of toy prompts: ``ctx.seed, ctx.seed + 1, …``."""
+    k_max: int = 64
+    """Largest budget k of the exact pass@k / maj@k / best-of-N curves."""
+
+    @classmethod
+    def for_scale(cls, scale=None) -> "StrategiesLessonConfig":
+        """smoke: a few prompts and repeats; toy: the lesson; full: more prompts, repeats and seeds."""
+        return by_scale(scale, smoke=cls(num_prompts=40, repeats=20, n_seeds=2, k_max=16), toy=cls(),
+                        full=cls(num_prompts=1000, repeats=1000, n_seeds=8, k_max=64))
+
+
 def compare_pass_at_k_estimators(p: torch.Tensor, n: int, ks: "list[int]", repeats: int,
                                  generator: "torch.Generator | None" = None) -> dict[str, torch.Tensor]:
     """Mean unbiased and plug-in pass@k estimates vs the truth, averaged over prompts and repeats.
@@ -238,6 +281,8 @@ def compare_pass_at_k_estimators(p: torch.Tensor, n: int, ks: "list[int]", repea
     Returns:
         ``{"truth", "unbiased", "plugin"}`` each ``(len(ks),)`` float64, plus ``"unbiased_sd"``, the
         spread of the per-repeat mean.
+
+    Lesson 02.1; Chen et al. (2021, §2.1) vs the plug-in estimate.
     """
     c = torch.distributions.Binomial(n, p.double().expand(repeats, -1)).sample() if generator is None else \
         (torch.rand(repeats, p.shape[0], n, generator=generator, dtype=torch.float64) < p.double().view(1, -1, 1)).sum(-1)
@@ -260,6 +305,8 @@ def toy_policies(num_prompts: int, num_answers: int, seed: int, temperatures: "l
 
     Returns:
         ``({T: probs (P, A)}, correct (P,), rewards (P, A))``.
+
+    Lesson 02.1; the lesson's toy (no paper equation).
     """
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(num_prompts, num_answers, generator=g, dtype=torch.float64)

@@ -28,32 +28,52 @@ from hdai_lessons.cat.strategies import majority_at_k_exact, pass_at_k_exact
 
 @dataclass
 class SyntheticConfig:
-    """Sizes and training settings of the categorical toy."""
+    """Sizes and training settings of the categorical toy (lesson 02.2).
 
-    num_prompts: int = 300      # training prompts
-    num_test: int = 300         # held-out prompts from the same generator (where curves are measured)
-    num_answers: int = 10       # A: candidate answers per prompt
-    dim: int = 8                # d: prompt feature dimension
-    rank: int = 6               # r: rank of the shared logit map (< A: shared capacity)
-    hard_frac: float = 0.3      # fraction of prompts whose answer is random (unpredictable from φ)
-    warmup_steps: int = 100     # shared CE warm-up (full-batch Adam)
-    steps: int = 400            # steps of each arm's own loss after the warm-up
-    lr: float = 0.05            # Adam learning rate
-    init_scale: float = 0.1     # std of the initial U, V
-    k_max: int = 64             # largest budget evaluated
+    Lesson 02.2; the CAT digest's "Toy experiment" with the paper's SFT protocol (CE warm-up, then
+    the strategy loss of CAT Table 1).
+    """
+
+    num_prompts: int = 300
+    """Training prompts."""
+    num_test: int = 300
+    """Held-out prompts from the same generator (where the curves are measured)."""
+    num_answers: int = 10
+    """A, candidate answers per prompt."""
+    dim: int = 8
+    """d, prompt feature dimension."""
+    rank: int = 6
+    """r, rank of the shared logit map (< A: shared capacity)."""
+    hard_frac: float = 0.3
+    """Fraction of prompts whose answer is random (unpredictable from φ)."""
+    warmup_steps: int = 100
+    """Shared CE warm-up steps (full-batch Adam)."""
+    steps: int = 400
+    """Steps of each arm's own loss after the warm-up."""
+    lr: float = 0.05
+    """Adam learning rate."""
+    init_scale: float = 0.1
+    """Std of the initial U, V."""
+    k_max: int = 64
+    """Largest budget evaluated."""
+    n_seeds: int = 5
+    """Paired seeds of lesson 02.2 (``ctx.seed, ctx.seed + 1, …``): each seed draws a task and an init."""
 
     @classmethod
     def for_scale(cls, scale) -> "SyntheticConfig":
         """smoke: tiny and fast; toy: the lesson; full: more prompts and steps (still CPU-cheap)."""
         return by_scale(scale,
-                        smoke=cls(num_prompts=60, num_test=60, warmup_steps=20, steps=40, k_max=16),
+                        smoke=cls(num_prompts=60, num_test=60, warmup_steps=20, steps=40, k_max=16, n_seeds=2),
                         toy=cls(),
                         full=cls(num_prompts=3000, num_test=3000, dim=16, rank=8, warmup_steps=300, steps=1500))
 
 
 @dataclass
 class SyntheticTask:
-    """Generated prompts: features ``phi (P, d)``, correct answers ``y (P,)``, ``hard (P,)`` flags."""
+    """Generated prompts: features ``phi (P, d)``, correct answers ``y (P,)``, ``hard (P,)`` flags.
+
+    Lesson 02.2; the CAT digest's toy experiment.
+    """
 
     phi: torch.Tensor
     y: torch.Tensor
@@ -64,7 +84,10 @@ class SyntheticTask:
 
 
 def make_task(cfg: SyntheticConfig, seed: int) -> SyntheticTask:
-    """Draw train and held-out prompts: easy answers = argmax of a hidden teacher, hard = uniform."""
+    """Draw train and held-out prompts: easy answers = argmax of a hidden teacher, hard = uniform.
+
+    Lesson 02.2; the CAT digest's toy experiment.
+    """
     g = torch.Generator().manual_seed(seed)
     n = cfg.num_prompts + cfg.num_test
     phi = torch.randn(n, cfg.dim, generator=g)                                  # (n, d)
@@ -77,7 +100,10 @@ def make_task(cfg: SyntheticConfig, seed: int) -> SyntheticTask:
 
 @dataclass
 class LowRankPolicy:
-    """``π(a|x) = softmax(φ U V + b)``: U ``(d, r)``, V ``(r, A)``, b ``(A,)``."""
+    """``π(a|x) = softmax(φ U V + b)``: U ``(d, r)``, V ``(r, A)``, b ``(A,)``.
+
+    Lesson 02.2; the CAT digest's toy experiment (shared capacity).
+    """
 
     U: torch.Tensor
     V: torch.Tensor
@@ -110,6 +136,8 @@ def train_sft(policy: LowRankPolicy, phi: torch.Tensor, y: torch.Tensor, strateg
     Args:
         policy: start point (not modified). phi ``(P, d)``, y ``(P,)`` training prompts.
         strategy: ``"ce"`` | ``"passn"`` | ``"majority"``; N, k: its budget and threshold.
+
+    Lesson 02.2; CAT's SFT step (Table 1 losses).
     """
     params = [t.detach().clone().requires_grad_(True) for t in policy.params()]
     new = LowRankPolicy(*params)
@@ -131,7 +159,10 @@ ARMS = {"CE": ("ce", 1, 1), "CAT-Pass@16": ("passn", 16, 1), "CAT-Maj(8,3)": ("m
 
 @dataclass
 class ArmResult:
-    """One trained arm on one seed: exact curves on held-out prompts, k = 1..k_max."""
+    """One trained arm on one seed: exact curves on held-out prompts, k = 1..k_max.
+
+    Lesson 02.2; exact pass@k (S(p) of CAT Table 1) and maj@k.
+    """
 
     name: str
     pass_at_k: torch.Tensor     # (k_max,) mean over held-out prompts
@@ -144,14 +175,20 @@ class ArmResult:
 
 
 def evaluate(policy: LowRankPolicy, phi: torch.Tensor, y: torch.Tensor, k_max: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Exact mean pass@k and maj@k (k = 1..k_max) and per-prompt p; shapes ``(k_max,), (k_max,), (P,)``."""
+    """Exact mean pass@k and maj@k (k = 1..k_max) and per-prompt p; shapes ``(k_max,), (k_max,), (P,)``.
+
+    Lesson 02.2; exact pass@k (S(p) of CAT Table 1) and maj@k.
+    """
     probs = policy.probs(phi).double()                                          # (P, A)
     p = probs.gather(1, y.view(-1, 1)).squeeze(1)                               # (P,)
     return pass_at_k_exact(p, k_max).mean(0), majority_at_k_exact(probs, y, k_max).mean(0), p
 
 
 def run_seed(cfg: SyntheticConfig, seed: int, arms: "dict[str, tuple] | None" = None) -> tuple[SyntheticTask, dict[str, ArmResult]]:
-    """Generate a task, warm up with CE, train every arm from the warm-up, evaluate exactly."""
+    """Generate a task, warm up with CE, train every arm from the warm-up, evaluate exactly.
+
+    Lesson 02.2; CAT's SFT protocol (CE warm-up, then the strategy loss).
+    """
     arms = arms or ARMS
     task = make_task(cfg, seed)
     warm, _ = train_sft(LowRankPolicy.init(cfg, seed), task.phi, task.y, "ce", steps=cfg.warmup_steps, lr=cfg.lr)
@@ -171,6 +208,8 @@ def crossover_k(curve_a: torch.Tensor, curve_b: torch.Tensor) -> "int | None":
     """Smallest k (1-based) from which ``curve_b ≥ curve_a`` for every larger k; None if never.
 
     Args: two ``(k_max,)`` curves, e.g. CE's and CAT-Pass@16's pass@k.
+
+    Lesson 02.2; the 'search tax' of CAT's results (Tables 2–3).
     """
     ahead = (curve_b >= curve_a).tolist()
     for i in range(len(ahead)):
@@ -180,7 +219,10 @@ def crossover_k(curve_a: torch.Tensor, curve_b: torch.Tensor) -> "int | None":
 
 
 def sft_weight_of(strategy: str, p: torch.Tensor, N: int = 1, k: int = 1) -> torch.Tensor:
-    """The per-prompt factor each arm puts on the CE gradient, ``(P,)`` from ``p (P,)`` (1 for CE)."""
+    """The per-prompt factor each arm puts on the CE gradient, ``(P,)`` from ``p (P,)`` (1 for CE).
+
+    Lesson 02.2; the SFT weights of CAT Table 1 (Eq. (7)/(16) for majority).
+    """
     logp = torch.log(p.clamp_min(1e-30))
     if strategy == "ce":
         return torch.ones_like(p)
@@ -190,5 +232,8 @@ def sft_weight_of(strategy: str, p: torch.Tensor, N: int = 1, k: int = 1) -> tor
 
 
 def scaled(cfg: SyntheticConfig, **changes) -> SyntheticConfig:
-    """A copy of ``cfg`` with some fields changed (for the interactive part)."""
+    """A copy of ``cfg`` with some fields changed (for the interactive part).
+
+    Lesson 02.2; a helper (no paper equation).
+    """
     return replace(cfg, **changes)

@@ -39,6 +39,8 @@ def passn_rl_weight(p: torch.Tensor, N: int) -> torch.Tensor:
     Args: p ``(...)`` probability a single sample is correct; N budget. Returns ``(...)``.
 
     Example: ``passn_rl_weight(torch.tensor([0.01, 0.1, 0.3]), 16)`` → ``[13.8, 3.29, 0.0760]``.
+
+    Lessons 02.3 and 02.4.
     """
     p = _as_prob(p)
     return N * (1 - p) ** (N - 1)
@@ -54,6 +56,8 @@ def majority_rl_weight(p: torch.Tensor, N: int, k: "int | torch.Tensor") -> torc
     Args: p ``(...)``; N budget; k threshold(s) in [1, N]. Returns ``(...)``.
 
     Example: ``majority_rl_weight(torch.tensor([0.1, 0.3, 0.5]), 8, 3)`` → ``[0.992, 2.54, 1.31]``.
+
+    Lessons 02.3 and 02.4.
     """
     p = _as_prob(p)
     k_t = torch.as_tensor(k, dtype=torch.float64)
@@ -71,6 +75,8 @@ def bon_rl_weight(q: torch.Tensor, N: int) -> torch.Tensor:
     The density that y is the best of N draws: only the top of the reward distribution matters.
 
     Args: q ``(...)`` quantiles in [0, 1]; N budget. Returns ``(...)``.
+
+    Lesson 02.3 (the weight curves).
     """
     q = _as_prob(q)
     return N * q ** (N - 1)
@@ -80,6 +86,8 @@ def bon_quantile(rewards: torch.Tensor) -> torch.Tensor:
     """Within-prompt reward quantile ``q = (#strictly lower rewards + 1) / (M + 1)`` (CAT code, BoN).
 
     Args: rewards ``(B, M)`` rewards of M rollouts per prompt. Returns ``(B, M)`` in (0, 1).
+
+    Lesson 02.3 (the weight curves).
     """
     if rewards.dim() < 1:
         raise ValueError("rewards must have a last dimension of M rollouts")
@@ -97,6 +105,8 @@ def empirical_p(correct: torch.Tensor) -> torch.Tensor:
     Args: correct ``(B, M)`` 0/1 (or bool) rewards of M rollouts. Returns ``(B,)`` float.
 
     Example: ``empirical_p(torch.tensor([[0., 0, 0, 0], [1, 1, 0, 0]]))`` → ``[0.1667, 0.5]``.
+
+    Lesson 02.3.
     """
     c = correct.float().sum(-1)
     return (c + 1) / (correct.shape[-1] + 2)
@@ -110,6 +120,8 @@ def most_frequent_wrong_count(answers: torch.Tensor, correct: torch.Tensor) -> t
         correct: ``(B, M)`` bool/0-1, whether each rollout is correct.
     Returns:
         ``(B,)`` long; 0 when every rollout is correct.
+
+    Lessons 02.3 and 02.4; CAT's dynamic majority threshold (official code).
     """
     if answers.shape != correct.shape:
         raise ValueError(f"answers {tuple(answers.shape)} and correct {tuple(correct.shape)} must match")
@@ -127,6 +139,8 @@ def dynamic_majority_k(N: int, c_max: torch.Tensor, M: int) -> torch.Tensor:
     Args: N budget; c_max ``(B,)`` counts of the top wrong answer; M rollouts. Returns ``(B,)`` long.
 
     Example: ``dynamic_majority_k(8, torch.tensor([0, 2, 3, 8]), 8)`` → ``[2, 3, 4, 5]``.
+
+    Lessons 02.3 and 02.4.
     """
     k = torch.div(N * c_max.long(), M, rounding_mode="floor") + 1
     return k.clamp(max=N // 2 + 1).clamp(min=min(2, N))
@@ -140,6 +154,8 @@ def clip_and_normalise(w: torch.Tensor, clip: "float | None" = None, normalise: 
     *relative* emphasis across prompts changes.
 
     Args: w ``(B,)`` (any shape) non-negative weights. Returns same shape.
+
+    Lesson 02.3.
     """
     if clip is not None:
         w = w.clamp(max=clip)
@@ -160,6 +176,8 @@ def cat_weights(p: torch.Tensor, strategy: str, N: int, k: "int | torch.Tensor" 
         clip, normalise: see ``clip_and_normalise``.
     Returns:
         ``(B,)`` weights, no gradient.
+
+    Lesson 02.3; CAT's RL weights (Table 1) in the official code's forms.
     """
     with torch.no_grad():
         if strategy == "none":

@@ -3,8 +3,12 @@
 - ``targets``: implicit targets of Table 1 and the LPO target of Theorem 1.
 - ``losses``: GRPO's clipped surrogate, LPO forward/reverse-KL projections, the pointwise ablation,
   and ``rlvr_loss(logp, old_logp, mask, rewards, LossConfig)``, the one entry point trainers call.
-- ``simplex``: K = 3 dynamics on the response simplex (lesson 01.1).
-- ``bandit``: the reasoning bandit (lesson 01.2).
+- ``simplex``: K = 3 dynamics on the response simplex (lesson 01.1; sizes in ``SimplexLessonConfig``).
+- ``bandit``: the reasoning bandit (lesson 01.2; ``BanditConfig``).
+- ``tiny_lm``: GRPO vs LPO on the warm tiny LM (lesson 01.3; ``TinyRLVRExperiment``).
+- ``full``: the GSM8K run at every scale (lesson 01.4; ``FullScaleConfig``), launched by ``launch``.
+
+Each lesson reads its sizes from a config's ``for_scale(scale)``; the notebooks never branch on the scale.
 """
 from hdai_lessons.rlvr.losses import (
     LossConfig,

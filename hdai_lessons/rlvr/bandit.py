@@ -35,7 +35,10 @@ DTYPE = torch.float64
 
 @dataclass
 class BanditConfig:
-    """Settings of the reasoning bandit (one field per knob; ``for_scale`` gives the lesson's)."""
+    """Settings of the reasoning bandit (one field per knob; ``for_scale`` gives the lesson's).
+
+    Lesson 01.2; the LPO digest's toy experiment, trained by Algorithm 1 of LPO (T = 1 responses).
+    """
 
     n_prompts: int = 50
     """P, prompts."""
@@ -63,18 +66,23 @@ class BanditConfig:
     """k of the reported pass@k."""
     loss: LossConfig = field(default_factory=LossConfig)
     """The loss (name, ε, τ rule); token aggregation is irrelevant at T = 1."""
+    n_seeds: int = 24
+    """Paired seeds of lesson 01.2 (``ctx.seed, ctx.seed + 1, …``): every arm runs on the same bandits."""
 
     @classmethod
     def for_scale(cls, scale, **overrides) -> "BanditConfig":
         """The lesson's config at ``scale`` (smoke: a few iterations), with ``overrides`` applied."""
-        base = by_scale(scale, smoke=cls(iters=8), toy=cls(), full=cls(iters=400))
+        base = by_scale(scale, smoke=cls(iters=8, n_seeds=2), toy=cls(), full=cls(iters=400, n_seeds=32))
         return replace(base, **overrides)
 
 
 @dataclass
 class BanditTask:
     """S independent bandits (one per seed). ``features`` ``(S, P, d)``; ``correct`` ``(S, P, M)`` bool;
-    ``W0`` ``(S, d, M)`` initial map; ``seeds`` the seeds."""
+    ``W0`` ``(S, d, M)`` initial map; ``seeds`` the seeds.
+
+    Lesson 01.2; the LPO digest's toy experiment (prompts × answers, exact verifier).
+    """
 
     features: torch.Tensor
     correct: torch.Tensor
@@ -83,7 +91,10 @@ class BanditTask:
 
 
 def make_task(cfg: BanditConfig, seeds) -> BanditTask:
-    """Build one bandit per seed: features, the correct sets (top answers of a hidden low-rank score), W0."""
+    """Build one bandit per seed: features, the correct sets (top answers of a hidden low-rank score), W0.
+
+    Lesson 01.2; the LPO digest's toy experiment (a few correct modes per prompt).
+    """
     feats, correct, W0 = [], [], []
     for seed in seeds:
         g = torch.Generator().manual_seed(10_000 + int(seed))
@@ -99,7 +110,10 @@ def make_task(cfg: BanditConfig, seeds) -> BanditTask:
 
 
 class BanditPolicy(torch.nn.Module):
-    """Logits ``(S, P, M)``: ``φ W + b`` (shared) or a free table started at ``φ W0`` (tabular)."""
+    """Logits ``(S, P, M)``: ``φ W + b`` (shared) or a free table started at ``φ W0`` (tabular).
+
+    Lesson 01.2; π_θ(y|x) of LPO's notation with one-token responses (shared logits: interference).
+    """
 
     def __init__(self, task: BanditTask, shared: bool):
         super().__init__()
@@ -126,6 +140,8 @@ def policy_metrics(logits: torch.Tensor, correct: torch.Tensor, keep_threshold: 
     Returns:
         dict of ``(S,)`` tensors: ``reward`` (mean over prompts of p_correct), ``entropy`` (nats),
         ``kept`` (mean number of correct answers with π > threshold), ``pass@k`` for each k.
+
+    Lesson 01.2; the metrics of LPO's results (pass@1, pass@k, entropy), exact for a categorical π.
     """
     probs = torch.softmax(logits, -1)
     logp = torch.log_softmax(logits, -1)
@@ -142,7 +158,10 @@ def policy_metrics(logits: torch.Tensor, correct: torch.Tensor, keep_threshold: 
 
 @dataclass
 class BanditRun:
-    """History of one arm: ``history[name]`` is ``(iters + 1, S)`` (metrics) or ``(iters,)`` (loss stats)."""
+    """History of one arm: ``history[name]`` is ``(iters + 1, S)`` (metrics) or ``(iters,)`` (loss stats).
+
+    Lesson 01.2; the record of Algorithm 1 of LPO run for one arm.
+    """
 
     name: str
     epochs: int
@@ -152,7 +171,10 @@ class BanditRun:
 
 def sample_answers(probs: torch.Tensor, K: int, gens: list) -> torch.Tensor:
     """Draw K answers per prompt by inverse CDF, one generator per seed (so a seed's draws do not
-    depend on which other seeds share the batch). ``probs`` ``(S, P, M)`` → ``(S, P, K)`` indices."""
+    depend on which other seeds share the batch). ``probs`` ``(S, P, M)`` → ``(S, P, K)`` indices.
+
+    Lesson 01.2; the rollout line of Algorithm 1 of LPO (y_1..y_K ~ π_b(·|x)).
+    """
     S, P, M = probs.shape
     u = torch.stack([torch.rand(P, K, generator=g, dtype=probs.dtype) for g in gens])  # (S, P, K)
     cdf = probs.cumsum(-1)  # (S, P, M)
@@ -166,6 +188,8 @@ def run_bandit(cfg: BanditConfig, task: BanditTask, name: "str | None" = None) -
     are equal draw the same answers (E = 1: LPO-rev and GRPO coincide), and a seed's run does not
     depend on the other seeds in the batch. ``history["final_probs"]`` is π at the end ``(S, P, M)``.
     Runs on one intra-op thread (``core.device.one_thread``: the tensors are tiny).
+
+    Lesson 01.2; Algorithm 1 of LPO (sample K, verify, E inner steps of the loss).
     """
     with one_thread():
         return _run_bandit(cfg, task, name)
@@ -213,7 +237,10 @@ def _run_bandit(cfg: BanditConfig, task: BanditTask, name: "str | None") -> Band
 
 
 def policy_tv(a: BanditRun, b: BanditRun) -> torch.Tensor:
-    """Total-variation distance between two arms' final policies, averaged over prompts: ``(S,)``."""
+    """Total-variation distance between two arms' final policies, averaged over prompts: ``(S,)``.
+
+    Lesson 01.2; checks Proposition 1 of LPO (Eq. (5)): at E = 1 LPO-rev and GRPO coincide.
+    """
     return 0.5 * (a.history["final_probs"] - b.history["final_probs"]).abs().sum(-1).mean(-1)
 
 
@@ -221,7 +248,10 @@ ARMS = {"GRPO": "grpo", "LPO-fwd": "lpo_fwd", "LPO-rev": "lpo_rev", "pointwise":
 
 
 def run_arms(cfg: BanditConfig, task: BanditTask, arms=tuple(ARMS), epochs=(1, 4)) -> dict:
-    """Every (arm, E) pair on the same task; returns ``{(arm, E): BanditRun}``."""
+    """Every (arm, E) pair on the same task; returns ``{(arm, E): BanditRun}``.
+
+    Lesson 01.2; Algorithm 1 of LPO for each loss (Eqs. (2), (10), (11), (52)) and E.
+    """
     from hdai_lessons.core.progress import progress
 
     runs = {}
@@ -233,12 +263,18 @@ def run_arms(cfg: BanditConfig, task: BanditTask, arms=tuple(ARMS), epochs=(1, 4
 
 
 def final(runs: dict, metric: str, last: int = 1) -> dict:
-    """``{(arm, E): (S,)}`` — the metric averaged over the last ``last`` iterations, per seed."""
+    """``{(arm, E): (S,)}`` — the metric averaged over the last ``last`` iterations, per seed.
+
+    Lesson 01.2; a summary of the runs (no paper equation).
+    """
     return {key: r.history[metric][-last:].mean(0) for key, r in runs.items()}
 
 
 def plot_runs(runs: dict, metrics=("reward", "entropy", "kept", "pass@32", "sum_abs_c"), epochs=None, axes=None):
-    """One panel per metric, seed-mean curves per arm; solid E = 1, dashed E > 1."""
+    """One panel per metric, seed-mean curves per arm; solid E = 1, dashed E > 1.
+
+    Lesson 01.2; a plot of the runs (no paper equation).
+    """
     import matplotlib.pyplot as plt
 
     from hdai_lessons.core.plotting import color_for
@@ -263,6 +299,8 @@ def onpolicy_coefficients(K: int = 8, tau_rule: str = "std", tau_scale: float = 
     For binary groups with ``c = 1 … K−1`` correct: LPO-fwd ``P − w*`` (τ from ``tau_rule`` times
     ``tau_scale``), and GRPO's ``−A/K``. Returns dict of ``(K−1,)`` tensors:
     ``n_correct``, ``fwd_correct``, ``fwd_wrong``, ``grpo_correct``, ``grpo_wrong``.
+
+    Lesson 01.2; Eq. (13) of LPO vs GRPO's −A/K (Proposition 1): the digest's worked-intuition table.
     """
     from hdai_lessons.rlvr.losses import lpo_forward_coefficients
     from hdai_lessons.rlvr.targets import advantages, lpo_target, tau_from_rule

@@ -20,7 +20,10 @@ D = torch.float64
 
 
 def implicit_temperature_ref(rewards: torch.Tensor, scheme: str) -> torch.Tensor:
-    """Exercise 01.1.1 reference: τ of ``softmax(R/τ)`` for grpo / dr_grpo / rloo / maxrl, ``(..., K)`` → ``(..., 1)``."""
+    """Exercise 01.1.1 reference: τ of ``softmax(R/τ)`` for grpo / dr_grpo / rloo / maxrl, ``(..., K)`` → ``(..., 1)``.
+
+    Lesson 01.1; Table 1 of LPO.
+    """
     return implicit_temperature(rewards, scheme, eps=0.0)
 
 
@@ -79,7 +82,10 @@ register(Exercise(
 
 
 def lpo_target_ref(rewards: torch.Tensor, tau: torch.Tensor, s_t: torch.Tensor) -> torch.Tensor:
-    """Exercise 01.1.2 reference: ``softmax(R/τ + s_t)``, ``softmax(s_t)`` where rewards are all equal."""
+    """Exercise 01.1.2 reference: ``softmax(R/τ + s_t)``, ``softmax(s_t)`` where rewards are all equal.
+
+    Lesson 01.1; Theorem 1, Eq. (8) of LPO.
+    """
     return lpo_target(rewards, tau, s_t)
 
 
@@ -180,7 +186,10 @@ register(Exercise(
 
 
 def lpo_reverse_coefficients_ref(s: torch.Tensor, w_star: torch.Tensor) -> torch.Tensor:
-    """Exercise 01.1.4 reference: ``c_k = P_k (d_k − d̄)``, ``d = s − log w*``, ``d̄ = Σ P_j d_j``."""
+    """Exercise 01.1.4 reference: ``c_k = P_k (d_k − d̄)``, ``d = s − log w*``, ``d̄ = Σ P_j d_j``.
+
+    Lesson 01.1; Eq. (17) of LPO.
+    """
     return lpo_reverse_coefficients(s, w_star)
 
 
@@ -229,7 +238,10 @@ register(Exercise(
 
 
 def listwise_logits_ref(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, eps: float, agg: str) -> torch.Tensor:
-    """Exercise 01.2.1 reference: ``s_k = agg_i clamp(logp − sg(old_logp), log(1−ε), log(1+ε))`` over real tokens."""
+    """Exercise 01.2.1 reference: ``s_k = agg_i clamp(logp − sg(old_logp), log(1−ε), log(1+ε))`` over real tokens.
+
+    Lesson 01.2; Eq. (4) of LPO with the token clip of Section 4.3.
+    """
     return listwise_logits(logp, old_logp, mask, eps, agg)
 
 
@@ -292,7 +304,8 @@ register(Exercise(
 
 def _pk_cases() -> list[Case]:
     return [Case((n, c, k), label=f"n={n}, c={c}, k={k}") for n, c, k in
-            [(10, 3, 5), (10, 3, 1), (8, 0, 4), (8, 7, 4), (32, 2, 8), (200, 5, 100), (5, 5, 5)]]
+            [(10, 3, 5), (10, 3, 1), (8, 0, 4), (8, 7, 4), (32, 2, 8), (200, 5, 100), (5, 5, 5),
+             (10, 6, 4)]]                                        # n − c = k: exactly one all-wrong k-subset
 
 
 def _pk_plugin(n, c, k):
@@ -316,6 +329,10 @@ def _pk_linear(n, c, k):
     return min(1.0, k * c / n)
 
 
+def _pk_certain_too_early(n, c, k):
+    return 1.0 if n - c <= k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
 register(Exercise(
     id="01.2.3",
     title="the unbiased pass@k estimator (Chen et al. 2021)",
@@ -331,6 +348,8 @@ register(Exercise(
                 "C(n−c, k)/C(n, k) is the chance that *all* k are wrong; pass@k is one minus it."),
         Mistake("union bound", _pk_linear,
                 "k·c/n double-counts subsets holding several correct samples; count failures instead."),
+        Mistake("certain one step too early", _pk_certain_too_early,
+                "pass@k is 1 only when n − c < k; at n − c = k one k-subset (all the wrong samples) fails."),
     ],
 ))
 
@@ -339,7 +358,10 @@ register(Exercise(
 
 
 def grpo_surrogate_ref(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, adv: torch.Tensor, eps: float) -> torch.Tensor:
-    """Exercise 01.2.2 reference: GRPO's loss per group, ``−(1/K) Σ_k (1/|y_k|) Σ_i min(r A, clip(r) A)`` (Eq. (2))."""
+    """Exercise 01.2.2 reference: GRPO's loss per group, ``−(1/K) Σ_k (1/|y_k|) Σ_i min(r A, clip(r) A)`` (Eq. (2)).
+
+    Lesson 01.2; Eq. (2) of LPO.
+    """
     return grpo_surrogate(logp, old_logp, mask, adv, eps, agg="seq_mean")
 
 

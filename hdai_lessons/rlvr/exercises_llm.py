@@ -229,6 +229,7 @@ def _gsm_cases() -> list[Case]:
         "No number at all.",
         "#### -4",
         "Step 1: 12 eggs. #### 12 eggs, but wait 13",
+        "#### 3\nWait, I missed one basket: 4 in total.\n#### 4",
     ]
     return [Case((t,), label=t[:30].replace("\n", " ")) for t in texts]
 
@@ -246,6 +247,13 @@ def _gsm_no_comma(text):
     return m[-1] if m else None
 
 
+def _gsm_first_marker(text):
+    if "####" in text:
+        m = re.search(r"-?\d[\d,]*(?:\.\d+)?", text.split("####", 1)[1])
+        return m.group(0).replace(",", "") if m else None
+    return extract_gsm8k_answer(text)
+
+
 def _gsm_last_only(text):
     return extract_gsm8k_answer(text.replace("####", " "))
 
@@ -260,6 +268,8 @@ register(Exercise(
         Mistake("first number", _gsm_first, "the final answer comes last: take the last number (or the one after ####)."),
         Mistake("thousands separators kept apart", _gsm_no_comma,
                 "'1,250' is one number: allow commas inside the digits and remove them."),
+        Mistake("after the first '####'", _gsm_first_marker,
+                "a solution may revise itself: the answer follows the *last* '####' (use rsplit)."),
         Mistake("ignored '####'", _gsm_last_only,
                 "when the text has '####', the answer is the first number after the last '####', even if more text follows."),
     ],

@@ -26,7 +26,11 @@ from hdai_lessons.lm.rl_trainer import RLVRConfig
 
 @dataclass
 class FullScaleConfig:
-    """One rung's settings of the GSM8K RLVR run."""
+    """One rung's settings of the GSM8K RLVR run.
+
+    Lesson 01.4; the LPO digest's full-scale Option A, the paper's setup scaled down
+    (Section 4.3: τ = σ_G, ε = 0.2).
+    """
 
     rl: RLVRConfig
     """Trainer settings (K, E, lr, lengths …)."""
@@ -67,7 +71,10 @@ class FullScaleConfig:
 
 @dataclass
 class Run:
-    """Everything ``RLVRTrainer`` needs, plus the held-out set."""
+    """Everything ``RLVRTrainer`` needs, plus the held-out set.
+
+    Lessons 01.4 and 02.4; the inputs of Algorithm 1 of LPO on GSM8K.
+    """
 
     model: object
     tokenizer: object
@@ -78,10 +85,10 @@ class Run:
     loss: LossConfig = field(default_factory=LossConfig)
 
 
-def _tiny_policy(scale, seed: int):
+def _tiny_policy(scale: Scale, seed: int):
     from hdai_lessons.lm import TinyLMConfig, build_tiny_lm
 
-    return build_tiny_lm(TinyLMConfig.for_scale(Scale.SMOKE if get_scale(scale) is Scale.SMOKE else Scale.TOY), seed=seed)
+    return build_tiny_lm(TinyLMConfig.for_scale(Scale.SMOKE if scale is Scale.SMOKE else Scale.TOY), seed=seed)
 
 
 def build_run(scale=None, loss: str = "lpo_fwd", seed: int = 0, **overrides) -> Run:
@@ -94,6 +101,8 @@ def build_run(scale=None, loss: str = "lpo_fwd", seed: int = 0, **overrides) -> 
     Raises:
         ``MissingAssetError`` at full scale when the model or dataset is not downloaded (the message
         names ``hdai-lessons fetch 01.4``).
+
+    Lessons 01.4 and 02.4; the LPO digest's full-scale Option A (Qwen2.5-0.5B-Instruct, GSM8K).
     """
     scale = get_scale(scale)
     cfg = FullScaleConfig.for_scale(scale)
@@ -117,7 +126,10 @@ def build_run(scale=None, loss: str = "lpo_fwd", seed: int = 0, **overrides) -> 
 
 def warm_up(run: Run, seed: int = 0, batch_size: int = 16, lr: float = 3e-3) -> list[float]:
     """Supervised warm-up on the worked solutions for ``run.cfg.sft_steps`` steps (0 at full scale:
-    the instruct model already follows the format), on one intra-op thread. Returns the loss per step."""
+    the instruct model already follows the format), on one intra-op thread. Returns the loss per step.
+
+    Lessons 01.4 and 02.4; a course step before RL (no paper equation): teaches a toy model the '####' format.
+    """
     if not run.cfg.sft_steps:
         return []
     from hdai_lessons.core.device import one_thread
@@ -129,7 +141,10 @@ def warm_up(run: Run, seed: int = 0, batch_size: int = 16, lr: float = 3e-3) -> 
 
 
 def make_trainer(run: Run, run_dir=None, accelerator=None, loss: "str | None" = None, **overrides):
-    """An ``RLVRTrainer`` for ``run`` (optionally another loss or changed ``RLVRConfig`` fields)."""
+    """An ``RLVRTrainer`` for ``run`` (optionally another loss or changed ``RLVRConfig`` fields).
+
+    Lesson 01.4; Algorithm 1 of LPO on the GSM8K run.
+    """
     from hdai_lessons.rlvr.trainer import RLVRTrainer
 
     loss_cfg = replace(run.loss, name=loss) if loss else run.loss
@@ -138,5 +153,8 @@ def make_trainer(run: Run, run_dir=None, accelerator=None, loss: "str | None" = 
 
 
 def max_param_diff(a, b) -> float:
-    """Largest absolute difference between the parameters of two models of the same architecture."""
+    """Largest absolute difference between the parameters of two models of the same architecture.
+
+    Lesson 01.4; checks resume and Proposition 1 of LPO (Eq. (5)) on the full pipeline.
+    """
     return max(float((p - q).abs().max()) for p, q in zip(a.parameters(), b.parameters()))

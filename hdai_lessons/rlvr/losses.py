@@ -38,7 +38,10 @@ GRPO_AGGS = ("seq_mean", "seq_sum", "token", "constant")
 
 @dataclass
 class LossConfig:
-    """Which RLVR loss to use and how (shared by the bandit, the tiny-LM trainer and full scale)."""
+    """Which RLVR loss to use and how (shared by the bandit, the tiny-LM trainer and full scale).
+
+    Lessons 01.2–01.4; picks Eq. (2) (GRPO), (10) (LPO-fwd), (11) (LPO-rev) or (52) (pointwise) of LPO.
+    """
 
     name: str = "lpo_fwd"
     """"grpo" | "dr_grpo" | "rloo" | "maxrl" | "reinforce" | "reinforce_pp" (clipped PG surrogate with
@@ -84,6 +87,8 @@ def clipped_token_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: to
         mask: ``(..., T)`` 1 for response tokens, 0 for padding; eps: clip ε (None: no clip).
     Returns:
         ``(..., T)`` clipped log-ratios, 0 at padding.
+
+    Lesson 01.2; Section 4.3 of LPO (token-level clip).
     """
     delta = logp - old_logp.detach()
     if not _clip_off(eps):
@@ -92,7 +97,10 @@ def clipped_token_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: to
 
 
 def aggregate_tokens(x: torch.Tensor, mask: torch.Tensor, agg: str = "mean") -> torch.Tensor:
-    """Token sum or token mean over the last dim (the ambiguity of Eq. (3) of LPO): ``(..., T)`` → ``(...,)``."""
+    """Token sum or token mean over the last dim (the ambiguity of Eq. (3) of LPO): ``(..., T)`` → ``(...,)``.
+
+    Lesson 01.2; Eq. (3) of LPO.
+    """
     if agg == "sum":
         return (x * mask.to(x.dtype)).sum(-1)
     if agg == "mean":
@@ -105,6 +113,8 @@ def listwise_logits(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tens
 
     ``s_θ,k = agg_i clip(log π_θ(y_k,i|…) − log π_b(y_k,i|…))``; ``(B, K, T)`` → ``(B, K)``.
     On-policy (π_θ = π_b) it is 0 and ``P_θ = softmax(s)`` is uniform.
+
+    Lesson 01.2; Eq. (4) of LPO.
     """
     return aggregate_tokens(clipped_token_log_ratio(logp, old_logp, mask, eps), mask, agg)
 
@@ -118,6 +128,8 @@ def lpo_forward_coefficients(s: torch.Tensor, w_star: torch.Tensor) -> torch.Ten
 
     Corollary 1: ``|c_k| ≤ 1``, ``Σ_k c_k = 0``, ``Σ_k |c_k| ≤ 2`` and ``c → 0`` as ``P_θ → w*``.
     Descent convention: a negative ``c_k`` pushes response k up.
+
+    Lesson 01.1; Eq. (13) of LPO.
     """
     return torch.softmax(s, dim=-1) - w_star
 
@@ -133,6 +145,8 @@ def lpo_reverse_coefficients(s: torch.Tensor, w_star: torch.Tensor, log_w_star: 
         s: ``(..., K)`` listwise logits; w_star: ``(..., K)``; log_w_star: optional exact ``log w*``.
     Returns:
         ``(..., K)``.
+
+    Lesson 01.1; Eq. (17) of LPO.
     """
     logw = log_w_star if log_w_star is not None else torch.log(w_star.clamp_min(torch.finfo(w_star.dtype).tiny))
     P = torch.softmax(s, dim=-1)
@@ -142,7 +156,10 @@ def lpo_reverse_coefficients(s: torch.Tensor, w_star: torch.Tensor, log_w_star: 
 
 
 def pointwise_coefficients(s: torch.Tensor, w_star: torch.Tensor) -> torch.Tensor:
-    """Eq. (52) of LPO (the pointwise ablation): ``c_k = −w*_k``, independent of π_θ, ``Σ_k c_k = −1``."""
+    """Eq. (52) of LPO (the pointwise ablation): ``c_k = −w*_k``, independent of π_θ, ``Σ_k c_k = −1``.
+
+    Lesson 01.2; Eq. (52) of LPO.
+    """
     if s.shape != w_star.shape:
         raise ValueError(f"s {tuple(s.shape)} and w_star {tuple(w_star.shape)} must have the same shape")
     return -w_star.clone()
@@ -162,6 +179,8 @@ def lpo_forward_kl_loss(s: torch.Tensor, w_star: torch.Tensor, form: str = "dire
         s: ``(..., K)`` listwise logits (with grad); w_star: ``(..., K)`` target (no grad).
     Returns:
         ``(...,)`` loss per group.
+
+    Lessons 01.1 and 01.2; Eq. (10) of LPO.
     """
     w = w_star.detach()
     if form == "coefficient":
@@ -182,6 +201,8 @@ def lpo_reverse_kl_loss(s: torch.Tensor, w_star: torch.Tensor, form: str = "dire
         s: ``(..., K)`` listwise logits (with grad); w_star: ``(..., K)``; log_w_star: optional exact log.
     Returns:
         ``(...,)`` loss per group.
+
+    Lessons 01.1 and 01.2; Eq. (11) of LPO.
     """
     w = w_star.detach()
     logw = log_w_star.detach() if log_w_star is not None else torch.log(w.clamp_min(torch.finfo(w.dtype).tiny))
@@ -198,6 +219,8 @@ def pointwise_loss(s: torch.Tensor, w_star: torch.Tensor) -> torch.Tensor:
 
     ``s_k`` differs from ``log π_θ(y_k|x)`` by the constant ``log π_b(y_k|x)`` (and the clip), so
     the gradient is the paper's, coefficient ``−w*_k``. ``(..., K)`` → ``(...,)``.
+
+    Lesson 01.2; Eq. (52) of LPO.
     """
     return -(w_star.detach() * s).sum(-1)
 
@@ -223,6 +246,8 @@ def grpo_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tenso
         logp, old_logp, mask: ``(B, K, T)``; adv: ``(B, K)`` advantages; eps: ratio clip (None: off).
     Returns:
         ``(B,)`` loss per group (take ``.mean()`` for the batch loss).
+
+    Lesson 01.2; Eq. (2) of LPO.
     """
     _check_token_shapes(logp, old_logp, mask)
     if adv.shape != logp.shape[:2]:
@@ -267,6 +292,8 @@ def rlvr_loss(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, re
         effective coefficient ``−A_k r̄_k / K`` on ``∇ s_k``), ``clip_frac`` (fraction of response
         tokens outside the trust region), ``ratio_mean``, and for LPO ``kl_fwd`` = KL(w* ‖ P_θ)
         and ``w_star_max``.
+
+    Lessons 01.2–01.4; the loss line of Algorithm 1 of LPO (Eqs. (2), (10), (11), (52)).
     """
     cfg = cfg or LossConfig()
     _check_token_shapes(logp, old_logp, mask)

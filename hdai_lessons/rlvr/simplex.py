@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from hdai_lessons.core.plotting import color_for
+from hdai_lessons.core.scale import by_scale
 from hdai_lessons.rlvr.losses import lpo_forward_kl_loss, lpo_reverse_kl_loss
 from hdai_lessons.rlvr.targets import lpo_target
 
@@ -31,14 +32,40 @@ SQRT3_2 = math.sqrt(3.0) / 2.0
 VERTICES = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, SQRT3_2]])  # (3, 2): y1, y2, y3
 
 
+@dataclass
+class SimplexLessonConfig:
+    """Lesson 01.1's sizes: inner steps of one LPO iteration, iterations, seeds of the overshoot study.
+
+    Lesson 01.1; the inner steps are Algorithm 1's E epochs of LPO, the iterations its outer loop.
+    """
+
+    epochs: int = 30
+    """E, inner gradient steps of one LPO iteration (π_b frozen)."""
+    iterations: int = 6
+    """LPO iterations (π_b ← π_θ between them) of the multi-iteration paths (Proposition 2)."""
+    n_seeds: int = 8
+    """Random reward vectors R ~ U(0,1)^3 of the overshoot study: ``ctx.seed, ctx.seed + 1, …``."""
+
+    @classmethod
+    def for_scale(cls, scale=None) -> "SimplexLessonConfig":
+        """smoke: fewer steps and two seeds; toy and full: the lesson (the simplex is exact and cheap)."""
+        return by_scale(scale, smoke=cls(epochs=10, iterations=3, n_seeds=2), toy=cls(), full=cls())
+
+
 def to_xy(p: "np.ndarray | torch.Tensor") -> np.ndarray:
-    """Barycentric → Cartesian: ``(..., 3)`` probabilities → ``(..., 2)`` points in the triangle."""
+    """Barycentric → Cartesian: ``(..., 3)`` probabilities → ``(..., 2)`` points in the triangle.
+
+    Lesson 01.1; a plotting helper (no paper equation).
+    """
     p = p.detach().cpu().numpy() if torch.is_tensor(p) else np.asarray(p)
     return p @ VERTICES
 
 
 def draw_simplex(ax, labels=("$y_1$", "$y_2$", "$y_3$"), rewards=None) -> None:
-    """Draw the 2-simplex (triangle) with vertex labels (and rewards, if given) on ``ax``."""
+    """Draw the 2-simplex (triangle) with vertex labels (and rewards, if given) on ``ax``.
+
+    Lesson 01.1; a plotting helper (no paper equation).
+    """
     tri = np.vstack([VERTICES, VERTICES[:1]])
     ax.plot(tri[:, 0], tri[:, 1], color="#999999", lw=1.0)
     offsets = [(-0.06, -0.05), (0.02, -0.05), (-0.03, 0.03)]
@@ -52,7 +79,10 @@ def draw_simplex(ax, labels=("$y_1$", "$y_2$", "$y_3$"), rewards=None) -> None:
 
 
 def gibbs_path(rewards: torch.Tensor, taus: torch.Tensor, s_t: "torch.Tensor | None" = None) -> torch.Tensor:
-    """The curve of targets ``softmax(R/τ + s_t)`` for a sweep of τ: ``(3,)``, ``(n,)`` → ``(n, 3)``."""
+    """The curve of targets ``softmax(R/τ + s_t)`` for a sweep of τ: ``(3,)``, ``(n,)`` → ``(n, 3)``.
+
+    Lesson 01.1; Theorem 1, Eq. (8) of LPO (and Proposition 2's path softmax(tR/τ)).
+    """
     R = rewards.expand(len(taus), -1)  # (n, 3)
     st = None if s_t is None else s_t.expand(len(taus), -1)
     return lpo_target(R, taus.unsqueeze(-1).to(R.dtype), st)
@@ -87,6 +117,8 @@ def coefficients(method: str, theta: torch.Tensor, theta_b: torch.Tensor, reward
     response space, so ``c = ∂L/∂s`` taken through the renormalised ``log π_θ``; for zero-sum
     coefficients (LPO, on-policy PG) this is exactly Eq. (13)/(17), while the part of off-policy
     PG's ``−r_k A_k/K`` that is not zero-sum is absorbed by the softmax (it moves no probability).
+
+    Lesson 01.1; Eqs. (2), (13) and (17) of LPO; on-policy PG = reverse KL (Proposition 1, Eq. (5)).
     """
     s = (torch.log_softmax(theta, -1) - torch.log_softmax(theta_b, -1)).detach().requires_grad_(True)
     # rebuild θ from s (θ_b + s is a valid θ: softmax is shift invariant)
@@ -99,7 +131,10 @@ def coefficients(method: str, theta: torch.Tensor, theta_b: torch.Tensor, reward
 class SimplexRun:
     """Trajectories of one batch of runs. ``P``: ``(N, E+1, 3)`` listwise distributions (one
     iteration) or policies (several); ``c``: ``(N, E, 3)`` coefficients per inner step;
-    ``w_star``: ``(N, 3)`` (first iteration's target); ``labels``: ``N`` names."""
+    ``w_star``: ``(N, 3)`` (first iteration's target); ``labels``: ``N`` names.
+
+    Lesson 01.1; one iteration of Algorithm 1 of LPO, recorded on the simplex.
+    """
 
     P: torch.Tensor
     c: torch.Tensor
@@ -116,6 +151,8 @@ def project(methods, rewards, tau: float, lrs, epochs: int = 30, eps: float = 0.
     Returns:
         ``SimplexRun`` with ``N = len(methods) · len(lrs)`` runs (method-major), ``P`` the listwise
         distribution ``softmax(log π_θ − log π_b)`` after each step (``P[:, 0]`` uniform).
+
+    Lesson 01.1; one iteration of Algorithm 1 of LPO (the projection step of Eq. (6)).
     """
     R = torch.as_tensor(rewards, dtype=torch.float64)
     if R.shape != (3,):
@@ -148,6 +185,8 @@ def iterate(method: str, rewards, tau: float, lr: float, epochs: int, iterations
     """Several LPO iterations (Algorithm 1): π_b ← π_θ, then E inner steps. Returns π after each: ``(iterations+1, 3)``.
 
     With an exact projection the policy follows ``π_t ∝ π_0 exp(tR/τ)`` (Proposition 2).
+
+    Lesson 01.1; Algorithm 1 of LPO and Proposition 2 (π_t ∝ π_0 exp(tR/τ)).
     """
     theta = torch.zeros(3, dtype=torch.float64)
     path = [torch.softmax(theta, -1)]
@@ -160,14 +199,20 @@ def iterate(method: str, rewards, tau: float, lr: float, epochs: int, iterations
 
 
 def zoom_limits(run: SimplexRun, pad: float = 0.06) -> tuple:
-    """``(xlim, ylim)`` of a box around every trajectory of ``run`` and its target, for equal zooms."""
+    """``(xlim, ylim)`` of a box around every trajectory of ``run`` and its target, for equal zooms.
+
+    Lesson 01.1; a plotting helper (no paper equation).
+    """
     pts = np.concatenate([to_xy(run.P).reshape(-1, 2), to_xy(run.w_star)])
     lo, hi = pts.min(0) - pad, pts.max(0) + pad
     return (lo[0], hi[0]), (lo[1], hi[1])
 
 
 def plot_projection(ax, run: SimplexRun, rewards=None, title: str = "", limits: "tuple | None" = None) -> None:
-    """Trajectories of ``P_θ`` on the triangle, the target ``w*`` as a star (``limits``: ``zoom_limits``)."""
+    """Trajectories of ``P_θ`` on the triangle, the target ``w*`` as a star (``limits``: ``zoom_limits``).
+
+    Lesson 01.1; a plotting helper (no paper equation).
+    """
     draw_simplex(ax, rewards=rewards)
     xy = to_xy(run.P)  # (N, E+1, 2)
     for i, lab in enumerate(run.labels):
@@ -183,7 +228,10 @@ def plot_projection(ax, run: SimplexRun, rewards=None, title: str = "", limits: 
 
 
 def plot_targets(ax, rewards, tau_grid, schemes: dict, tau_marker: "float | None" = None) -> None:
-    """The Gibbs curve ``softmax(R/τ)`` and each scheme's implicit target on it (``schemes``: name → τ)."""
+    """The Gibbs curve ``softmax(R/τ)`` and each scheme's implicit target on it (``schemes``: name → τ).
+
+    Lesson 01.1; Table 1 of LPO (implicit targets on the Gibbs curve of Eq. (8)).
+    """
     R = torch.as_tensor(rewards, dtype=torch.float64)
     draw_simplex(ax, rewards=R)
     path = to_xy(gibbs_path(R, torch.as_tensor(tau_grid, dtype=torch.float64)))
@@ -206,6 +254,8 @@ def overshoot_study(seeds, lr: float = 2.0, epochs: int = 40, eps: float = 0.2) 
         P_final − w* at the best response (> 0: overshoot past w*), ``final_sum_abs_c`` ``(S, M)``,
         ``first_step_gap`` ``(S,)`` = max |c^PG − c^rev| at the on-policy point (Proposition 1),
         ``last_step_gap`` ``(S,)`` the same after the last inner step of PG's run.
+
+    Lesson 01.1; Corollary 1 of LPO (c^fwd → 0 at w*) vs unclipped PG; Proposition 1 (Eq. (5)).
     """
     from hdai_lessons.rlvr.targets import tau_from_rule
 

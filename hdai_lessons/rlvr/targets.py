@@ -34,7 +34,10 @@ def _check_rewards(rewards: torch.Tensor) -> None:
 
 
 def group_is_constant(rewards: torch.Tensor) -> torch.Tensor:
-    """``(..., 1)`` bool: True where all K rewards of a group are equal (no learning signal)."""
+    """``(..., 1)`` bool: True where all K rewards of a group are equal (no learning signal).
+
+    Lesson 01.1; Section 4.3 of LPO (τ per group; the digest's inferred uniform target when all rewards are equal).
+    """
     return (rewards == rewards[..., :1]).all(dim=-1, keepdim=True)
 
 
@@ -48,6 +51,8 @@ def tau_from_rule(rewards: torch.Tensor, rule: str = "std", eps: float = DEFAULT
             ``"mean"`` → μ_G + eps (MaxRL), ``"rloo"`` → (K − 1)/K (RLOO).
     Returns:
         ``(..., 1)`` temperatures (> 0 wherever the rule allows it).
+
+    Lesson 01.1.
     """
     _check_rewards(rewards)
     K = rewards.shape[-1]
@@ -77,6 +82,8 @@ def lpo_log_target(rewards: torch.Tensor, tau: "torch.Tensor | float", s_t: "tor
             ``s_t,k = log π_t(y_k|x) − log π_b(y_k|x)`` (0 when π_t = π_b, as in Algorithm 1).
     Returns:
         ``(..., K)`` log-probabilities (log-sum-exp 0 over the last dim).
+
+    Lesson 01.1; Theorem 1, Eq. (8) of LPO.
     """
     _check_rewards(rewards)
     tau_t = torch.as_tensor(tau, dtype=rewards.dtype, device=rewards.device)
@@ -107,12 +114,17 @@ def lpo_target(rewards: torch.Tensor, tau: "torch.Tensor | float", s_t: "torch.T
         ``(..., K)`` probabilities on the simplex.
 
     Example (K = 8, one correct, τ = σ_G, on-policy): ``w*_correct ≈ 0.746``.
+
+    Lesson 01.1; Theorem 1, Eq. (8) of LPO.
     """
     return lpo_log_target(rewards, tau, s_t).exp()
 
 
 def proximal_objective(w: torch.Tensor, rewards: torch.Tensor, tau: "torch.Tensor | float", P_t: torch.Tensor) -> torch.Tensor:
-    """Eq. (7) of LPO: ``Ĵ(w) = Σ_k w_k R_k − τ KL(w ‖ P_t)``; ``w, rewards, P_t``: ``(..., K)`` → ``(...,)``."""
+    """Eq. (7) of LPO: ``Ĵ(w) = Σ_k w_k R_k − τ KL(w ‖ P_t)``; ``w, rewards, P_t``: ``(..., K)`` → ``(...,)``.
+
+    Lesson 01.1; Eq. (7) of LPO.
+    """
     tau_t = torch.as_tensor(tau, dtype=rewards.dtype, device=rewards.device)
     if tau_t.dim() > 0 and tau_t.shape[-1] == 1:
         tau_t = tau_t.squeeze(-1)
@@ -136,6 +148,8 @@ def advantages(rewards: torch.Tensor, scheme: str = "grpo", eps: float = DEFAULT
               with μ_B′, σ_B′ the batch mean/std of the group-centred rewards.
     Returns:
         ``(..., K)``.
+
+    Lesson 01.1; Table 1 of LPO.
     """
     _check_rewards(rewards)
     K = rewards.shape[-1]
@@ -165,6 +179,8 @@ def implicit_temperature(rewards: torch.Tensor, scheme: str = "grpo", eps: float
         rewards: ``(..., K)``.
     Returns:
         ``(..., 1)``, so that ``softmax(advantages(R)) == lpo_target(R, implicit_temperature(R))``.
+
+    Lesson 01.1; Table 1 of LPO.
     """
     _check_rewards(rewards)
     if scheme == "grpo":
@@ -186,5 +202,7 @@ def implicit_target(rewards: torch.Tensor, scheme: str = "grpo", eps: float = DE
 
     ``(..., K)`` → ``(..., K)``. For every scheme this equals ``softmax(R/τ)`` with τ from
     ``implicit_temperature`` (shift invariance: the baseline cancels).
+
+    Lesson 01.1; Proposition 1, Eq. (5) of LPO.
     """
     return torch.softmax(advantages(rewards, scheme, eps), dim=-1)

@@ -24,13 +24,27 @@ ARMS = {"GRPO": "grpo", "LPO-fwd": "lpo_fwd", "LPO-rev": "lpo_rev"}
 
 @dataclass(frozen=True)
 class TinyRLVRExperiment:
-    """Settings of the comparison (one per scale)."""
+    """Settings of lesson 01.3's comparison and line search (one per scale).
+
+    Lesson 01.3; the arms follow LPO's Algorithm 1 (τ = σ_G, ε = 0.2, Section 4.3).
+    """
 
     rl: RLVRConfig
+    """Trainer settings shared by every arm (steps, B, K, E, lr, lengths)."""
     seeds: tuple = (0, 1)
+    """Paired seeds: every arm trains once per seed (``for_scale`` derives them from the lesson's seed)."""
     n_eval: int = 128
+    """Held-out problems for pass@k."""
     eval_samples: int = 8
+    """Samples per held-out problem."""
     ks: tuple = (1, 8)
+    """k of the reported pass@k."""
+    line_search_prompts: int = 32
+    """Training prompts on which the policy-gradient line search estimates g."""
+    line_search_K: int = 16
+    """Samples per prompt for the line search's gradient estimate."""
+    line_search_n_eval: int = 32
+    """Fresh samples per prompt to evaluate the expected reward at each step length."""
 
     @classmethod
     def for_scale(cls, scale=None, seed: int = 0, n_seeds: "int | None" = None) -> "TinyRLVRExperiment":
@@ -40,10 +54,11 @@ class TinyRLVRExperiment:
                           warmup_updates=5)
         exp = by_scale(scale,
                        smoke=cls(rl=replace(base, steps=2, prompts_per_step=4, K=4), seeds=(0, 1), n_eval=8,
-                                 eval_samples=4, ks=(1, 4)),
+                                 eval_samples=4, ks=(1, 4), line_search_prompts=4, line_search_K=4,
+                                 line_search_n_eval=4),
                        toy=cls(rl=base, seeds=tuple(range(6))),
                        full=cls(rl=replace(base, steps=200, prompts_per_step=64), seeds=tuple(range(8)), n_eval=200,
-                                eval_samples=32, ks=(1, 8, 32)))
+                                eval_samples=32, ks=(1, 8, 32), line_search_prompts=64, line_search_n_eval=64))
         n = len(exp.seeds) if n_seeds is None else int(n_seeds)
         return replace(exp, seeds=tuple(int(seed) + i for i in range(n)))
 
@@ -56,6 +71,8 @@ def run_arm(loss: str, seed: int, exp: TinyRLVRExperiment, held_out, train) -> d
     ``seed`` before training and before evaluation. So a run's numbers do not depend on which arms or
     seeds ran before it, and every arm of a seed sees the same evaluation draws. Runs on one intra-op
     thread (``core.device.one_thread``: the model is tiny).
+
+    Lesson 01.3; Algorithm 1 of LPO on the tiny LM, then held-out pass@k.
     """
     from hdai_lessons.lm.pretrained import load_warm_lm, warm_task
 
@@ -71,7 +88,10 @@ def run_arm(loss: str, seed: int, exp: TinyRLVRExperiment, held_out, train) -> d
 
 def evaluate_warm_start(exp: TinyRLVRExperiment, held_out, seed: int = 0) -> dict:
     """Held-out pass@k of the SFT checkpoint itself (the starting point of every arm), with the
-    evaluation draws of ``seed`` (the same as ``run_arm``'s for that seed, for a paired comparison)."""
+    evaluation draws of ``seed`` (the same as ``run_arm``'s for that seed, for a paired comparison).
+
+    Lesson 01.3; pass@k as in LPO's results (unbiased estimator, Chen et al. 2021).
+    """
     from hdai_lessons.lm.pretrained import load_warm_lm, warm_task
 
     with one_thread():
@@ -82,7 +102,10 @@ def evaluate_warm_start(exp: TinyRLVRExperiment, held_out, seed: int = 0) -> dic
 
 
 def run_comparison(exp: TinyRLVRExperiment, arms: "dict[str, str] | None" = None) -> dict:
-    """Every arm × seed: ``{arm: [result per seed]}`` (see ``run_arm``)."""
+    """Every arm × seed: ``{arm: [result per seed]}`` (see ``run_arm``).
+
+    Lesson 01.3; Algorithm 1 of LPO for each arm and seed.
+    """
     from hdai_lessons.lm.pretrained import warm_problem_split
 
     train, held = warm_problem_split(0)
@@ -92,12 +115,18 @@ def run_comparison(exp: TinyRLVRExperiment, arms: "dict[str, str] | None" = None
 
 
 def curve(results: list[dict], metric: str) -> np.ndarray:
-    """``(n_seeds, steps)`` array of one metric's history."""
+    """``(n_seeds, steps)`` array of one metric's history.
+
+    Lesson 01.3; a summary helper (no paper equation).
+    """
     return np.array([[h[metric] for h in r["history"]] for r in results])
 
 
 def summary(results: dict, last: int = 10) -> dict[str, dict[str, float]]:
-    """Per arm, seed-means of: reward and entropy over the last ``last`` iterations, and held-out pass@k."""
+    """Per arm, seed-means of: reward and entropy over the last ``last`` iterations, and held-out pass@k.
+
+    Lesson 01.3; a summary helper (no paper equation).
+    """
     out = {}
     for arm, runs in results.items():
         row = {"reward_end": float(curve(runs, "reward")[:, -last:].mean()),
@@ -109,12 +138,18 @@ def summary(results: dict, last: int = 10) -> dict[str, dict[str, float]]:
 
 
 def per_seed(results: dict, key: str) -> dict[str, list[float]]:
-    """Held-out ``key`` (e.g. "pass@8") per arm and seed."""
+    """Held-out ``key`` (e.g. "pass@8") per arm and seed.
+
+    Lesson 01.3; a summary helper (no paper equation).
+    """
     return {arm: [r["eval"][key] for r in runs] for arm, runs in results.items()}
 
 
 def plot_comparison(results: dict, axes=None, smooth: int = 5):
-    """Reward and entropy curves (mean over seeds, moving average of ``smooth``) per arm."""
+    """Reward and entropy curves (mean over seeds, moving average of ``smooth``) per arm.
+
+    Lesson 01.3; a plotting helper (no paper equation).
+    """
     import matplotlib.pyplot as plt
 
     from hdai_lessons.core.plotting import color_for
@@ -152,6 +187,8 @@ def policy_gradient_line_search(model, tok, task, problems, step_sizes, K: int =
     for every η). The model is left unchanged.
 
     Returns ``{"grad_norm": ‖g‖, "reward": {η: E[R]}}`` with η = 0 included (the start).
+
+    Lesson 01.3; the on-policy PG of Eq. (3) of LPO, probed along its direction.
     """
     with one_thread():
         return _line_search(model, tok, task, problems, step_sizes, K, n_eval, max_new_tokens, seed)

@@ -24,6 +24,8 @@ class RLVRTrainer(GroupRLTrainer):
     Args:
         model, tokenizer, task, train_problems, cfg, accelerator, run_dir: as ``GroupRLTrainer``.
         loss_cfg: ``LossConfig`` (GRPO, LPO-fwd, LPO-rev, pointwise, …), saved with each checkpoint.
+
+    Lessons 01.3 and 01.4 (and 02.3, 02.4 through ``CATTrainer``); Algorithm 1 of LPO.
     """
 
     def __init__(self, model, tokenizer, task: Task, train_problems: Sequence[Problem], loss_cfg: LossConfig,

@@ -12,19 +12,23 @@ requested arms × seeds with ``train.train_population`` and reports, per arm, th
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from hdai_lessons.core.data import data_path
 from hdai_lessons.sope.flops import NetDims, normalized_score, total_flops
+from hdai_lessons.sope.phases import PhaseConfig
 from hdai_lessons.sope.prior_data import episode_returns, load_minari, load_npz, random_policy_return
 from hdai_lessons.sope.train import RunSpec, TrainConfig, TrainResult, summarise, train_population
 
 
 @dataclass(frozen=True)
 class Task:
-    """One benchmark task: environment, prior dataset and normalisation bounds (None = measure them)."""
+    """One benchmark task: environment, prior dataset and normalisation bounds (None = measure them).
+
+    Lesson 03.4; SOPE digest, "Benchmark" and "Evaluation metric" (example bounds); the dropout is the table of
+    "Networks"."""
 
     env_id: str
     dataset: str                       # a Minari id, or "course:<manifest name>" for shipped npz data
@@ -40,8 +44,43 @@ TASKS = {
 }
 
 
+def _toy_benchmark_train() -> TrainConfig:
+    return replace(TrainConfig.for_scale("toy"), total_steps=2000, eval_episodes=4,
+                   phases=PhaseConfig(every=500, e_max=1000, check_every=100, patience=500, val_batch=64))
+
+
+@dataclass
+class BenchmarkLessonConfig:
+    """Lesson 03.4's sizes: the paper's protocol (SOPE digest, "Evaluation metric" and "Compute accounting") on
+    Pendulum-v1 at smoke/toy scale and on Hopper-v5 at full scale, arms SACfD, SPEQ-O2O and SOPE."""
+
+    task: str = "pendulum-expert"
+    """The benchmark task, a key of ``TASKS``."""
+    bound_episodes: int = 20
+    """Episodes of the uniform-random policy that measure ``R_rand`` when the task has no published bound."""
+    n_seeds: int = 6
+    """Paired seeds per arm: ``ctx.seed, ctx.seed + 1, …``."""
+    last_evals: int = 3
+    """The score averages the last this many evaluations (the paper: 10)."""
+    train: TrainConfig = field(default_factory=_toy_benchmark_train)
+    """The online loop (toy: 2000 steps, phases every 500 steps of at most 1000 updates); at full scale the
+    critic dropout is the task's (the paper's per-environment table)."""
+
+    @classmethod
+    def for_scale(cls, scale) -> "BenchmarkLessonConfig":
+        from hdai_lessons.core.scale import by_scale
+
+        full = TrainConfig.for_scale("full")
+        full = replace(full, sac=replace(full.sac, dropout=TASKS["hopper-expert"].dropout))
+        return by_scale(scale, smoke=cls(bound_episodes=2, n_seeds=2, last_evals=1, train=TrainConfig.for_scale("smoke")),
+                        toy=cls(),
+                        full=cls(task="hopper-expert", bound_episodes=100, n_seeds=2, last_evals=10, train=full))
+
+
 def load_prior(task: Task) -> dict[str, np.ndarray]:
-    """The task's prior data in the D4RL layout (shipped npz, or a local Minari dataset)."""
+    """The task's prior data in the D4RL layout (shipped npz, or a local Minari dataset).
+
+    Lesson 03.4; ``D_off`` (SOPE digest, "Benchmark")."""
     if task.dataset.startswith("course:"):
         return load_npz(data_path(task.dataset.split(":", 1)[1]))
     return load_minari(task.dataset)
@@ -52,9 +91,9 @@ def prior_from_sac_run(env_id: str, steps: int, seed: int, cfg: TrainConfig) -> 
 
     Uses ``train_population`` with one SAC run for ``steps`` environment steps (``cfg.total_steps`` is
     overridden). ``timeouts`` are not recorded by the replay buffer and are returned as zeros.
-    """
-    from dataclasses import replace
 
+    Lesson 03.4; SOPE digest, "Full-scale lesson options", option B, item 1.
+    """
     res = train_population([RunSpec("SAC", seed)], replace(cfg, env_id=env_id, total_steps=steps, checkpoint_dir=None))
     on = res.state["online"]
     n = on.size
@@ -64,7 +103,9 @@ def prior_from_sac_run(env_id: str, steps: int, seed: int, cfg: TrainConfig) -> 
 
 
 def score_bounds(task: Task, prior: dict[str, np.ndarray], episodes: int = 20, seed: int = 0) -> tuple[float, float]:
-    """``(R_rand, R_exp)``: the task's published bounds, else measured as the paper does."""
+    """``(R_rand, R_exp)``: the task's published bounds, else measured as the paper does.
+
+    Lesson 03.4; SOPE digest, "Evaluation metric"."""
     lo = task.random_return if task.random_return is not None else random_policy_return(task.env_id, episodes, seed)
     hi = task.expert_return if task.expert_return is not None else float(episode_returns(prior).mean())
     return lo, hi
@@ -77,9 +118,9 @@ def run_benchmark(task: Task, specs: list[RunSpec], cfg: TrainConfig, prior: dic
     ``tflops_paper`` counts like the public counter (B = 256 per update, no validation passes);
     ``tflops`` counts the real symmetric batch (2B) and the validation passes. ``score`` averages the last
     ``last_evals`` evaluations (the paper: 10 of 300).
-    """
-    from dataclasses import replace
 
+    Lesson 03.4; SOPE digest, "Evaluation metric" and "Compute accounting".
+    """
     cfg = replace(cfg, env_id=task.env_id)
     res = train_population(specs, cfg, {s.prior: prior for s in specs if s.prior})
     summary = summarise(res)

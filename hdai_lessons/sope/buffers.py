@@ -23,7 +23,10 @@ FIELDS = ("obs", "act", "rew", "next_obs", "term")
 
 
 class ReplayBuffer:
-    """Transitions of ``R`` runs: ``obs (R, C, o)``, ``act (R, C, a)``, ``rew (R, C)``, ``next_obs (R, C, o)``, ``term (R, C)``."""
+    """Transitions of ``R`` runs: ``obs (R, C, o)``, ``act (R, C, a)``, ``rew (R, C)``, ``next_obs (R, C, o)``, ``term (R, C)``.
+
+    Lessons 03.2–03.3; ``D_on`` and ``D_off`` of the SOPE digest ("Symbols"); ``hold_out``/``restore`` are "Validation
+    split at stabilisation phase k"."""
 
     def __init__(self, n_runs: int, capacity: int, obs_dim: int, act_dim: int):
         self.R, self.capacity = n_runs, capacity
@@ -87,6 +90,7 @@ class ReplayBuffer:
         return out
 
     def sample(self, batch_size: int, gen: "torch.Generator | list[torch.Generator]", mask=None) -> dict[str, torch.Tensor]:
+        """``batch_size`` uniform rows per run (``sample_indices`` then ``gather``)."""
         return self.gather(self.sample_indices(batch_size, gen, mask))
 
     def hold_out(self, n: "int | torch.Tensor", gen: "torch.Generator | list[torch.Generator]") -> dict[str, torch.Tensor]:
@@ -96,6 +100,9 @@ class ReplayBuffer:
 
         Returns the held-out rows as a batch ``(R, n_max, ·)`` (runs holding fewer rows are padded with
         their last active rows; the caller uses only runs that hold out).
+
+        Lesson 03.3; SOPE digest, "Validation split at stabilisation phase k" ("remove them from the training
+        buffers for the length of the phase").
         """
         if int(self.held.sum()) > 0:
             raise RuntimeError("a validation split is already held out; restore() it first")
@@ -117,7 +124,9 @@ class ReplayBuffer:
         return self.gather(idx.contiguous())
 
     def restore(self) -> None:
-        """Put the held-out rows back into the sampled set (they never left the storage)."""
+        """Put the held-out rows back into the sampled set (they never left the storage).
+
+        Lesson 03.3; SOPE digest, "Validation split at stabilisation phase k" ("then restore them afterwards")."""
         self.held = torch.zeros(self.R, dtype=torch.long)
         self.active = torch.full((self.R,), self.size, dtype=torch.long)
 
@@ -126,6 +135,7 @@ class ReplayBuffer:
         return {f"{prefix}.{k}": v[:, : self.size].contiguous() for k, v in self.data.items()}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], prefix: str) -> None:
+        """Inverse of ``state_tensors``: refill the buffer from a checkpoint (nothing held out)."""
         n = tensors[f"{prefix}.obs"].shape[1]
         for k in self.data:
             self.data[k][:, :n] = tensors[f"{prefix}.{k}"]
@@ -150,6 +160,9 @@ def symmetric_batch(online: ReplayBuffer, prior: "ReplayBuffer | None", batch_pe
     With one generator per run (``gen`` a list), run ``r`` draws ``2B`` uniforms from ``gen[r]`` (the
     first ``B`` index its online rows, the last ``B`` its prior rows, or online rows for plain SAC) and
     runs with ``mask[r]`` False draw nothing (their rows are then meaningless).
+
+    Lesson 03.2; SOPE digest, "Symbols" (symmetric batch ``B = B_on ∪ B_off``) and the pseudo-code line "B ← 256
+    online + 256 offline".
     """
     if not isinstance(gen, torch.Generator):
         B = batch_per_source

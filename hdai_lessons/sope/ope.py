@@ -15,18 +15,24 @@ are ``ρ_t = π_e(a_t|s_t) / π_b(a_t|s_t)`` and cumulative weights ``w_t = Π_{
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from hdai_lessons.sope.tabular import TabularMDP, Trajectories, evaluate_policy, mix_policies, sample_trajectories
 
 
 def importance_ratios(traj: Trajectories, pi_e: np.ndarray) -> np.ndarray:
-    """``(N, H)`` per-step ratios ``ρ_t = π_e(a_t|s_t) / π_b(a_t|s_t)``."""
+    """``(N, H)`` per-step ratios ``ρ_t = π_e(a_t|s_t) / π_b(a_t|s_t)``.
+
+    Lesson 03.1; the per-step ratio of importance sampling (Precup, Sutton & Singh 2000)."""
     return pi_e[traj.states, traj.actions] / traj.behavior_probs
 
 
 def discounts(horizon: int, gamma: float) -> np.ndarray:
-    """``(H,)``: ``γ^t`` for ``t = 0..H−1``."""
+    """``(H,)``: ``γ^t`` for ``t = 0..H−1``.
+
+    Lesson 03.1; the γ^t weights of ``J(π)`` that every estimator here uses (no paper equation)."""
     return gamma ** np.arange(horizon)
 
 
@@ -36,6 +42,8 @@ def is_estimate(rewards: np.ndarray, ratios: np.ndarray, gamma: float) -> float:
     Args:
         rewards, ratios: ``(N, H)``.
     Returns: a float, unbiased for ``J(π_e)`` when ``π_b > 0`` wherever ``π_e > 0``.
+
+    Lesson 03.1 (exercise 03.1.1); trajectory-wise importance sampling (Precup, Sutton & Singh 2000).
     """
     returns = rewards @ discounts(rewards.shape[1], gamma)     # (N,)
     weights = ratios.prod(axis=1)                              # (N,)
@@ -47,6 +55,8 @@ def wis_estimate(rewards: np.ndarray, ratios: np.ndarray, gamma: float) -> float
 
     Args: ``rewards, ratios``: ``(N, H)``. Consistent but biased for finite ``N``; never outside the
     range of observed returns.
+
+    Lesson 03.1 (exercise 03.1.2); weighted importance sampling (Precup, Sutton & Singh 2000).
     """
     returns = rewards @ discounts(rewards.shape[1], gamma)     # (N,)
     weights = ratios.prod(axis=1)                              # (N,)
@@ -58,6 +68,8 @@ def pdis_estimate(rewards: np.ndarray, ratios: np.ndarray, gamma: float) -> floa
     """Per-decision IS: ``(1/N) Σ_i Σ_t γ^t w_t^{(i)} r_t^{(i)}`` with ``w_t = Π_{k≤t} ρ_k``.
 
     Args: ``rewards, ratios``: ``(N, H)``.
+
+    Lesson 03.1; per-decision importance sampling (Precup, Sutton & Singh 2000).
     """
     w = np.cumprod(ratios, axis=1)                             # (N, H)
     return float((w * rewards * discounts(rewards.shape[1], gamma)).sum(1).mean())
@@ -73,6 +85,8 @@ def dr_estimate(rewards: np.ndarray, ratios: np.ndarray, q_hat: np.ndarray, v_ha
         q_hat: ``(N, H)`` the model's ``Q̂_t(s_t, a_t)`` at the logged pairs.
         v_hat: ``(N, H)`` ``V̂_t(s_t) = Σ_a π_e(a|s_t) Q̂_t(s_t, a)``.
     Unbiased if either the ratios are exact or ``Q̂`` is exact; lower variance than PDIS when Q̂ is good.
+
+    Lesson 03.1 (exercise 03.1.3).
     """
     w = np.cumprod(ratios, axis=1)                                           # (N, H)
     w_prev = np.concatenate([np.ones_like(w[:, :1]), w[:, :-1]], axis=1)     # (N, H): w_{t-1}
@@ -88,6 +102,8 @@ def fqe_tabular(traj: Trajectories, pi_e: np.ndarray, n_states: int, n_actions: 
     logged transition (the MDP is stationary, so all time steps pool). On a table, least-squares
     regression is the per-``(s,a)`` mean, so this equals exact evaluation in the *empirical* MDP
     (certainty equivalence). Unvisited pairs get ``Q̂ = 0`` — the DM's bias when coverage is poor.
+
+    Lesson 03.1; fitted Q evaluation (Le, Voloshin & Yue 2019), the model of the direct method.
     """
     s, a = traj.states.ravel(), traj.actions.ravel()
     r, s2 = traj.rewards.ravel(), traj.next_states.ravel()
@@ -104,7 +120,10 @@ def fqe_tabular(traj: Trajectories, pi_e: np.ndarray, n_states: int, n_actions: 
 
 
 def dm_estimate(q_hat: np.ndarray, pi_e: np.ndarray, d0: np.ndarray) -> float:
-    """Direct method: ``Σ_s d0(s) Σ_a π_e(a|s) Q̂_0(s, a)``; ``q_hat`` ``(H, S, A)`` or ``(S, A)``."""
+    """Direct method: ``Σ_s d0(s) Σ_a π_e(a|s) Q̂_0(s, a)``; ``q_hat`` ``(H, S, A)`` or ``(S, A)``.
+
+    Lesson 03.1; the direct method, the kind of estimate SOPE's stopping signal is (SOPE digest, "Core idea": what
+    "OPE" means here)."""
     q0 = q_hat[0] if q_hat.ndim == 3 else q_hat
     return float(d0 @ (pi_e * q0).sum(-1))
 
@@ -122,7 +141,9 @@ def _episodes(traj: Trajectories, idx: np.ndarray) -> Trajectories:
 def cross_fit_dr_estimate(mdp: TabularMDP, traj: Trajectories, pi_e: np.ndarray, folds: int = 2) -> float:
     """Cross-fitted DR: split the ``N`` episodes into ``folds`` parts; each part's DR terms use a ``Q̂``
     fitted (``fqe_tabular``) on the *other* parts only, so ``Q̂`` is independent of the episodes it corrects
-    and DR's control variate keeps mean zero. The estimate is the episode-weighted mean over parts."""
+    and DR's control variate keeps mean zero. The estimate is the episode-weighted mean over parts.
+
+    Lesson 03.1; DR with cross-fitting (the sample splitting of Chernozhukov et al. 2018, Double/debiased ML)."""
     n = traj.states.shape[0]
     if not 2 <= folds <= n:
         raise ValueError(f"need 2 <= folds <= N = {n}, got {folds}")
@@ -139,7 +160,9 @@ def cross_fit_dr_estimate(mdp: TabularMDP, traj: Trajectories, pi_e: np.ndarray,
 
 def all_estimates(mdp: TabularMDP, traj: Trajectories, pi_e: np.ndarray, cross_fit: bool = False) -> dict[str, float]:
     """Every estimator of this module on one dataset: ``{"DM", "IS", "WIS", "PDIS", "DR"}``, plus
-    ``"DR-CF"`` (2-fold cross-fitted DR) when ``cross_fit``."""
+    ``"DR-CF"`` (2-fold cross-fitted DR) when ``cross_fit``.
+
+    Lesson 03.1; the estimators side by side (no paper equation)."""
     rho = importance_ratios(traj, pi_e)
     q = fqe_tabular(traj, pi_e, mdp.n_states, mdp.n_actions, mdp.gamma, mdp.horizon)    # (H, S, A)
     q_sa, v_s = _q_at_logged(q, traj, pi_e)                                               # (N, H) each
@@ -157,7 +180,9 @@ def all_estimates(mdp: TabularMDP, traj: Trajectories, pi_e: np.ndarray, cross_f
 
 def estimator_study(mdp: TabularMDP, pi_e: np.ndarray, pi_b: np.ndarray, n_episodes: int, n_repeats: int,
                     seed: int, cross_fit: bool = False) -> dict[str, np.ndarray]:
-    """``{name: (n_repeats,)}`` estimates from ``n_repeats`` independent datasets of ``n_episodes``."""
+    """``{name: (n_repeats,)}`` estimates from ``n_repeats`` independent datasets of ``n_episodes``.
+
+    Lesson 03.1; repeated datasets for the bias/variance comparison (no paper equation)."""
     rng = np.random.default_rng(seed)
     out: dict[str, list[float]] = {}
     for _ in range(n_repeats):
@@ -168,7 +193,9 @@ def estimator_study(mdp: TabularMDP, pi_e: np.ndarray, pi_b: np.ndarray, n_episo
 
 
 def bias_variance(estimates: dict[str, np.ndarray], truth: float) -> dict[str, dict[str, float]]:
-    """``{name: {"bias", "std", "rmse"}}`` of repeated estimates against the exact value."""
+    """``{name: {"bias", "std", "rmse"}}`` of repeated estimates against the exact value.
+
+    Lesson 03.1; the bias/variance comparison (no paper equation)."""
     res = {}
     for k, v in estimates.items():
         bias = float(v.mean() - truth)
@@ -183,7 +210,10 @@ def sweep(mdp: TabularMDP, pi_e: np.ndarray, pi_other: np.ndarray, betas: "list[
     """Bias/std/RMSE of every estimator for each behaviour mismatch ``β`` (``π_b = (1−β)π_e + βπ_other``)
     and dataset size ``N``: ``{(β, N): {name: {"bias", "std", "rmse"}}}`` from ``n_repeats`` datasets each.
     With ``keep_estimates`` each entry also holds ``"estimates"``: the ``(n_repeats,)`` raw estimates
-    (paired across estimators: the same datasets)."""
+    (paired across estimators: the same datasets).
+
+    Lesson 03.1; why a low-variance DM signal suits SOPE's stopping rule (SOPE digest, "Core idea"); no paper
+    equation."""
     truth = evaluate_policy(mdp, pi_e)[0]
     out = {}
     for i, beta in enumerate(betas):
@@ -195,3 +225,24 @@ def sweep(mdp: TabularMDP, pi_e: np.ndarray, pi_other: np.ndarray, betas: "list[
                 for k, v in est.items():
                     out[(beta, n)][k]["estimates"] = v
     return out
+
+
+@dataclass
+class OPELessonConfig:
+    """Lesson 03.1's sweep: behaviour mismatch β × dataset size N, ``repeats`` datasets per cell (``sweep``).
+
+    The IS-vs-DM trade-off behind SOPE's choice of a DM signal (SOPE digest, "Core idea")."""
+
+    betas: tuple = (0.1, 0.3, 0.5, 0.7, 0.9)
+    """Mismatches β of ``π_b = (1 − β) π_e + β π_uniform``."""
+    sizes: tuple = (10, 30, 100, 300)
+    """Dataset sizes N (episodes); the lesson's claims use the second largest."""
+    repeats: int = 100
+    """Independent datasets per (β, N): the bias, sd and paired verdicts are over these."""
+
+    @classmethod
+    def for_scale(cls, scale) -> "OPELessonConfig":
+        from hdai_lessons.core.scale import by_scale
+
+        return by_scale(scale, smoke=cls(betas=(0.2, 0.8), sizes=(20, 100), repeats=8), toy=cls(),
+                        full=cls(sizes=(10, 30, 100, 300, 1000), repeats=500))

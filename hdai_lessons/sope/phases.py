@@ -29,12 +29,17 @@ from hdai_lessons.sope.sac import SACPopulation, actor_objective
 
 
 def sope_improved(J: torch.Tensor, J_star: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """Sign-safe improvement test ``J < J* − ε·|J*|`` (elementwise bool), correct for either sign of ``J*``."""
+    """Sign-safe improvement test ``J < J* − ε·|J*|`` (elementwise bool), correct for either sign of ``J*``.
+
+    Lesson 03.3 (exercise 03.3.1); SOPE digest, "Stopping rule", step 3, with the sign-safe test its "Sign quirk in
+    the code" recommends."""
     return J < J_star - eps * J_star.abs()
 
 
 def code_improved(J: torch.Tensor, J_star: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """The official code's test ``J < (1 − ε)·J*``: right for ``J* > 0``, too lenient for ``J* < 0``."""
+    """The official code's test ``J < (1 − ε)·J*``: right for ``J* > 0``, too lenient for ``J* < 0``.
+
+    Lesson 03.3; SOPE digest, "Stopping rule" ("Sign quirk in the code")."""
     return J < (1 - eps) * J_star
 
 
@@ -46,6 +51,8 @@ def phase_stop_point(values: torch.Tensor, m: int, patience: int, e_max: int, ep
         m: check interval; patience: ``P`` (updates without improvement); e_max: maximum phase length.
     Returns: the number of updates ``e`` at which the phase stops (``e_max`` if it never stops early,
     including when ``values`` runs out before ``e_max``).
+
+    Lesson 03.3 (exercise 03.3.2); SOPE digest, "Stopping rule", steps 1–4.
     """
     J_star, c = values[0], 0
     for k in range(1, len(values)):
@@ -66,6 +73,8 @@ def validation_sizes(n_online: int, n_offline: int, frac: float = 0.1, batch: in
 
     ``n_k = max(batch, ⌊frac·|D_on|⌋)``; ``|V_on| = min(n_k, |D_on| − batch)``, ``|V_off| = min(n_k, |D_off| − batch)``
     — the offline half matches the *online* 10 %, it is not 10 % of the prior dataset.
+
+    Lesson 03.3 (exercise 03.3.3); SOPE digest, "Validation split at stabilisation phase k".
     """
     n_k = max(batch, int(math.floor(frac * n_online)))
     return max(0, min(n_k, n_online - batch)), max(0, min(n_k, n_offline - batch))
@@ -77,7 +86,9 @@ def dm_value_estimate(pop: SACPopulation, val_obs: torch.Tensor, gens: "list[tor
     actions from the frozen policy — ``mean_s[α log π(ã_s|s) − (1/N) Σ_i Q_i(s, ã_s)] = −V̂_DM(π)``.
 
     ``gens``: one generator per run for the action noise (and dropout); default: fresh ones from the runs'
-    seeds (``rng`` stream "validation"), so the estimate never advances a run's training streams."""
+    seeds (``rng`` stream "validation"), so the estimate never advances a run's training streams.
+
+    Lesson 03.3; SOPE digest, "Actor-aligned OPE signal"."""
     gens = run_generators(pop.seeds, "validation", pop.salt) if gens is None else gens
     a, logp = pop.actor.sample(val_obs, gens=gens)                        # (R, V, A), (R, V)
     return actor_objective(logp, pop.critic(val_obs, a, gens), pop.alpha) # (R,)
@@ -85,21 +96,33 @@ def dm_value_estimate(pop: SACPopulation, val_obs: torch.Tensor, gens: "list[tor
 
 @dataclass
 class PhaseConfig:
-    """Stabilisation-phase settings (paper defaults: K = 10k, E_max = 75k, m = 1k, P = 10k, ρ = 0.1, ε = 1e−3)."""
+    """Stabilisation-phase settings (lesson 03.3; SOPE digest, "Stopping rule" and "Algorithm (pseudo-code)").
 
-    every: int = 10_000         # K: env steps between phases
-    e_max: int = 75_000         # maximum (SOPE) / fixed (SPEQ-O2O, unless a run sets its own) phase length
-    check_every: int = 1_000    # m
-    patience: int = 10_000      # P
-    val_frac: float = 0.1       # ρ
-    eps: float = 1e-3           # ε of the improvement test
-    val_batch: int = 256        # the "256" in the hold-out sizes
+    Paper defaults: K = 10k, E_max = 75k, m = 1k, P = 10k, ρ = 0.1, ε = 1e−3."""
+
+    every: int = 10_000
+    """K: environment steps between phases."""
+    e_max: int = 75_000
+    """E_max: the maximum (SOPE) or fixed (SPEQ-O2O, unless a run sets its own) phase length."""
+    check_every: int = 1_000
+    """m: critic updates between two evaluations of the validation signal."""
+    patience: int = 10_000
+    """P: a phase stops after this many updates without improvement."""
+    val_frac: float = 0.1
+    """ρ: the validation split holds this fraction of the online buffer."""
+    eps: float = 1e-3
+    """ε of the relative improvement test ``J < J* − ε|J*|``."""
+    val_batch: int = 256
+    """The "256" in the hold-out sizes (at least one batch held out, at least one batch left)."""
 
 
 @dataclass
 class PhaseLog:
     """What one phase did, per run: its length, how many validation checks it used (``checks``; 0 for runs
-    that hold nothing out) and the validation trace ``[(e, Ĵ_val (R,))]`` (traced while any run is active)."""
+    that hold nothing out) and the validation trace ``[(e, Ĵ_val (R,))]`` (traced while any run is active).
+
+    Lesson 03.3; what one pass of the stabilisation block of SOPE digest, "Algorithm (pseudo-code)" logs (the phase
+    length e)."""
 
     env_step: int
     lengths: list[int]
@@ -121,6 +144,9 @@ def run_phase(pop: SACPopulation, online, prior, max_len: torch.Tensor, adaptive
         adaptive: ``(R,)`` runs that hold out a validation split and early-stop (SOPE).
         gen: the runs' batch generators, one per run (``train_population`` passes them).
     The split is restored before returning, so the buffers hold exactly the transitions they held before.
+
+    Lesson 03.3; SOPE digest, "Algorithm (pseudo-code)", the ``if t % K == 0`` block (SPEQ-O2O: the same block without
+    the split and the early stop, "Notes on the loop").
     """
     R = pop.R
     if int(max_len.max()) <= 0:
@@ -175,7 +201,9 @@ def run_phase(pop: SACPopulation, online, prior, max_len: torch.Tensor, adaptive
 def td_validation_error(pop: SACPopulation, val: dict, gens: "list[torch.Generator] | None" = None) -> torch.Tensor:
     """The research repo's ablation signal ``Ĵ_TD = Σ_i mean_V (Q_i(s,a) − y)²`` on held-out transitions, ``(R,)``.
 
-    ``gens``: per-run generators for the target's action noise; default: fresh ones from the runs' seeds."""
+    ``gens``: per-run generators for the target's action noise; default: fresh ones from the runs' seeds.
+
+    Lesson 03.3; SOPE digest, "Ablation signal in [research-repo]"."""
     gens = run_generators(pop.seeds, "validation", pop.salt) if gens is None else gens
     return pop.critic_loss(val, "mse", gens=gens)
 
@@ -189,6 +217,8 @@ def phase_study(pop: SACPopulation, online, prior, n_updates: int, cfg: PhaseCon
     Returns ``{"e": (K,), "J_val": (K, R), "J_td": (K, R)}`` as tensors; the stopping rule can then be
     replayed offline with ``phase_stop_point`` for any patience. ``gen``: the runs' batch generators
     (``TrainResult.state["gens"]``); the split and the validation noise come from each run's seed, as in ``run_phase``.
+
+    Lesson 03.3; SOPE digest, "Toy experiment for the course", plot (a) (one phase, in detail).
     """
     from hdai_lessons.sope.buffers import symmetric_batch
 

@@ -30,6 +30,9 @@ def pendulum_swingup_action(obs: np.ndarray, noise: float, rng: np.random.Genera
 
     Energy ``E = ½θ̇² + K cos θ`` (``K = 3g/2l``) equals ``K`` at rest upright and ``dE/dt = 3 θ̇ u``, so
     pumping ``u = 2·sign(θ̇)`` raises it; within ~0.6 rad of the top a PD law holds the pole.
+
+    Lessons 03.2–03.4; the prior data of the SOPE digest, "Toy experiment for the course" (a scripted energy-pumping
+    swing-up with a PD hold).
     """
     cos, sin, thdot = obs[:, 0], obs[:, 1], obs[:, 2]
     th = np.arctan2(sin, cos)
@@ -44,7 +47,9 @@ def pendulum_swingup_action(obs: np.ndarray, noise: float, rng: np.random.Genera
 
 
 def make_env(env_id: str, **kwargs):
-    """``gymnasium.make(env_id)``; MuJoCo tasks without the extra raise ``ImportError`` naming the fix."""
+    """``gymnasium.make(env_id)``; MuJoCo tasks without the extra raise ``ImportError`` naming the fix.
+
+    Lessons 03.2–03.4; course machinery (SOPE digest, "Benchmark": Gymnasium MuJoCo ``-v5`` at full scale)."""
     import gymnasium as gym
 
     try:
@@ -60,6 +65,8 @@ def collect(env_id: str, policy: Callable[[np.ndarray, np.random.Generator], np.
     """Roll ``policy(obs (E, o), rng) → (E, a)`` for ``n_episodes`` episodes; D4RL-layout arrays ``(N, ·)``.
 
     Episodes run ``n_envs`` at a time; ``terminals`` is the termination flag, ``timeouts`` truncation.
+
+    Lessons 03.2–03.4; prior data in the D4RL layout (SOPE digest, "Toy experiment for the course").
     """
     rng = np.random.default_rng(seed)
     out: dict[str, list] = {k: [] for k in D4RL_KEYS}
@@ -89,13 +96,18 @@ def collect(env_id: str, policy: Callable[[np.ndarray, np.random.Generator], np.
 
 
 def episode_returns(data: dict[str, np.ndarray]) -> np.ndarray:
-    """``(n_episodes,)`` undiscounted returns, splitting at ``terminals | timeouts``."""
+    """``(n_episodes,)`` undiscounted returns, splitting at ``terminals | timeouts``.
+
+    Lessons 03.2 and 03.4; ``R_exp`` is a dataset's mean episode return (SOPE digest, "Evaluation metric")."""
     ends = np.flatnonzero((data["terminals"] > 0) | (data["timeouts"] > 0))
     starts = np.concatenate([[0], ends[:-1] + 1])
     return np.array([data["rewards"][s:e + 1].sum() for s, e in zip(starts, ends)])
 
 
 def save_npz(path: "str | Path", data: dict[str, np.ndarray]) -> None:
+    """D4RL-layout arrays to a compressed ``.npz`` (float32, no pickle): the course's shipped prior format.
+
+    Lessons 03.2–03.4; SOPE digest, "Toy experiment for the course" (plain ``.npz`` files)."""
     missing = [k for k in D4RL_KEYS if k not in data]
     if missing:
         raise ValueError(f"D4RL-layout data needs {missing}")
@@ -103,7 +115,9 @@ def save_npz(path: "str | Path", data: dict[str, np.ndarray]) -> None:
 
 
 def load_npz(path: "str | Path") -> dict[str, np.ndarray]:
-    """D4RL-layout arrays from an ``.npz`` (no pickle)."""
+    """D4RL-layout arrays from an ``.npz`` (no pickle).
+
+    Lessons 03.2–03.4; the course's shipped prior data (SOPE digest, "Toy experiment for the course")."""
     with np.load(path, allow_pickle=False) as z:
         missing = [k for k in D4RL_KEYS if k not in z.files]
         if missing:
@@ -112,7 +126,9 @@ def load_npz(path: "str | Path") -> dict[str, np.ndarray]:
 
 
 def to_buffer_arrays(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """D4RL names → the replay buffer's field names (``obs, act, rew, next_obs, term``)."""
+    """D4RL names → the replay buffer's field names (``obs, act, rew, next_obs, term``).
+
+    Lessons 03.2–03.4; ``D_off`` of the SOPE digest ("Symbols")."""
     return {"obs": data["observations"], "act": data["actions"].reshape(len(data["actions"]), -1),
             "rew": data["rewards"].reshape(-1), "next_obs": data["next_observations"],
             "term": data["terminals"].reshape(-1).astype(np.float32)}
@@ -139,6 +155,8 @@ def episodes_to_transitions(observations: "list[np.ndarray]", actions: "list[np.
     Each episode ``i`` has ``observations[i]`` of shape ``(T_i + 1, o)`` and ``actions (T_i, a)``,
     ``rewards / terminations / truncations (T_i,)``; transition ``t`` is ``(o_t, a_t, r_t, o_{t+1})``.
     Returns arrays with ``N = Σ T_i`` rows.
+
+    Lesson 03.4 (exercise 03.4.3); the Minari data path of the SOPE digest ("Benchmark").
     """
     out: dict[str, list] = {k: [] for k in D4RL_KEYS}
     for obs, act, rew, term, trunc in zip(observations, actions, rewards, terminations, truncations):
@@ -158,6 +176,8 @@ def load_minari(dataset_id: str, download: bool = False) -> dict[str, np.ndarray
     """A Minari dataset (e.g. ``"mujoco/hopper/expert-v0"``) as D4RL-layout arrays (full scale).
 
     Offline and not downloaded → ``FileNotFoundError`` naming ``hdai-lessons fetch 03.4``.
+
+    Lesson 03.4; SOPE digest, "Benchmark" (Minari ``mujoco/<env>/<quality>-v0``).
     """
     try:
         import minari
@@ -175,7 +195,9 @@ def load_minari(dataset_id: str, download: bool = False) -> dict[str, np.ndarray
 
 
 def random_policy_return(env_id: str, n_episodes: int, seed: int) -> float:
-    """Mean return of a uniform-random policy (``R_rand`` of the paper's normalised score)."""
+    """Mean return of a uniform-random policy (``R_rand`` of the paper's normalised score).
+
+    Lesson 03.4; SOPE digest, "Evaluation metric" (``R_rand``: a uniform-random policy)."""
     env = make_env(env_id)
     space = env.action_space
     env.close()

@@ -26,13 +26,17 @@ STREAMS = {"batch": 1, "noise": 2, "holdout": 3, "validation": 4, "eval": 5}
 
 
 def derive_seed(*key: int) -> int:
-    """A 63-bit seed from integer keys (``np.random.SeedSequence``): distinct keys give unrelated streams."""
+    """A 63-bit seed from integer keys (``np.random.SeedSequence``): distinct keys give unrelated streams.
+
+    Lessons 03.2–03.4; course machinery for paired seeds (no paper counterpart)."""
     entropy = [int(k) % (1 << 32) for k in key]
     return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def run_generators(seeds: Sequence[int], stream: str, salt: int = 0, *key: int) -> list[torch.Generator]:
-    """One ``torch.Generator`` per run, seeded from ``(seed, salt, stream, *key)``."""
+    """One ``torch.Generator`` per run, seeded from ``(seed, salt, stream, *key)``.
+
+    Lessons 03.2–03.4; course machinery for paired seeds (no paper counterpart)."""
     return [torch.Generator().manual_seed(derive_seed(int(s), int(salt), STREAMS[stream], *key)) for s in seeds]
 
 
@@ -41,7 +45,9 @@ def _active(mask: "torch.Tensor | None", R: int) -> list[bool]:
 
 
 def per_run_normal(gens: Sequence[torch.Generator], shape: Sequence[int], mask: "torch.Tensor | None" = None) -> torch.Tensor:
-    """``(R, *shape)`` standard normals, row ``r`` from ``gens[r]``; rows of masked-out runs are 0 (nothing drawn)."""
+    """``(R, *shape)`` standard normals, row ``r`` from ``gens[r]``; rows of masked-out runs are 0 (nothing drawn).
+
+    Lessons 03.2–03.4; course machinery (no paper counterpart)."""
     out = torch.zeros(len(gens), *shape)
     for r, (g, on) in enumerate(zip(gens, _active(mask, len(gens)))):
         if on:
@@ -50,7 +56,9 @@ def per_run_normal(gens: Sequence[torch.Generator], shape: Sequence[int], mask: 
 
 
 def per_run_uniform(gens: Sequence[torch.Generator], shape: Sequence[int], mask: "torch.Tensor | None" = None) -> torch.Tensor:
-    """``(R, *shape)`` uniforms on ``[0, 1)``, row ``r`` from ``gens[r]``; rows of masked-out runs are 0."""
+    """``(R, *shape)`` uniforms on ``[0, 1)``, row ``r`` from ``gens[r]``; rows of masked-out runs are 0.
+
+    Lessons 03.2–03.4; course machinery (no paper counterpart)."""
     out = torch.zeros(len(gens), *shape)
     for r, (g, on) in enumerate(zip(gens, _active(mask, len(gens)))):
         if on:
@@ -59,12 +67,16 @@ def per_run_uniform(gens: Sequence[torch.Generator], shape: Sequence[int], mask:
 
 
 def get_states(gens: Sequence[torch.Generator]) -> list[str]:
-    """JSON-friendly generator states (base64), for checkpoints."""
+    """JSON-friendly generator states (base64), for checkpoints.
+
+    Lessons 03.2–03.4; checkpoints (course machinery, no paper counterpart)."""
     return [base64.b64encode(bytes(g.get_state().numpy())).decode("ascii") for g in gens]
 
 
 def set_states(gens: Sequence[torch.Generator], states: Sequence[str]) -> None:
-    """Inverse of ``get_states``."""
+    """Inverse of ``get_states``.
+
+    Lessons 03.2–03.4; resuming a checkpoint (course machinery, no paper counterpart)."""
     if len(states) != len(gens):
         raise ValueError(f"{len(states)} saved generator states for {len(gens)} runs")
     for g, s in zip(gens, states):

@@ -46,6 +46,8 @@ def tanh_gaussian_log_prob(u: torch.Tensor, mu: torch.Tensor, log_std: torch.Ten
     Args:
         u, mu, log_std: ``(..., A)`` pre-squash sample, mean and log standard deviation.
     Returns: ``(...)`` summed over the action dimension.
+
+    Lesson 03.2 (exercise 03.2.1).
     """
     gauss = -0.5 * ((u - mu) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)   # (..., A)
     correction = torch.log(1 - torch.tanh(u) ** 2 + 1e-6)                                     # (..., A)
@@ -63,13 +65,17 @@ def soft_td_target(reward: torch.Tensor, terminated: torch.Tensor, q_next: torch
         logp_next: ``(..., B)`` ``log π(ã'|s')``.
         alpha: broadcastable to ``(..., B)``, e.g. ``(R, 1)``.
     Returns: ``(..., B)``; callers compute it under ``torch.no_grad()``.
+
+    Lesson 03.2 (exercise 03.2.2); SOPE digest, "Losses" (soft TD target, clipped double-Q).
     """
     soft_v = q_next.min(dim=-2).values - alpha * logp_next          # (..., B)
     return reward + gamma * (1.0 - terminated) * soft_v
 
 
 def expectile_loss(diff: torch.Tensor, tau: float = 0.5) -> torch.Tensor:
-    """``ℓ(u) = w(u)·u²`` with ``w = τ`` if ``u > 0`` else ``1 − τ`` (elementwise; τ = 0.5 is ½·MSE)."""
+    """``ℓ(u) = w(u)·u²`` with ``w = τ`` if ``u > 0`` else ``1 − τ`` (elementwise; τ = 0.5 is ½·MSE).
+
+    Lesson 03.3; SOPE digest, "Losses" (critic loss inside a stabilisation phase)."""
     w = torch.where(diff > 0, torch.full_like(diff, tau), torch.full_like(diff, 1 - tau))
     return w * diff**2
 
@@ -81,6 +87,9 @@ def actor_objective(logp: torch.Tensor, q_pi: torch.Tensor, alpha: torch.Tensor)
         logp: ``(R, B)``; q_pi: ``(R, N, B)`` critics at the policy's actions; alpha: ``(R, 1)``.
     Returns: ``(R,)``. With frozen ``φ, α`` on held-out states this is SOPE's ``Ĵ_val`` (a DM estimate of
     ``−V^π``).
+
+    Lesson 03.2 (exercise 03.2.3); SOPE digest, "Losses" (actor loss); as ``Ĵ_val`` it is "Actor-aligned OPE signal"
+    (lesson 03.3).
     """
     return (alpha * logp - q_pi.mean(dim=-2)).mean(dim=-1)
 
@@ -90,6 +99,8 @@ class BatchedLinear(nn.Module):
     """``prod(prefix)`` independent linear maps: ``(M, B, d_in) → (M, B, d_out)``, ``M = prod(prefix)``.
 
     Parameters are stored with shape ``(*prefix, d_in, d_out)`` so their first dim is the run ``R``.
+
+    Lesson 03.2; SOPE digest, "Networks" (Xavier-uniform initialisation).
     """
 
     def __init__(self, prefix: tuple[int, ...], d_in: int, d_out: int, generators: "list[torch.Generator] | None" = None):
@@ -115,7 +126,9 @@ class BatchedLinear(nn.Module):
 
 
 class BatchedLayerNorm(nn.Module):
-    """LayerNorm over the last dim with per-member affine parameters ``(*prefix, 1, d)``."""
+    """LayerNorm over the last dim with per-member affine parameters ``(*prefix, 1, d)``.
+
+    Lesson 03.2; SOPE digest, "Networks" (LayerNorm)."""
 
     def __init__(self, prefix: tuple[int, ...], d: int):
         super().__init__()
@@ -130,7 +143,9 @@ class BatchedLayerNorm(nn.Module):
 
 
 class BatchedMLP(nn.Module):
-    """Hidden blocks Linear → Dropout → LayerNorm → ReLU, then a linear head; ``(M, B, d_in) → (M, B, d_out)``."""
+    """Hidden blocks Linear → Dropout → LayerNorm → ReLU, then a linear head; ``(M, B, d_in) → (M, B, d_out)``.
+
+    Lesson 03.2; SOPE digest, "Networks" (MLPs with LayerNorm and critic dropout)."""
 
     def __init__(self, prefix, d_in, hidden, d_out, dropout=0.0, layer_norm=True, generators=None):
         super().__init__()
@@ -163,7 +178,9 @@ def _member_generators(seeds: "list[int]", salt: int) -> list[torch.Generator]:
 
 
 class TwinCritic(nn.Module):
-    """``N`` critics per run: ``(R, B, obs) × (R, B, act) → (R, N, B)``."""
+    """``N`` critics per run: ``(R, B, obs) × (R, B, act) → (R, N, B)``.
+
+    Lesson 03.2; SOPE digest, "Networks" (N = 2 critics with dropout and LayerNorm)."""
 
     def __init__(self, seeds, obs_dim, act_dim, hidden, n_critics=2, dropout=0.01, salt=1):
         super().__init__()
@@ -188,7 +205,9 @@ class TwinCritic(nn.Module):
 
 
 class TanhGaussianActor(nn.Module):
-    """``π_φ(·|s)`` per run: ``(R, B, obs) → mean, log_std (R, B, A)``; actions ``a_max·tanh(u)``."""
+    """``π_φ(·|s)`` per run: ``(R, B, obs) → mean, log_std (R, B, A)``; actions ``a_max·tanh(u)``.
+
+    Lesson 03.2; SOPE digest, "Symbols" (the tanh-squashed Gaussian policy π_φ)."""
 
     def __init__(self, seeds, obs_dim, act_dim, hidden, act_max: float, layer_norm=True):
         super().__init__()
@@ -222,6 +241,8 @@ class MaskedAdam(torch.optim.Optimizer):
     Runs that are masked out keep parameters, moments *and* step counts unchanged, so each run follows
     exactly the Adam trajectory it would follow alone. Param groups carry a ``name`` ("actor", "critic",
     "alpha") and are stepped separately with ``step(name, mask)``.
+
+    Lessons 03.2–03.3; SOPE digest, "Networks" (Adam, lr 3e-4), run by run.
     """
 
     def __init__(self, groups: list[dict], n_runs: int, lr: float = 3e-4, betas=(0.9, 0.999), eps: float = 1e-8):
@@ -265,7 +286,9 @@ class MaskedAdam(torch.optim.Optimizer):
 
 @torch.no_grad()
 def polyak_update(target: nn.Module, online: nn.Module, tau: float, mask: "torch.Tensor | None" = None) -> None:
-    """``θ̄ ← (1−τ)θ̄ + τθ`` for runs with ``mask[r]`` (all runs when ``mask`` is None)."""
+    """``θ̄ ← (1−τ)θ̄ + τθ`` for runs with ``mask[r]`` (all runs when ``mask`` is None).
+
+    Lesson 03.2; SOPE digest, "Losses" (Targets: ``θ̄ ← 0.995·θ̄ + 0.005·θ`` after every critic step)."""
     for pt, p in zip(target.parameters(), online.parameters()):
         new = (1 - tau) * pt + tau * p
         if mask is not None:
@@ -275,16 +298,25 @@ def polyak_update(target: nn.Module, online: nn.Module, tau: float, mask: "torch
 
 @dataclass
 class SACConfig:
-    """Hyper-parameters of the SAC learner (defaults: the paper's, except the toy-sized widths)."""
+    """Hyper-parameters of the SAC learner (lessons 03.2–03.4; SOPE digest, "Networks" and "Losses"); defaults
+    are the paper's, and ``TrainConfig.for_scale`` picks the toy-sized ones."""
 
-    hidden: tuple = (256, 256)      # critic and actor widths (paper: 2×256)
-    n_critics: int = 2              # N
-    dropout: float = 0.01           # critic dropout (environment-dependent in the paper)
-    lr: float = 3e-4                # Adam, actor / critics / α
+    hidden: tuple = (256, 256)
+    """Critic and actor widths (paper: 2×256)."""
+    n_critics: int = 2
+    """N, critics per run (the TD target takes their min, the actor their mean)."""
+    dropout: float = 0.01
+    """Critic dropout (environment-dependent in the paper: its table in "Networks")."""
+    lr: float = 3e-4
+    """Adam learning rate of the actor, the critics and α."""
     gamma: float = 0.99
-    tau: float = 0.005              # Polyak
-    target_entropy: "float | None" = None   # None → −act_dim (the paper's code ends up with −2 everywhere)
+    """Discount γ."""
+    tau: float = 0.005
+    """Polyak rate of the target critics."""
+    target_entropy: "float | None" = None
+    """H̄ of the temperature loss; None → −act_dim (the paper's code ends up with −2 everywhere)."""
     init_log_alpha: float = 0.0
+    """log α at initialisation."""
 
 
 class SACPopulation(nn.Module):
@@ -295,6 +327,8 @@ class SACPopulation(nn.Module):
     A batch is a dict of ``obs (R,B,o)``, ``act (R,B,a)``, ``rew (R,B)``, ``next_obs (R,B,o)``, ``term (R,B)``.
     ``gens`` holds run ``r``'s noise generator (policy noise, dropout), seeded from ``(seeds[r], salt)``;
     runs outside ``mask`` draw nothing, so each run's stream depends on its own updates only.
+
+    Lessons 03.2–03.4; SOPE digest, "Losses" and the "one SAC update (UTD = 1)" lines of "Algorithm (pseudo-code)".
     """
 
     def __init__(self, seeds: "list[int]", obs_dim: int, act_dim: int, act_max: float, cfg: SACConfig, salt: int = 0):
@@ -349,7 +383,9 @@ class SACPopulation(nn.Module):
         """One critic gradient step + Polyak for runs in ``mask``; returns the ``(R,)`` losses (0 for the others).
 
         When only some runs are in ``mask`` (a stabilisation phase that has stopped for the others) only those
-        runs are computed: the same per-run arithmetic, at the cost of the active runs alone."""
+        runs are computed: the same per-run arithmetic, at the cost of the active runs alone.
+
+        Lessons 03.2–03.3; SOPE digest, "Losses" (online critic loss; in a phase, the expectile loss) and "Targets"."""
         self.opt.zero_grad(set_to_none=True)
         if mask is None or bool(mask.all()):
             lq = self.critic_loss(batch, loss, mask)
@@ -364,7 +400,10 @@ class SACPopulation(nn.Module):
         return lq.detach()
 
     def update(self, batch, mask=None) -> dict[str, torch.Tensor]:
-        """One online SAC step (UTD = 1): critic, then actor on the same batch, then α, then Polyak."""
+        """One online SAC step (UTD = 1): critic, then actor on the same batch, then α, then Polyak.
+
+        Lesson 03.2; SOPE digest, "Algorithm (pseudo-code)": "critic step on L_Q; actor step on L_π; α step; Polyak
+        update θ̄"."""
         lq = self.critic_update(batch, mask, "mse")
         self.opt.zero_grad(set_to_none=True)
         a, logp = self.actor.sample(batch["obs"], gens=self.gens, mask=mask)

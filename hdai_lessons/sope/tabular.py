@@ -30,6 +30,8 @@ class TabularMDP:
         R: ``(S, A, S)`` reward ``r(s, a, s')``.
         d0: ``(S,)`` initial-state distribution.
         gamma: discount; horizon: episode length ``H``.
+
+    Lesson 03.1; the ground truth for the OPE estimators, not part of SOPE (no paper equation).
     """
 
     P: np.ndarray
@@ -54,7 +56,9 @@ class TabularMDP:
 
 def make_gridworld(size: int = 5, slip: float = 0.1, step_cost: float = 0.02, gamma: float = 0.95,
                    horizon: int = 20) -> TabularMDP:
-    """The lesson's gridworld (see the module docstring); ``S = size²``, ``A = 4``."""
+    """The lesson's gridworld (see the module docstring); ``S = size²``, ``A = 4``.
+
+    Lesson 03.1; not part of SOPE: a small MDP whose values are exact (no paper equation)."""
     if size < 3:
         raise ValueError(f"size must be at least 3, got {size}")
     S, A = size * size, 4
@@ -89,6 +93,9 @@ def evaluate_policy(mdp: TabularMDP, pi: np.ndarray) -> tuple[float, np.ndarray,
         pi: ``(S, A)`` a stationary stochastic policy (rows sum to 1).
     Returns:
         ``(J, Q, V)``: ``J = Σ_s d0(s) V_0(s)``; ``Q`` of shape ``(H, S, A)``; ``V`` of shape ``(H+1, S)``.
+
+    Lesson 03.1; the exact ``J(π_e)`` every estimator is compared with (finite-horizon dynamic programming; no SOPE
+    equation).
     """
     _check_policy(mdp, pi)
     H, S, A = mdp.horizon, mdp.n_states, mdp.n_actions
@@ -102,7 +109,9 @@ def evaluate_policy(mdp: TabularMDP, pi: np.ndarray) -> tuple[float, np.ndarray,
 
 
 def optimal_q(mdp: TabularMDP) -> np.ndarray:
-    """``(S, A)``: the optimal ``Q_0`` by finite-horizon value iteration."""
+    """``(S, A)``: the optimal ``Q_0`` by finite-horizon value iteration.
+
+    Lesson 03.1; builds the target policy π_e (no SOPE equation)."""
     V = np.zeros(mdp.n_states)
     rbar = mdp.expected_reward
     Q = np.zeros_like(rbar)
@@ -113,7 +122,9 @@ def optimal_q(mdp: TabularMDP) -> np.ndarray:
 
 
 def softmax_policy(q: np.ndarray, temperature: float) -> np.ndarray:
-    """``(S, A)``: ``π(a|s) ∝ exp(q(s,a)/temperature)``."""
+    """``(S, A)``: ``π(a|s) ∝ exp(q(s,a)/temperature)``.
+
+    Lesson 03.1; the target policy π_e (no SOPE equation)."""
     z = q / temperature
     z = z - z.max(-1, keepdims=True)
     p = np.exp(z)
@@ -121,19 +132,24 @@ def softmax_policy(q: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def mix_policies(pi_a: np.ndarray, pi_b: np.ndarray, beta: float) -> np.ndarray:
-    """``(S, A)``: ``(1 − β) π_a + β π_b`` — the lesson's knob for behaviour/target mismatch."""
+    """``(S, A)``: ``(1 − β) π_a + β π_b`` — the lesson's knob for behaviour/target mismatch.
+
+    Lesson 03.1 (no SOPE equation)."""
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta must be in [0, 1], got {beta}")
     return (1 - beta) * pi_a + beta * pi_b
 
 
 def uniform_policy(mdp: TabularMDP) -> np.ndarray:
+    """Lesson 03.1; the uniform policy mixed into π_b (no SOPE equation)."""
     return np.full((mdp.n_states, mdp.n_actions), 1.0 / mdp.n_actions)
 
 
 @dataclass
 class Trajectories:
-    """``N`` episodes of length ``H`` logged by a behaviour policy; every array is ``(N, H)``."""
+    """``N`` episodes of length ``H`` logged by a behaviour policy; every array is ``(N, H)``.
+
+    Lesson 03.1; the logged data every OPE estimator reads (no SOPE equation)."""
 
     states: np.ndarray
     actions: np.ndarray
@@ -147,7 +163,9 @@ class Trajectories:
 
 
 def sample_trajectories(mdp: TabularMDP, pi_b: np.ndarray, n: int, rng: np.random.Generator) -> Trajectories:
-    """Roll out ``n`` episodes of ``π_b`` in parallel (vectorised over episodes)."""
+    """Roll out ``n`` episodes of ``π_b`` in parallel (vectorised over episodes).
+
+    Lesson 03.1; the logged data of the OPE experiment (no SOPE equation)."""
     _check_policy(mdp, pi_b)
     H = mdp.horizon
     S = np.zeros((n, H), dtype=np.int64)

@@ -23,7 +23,7 @@ their initial weights, warm-up data and evaluation states (paired comparisons).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -41,7 +41,9 @@ from hdai_lessons.sope.sac import SACConfig, SACPopulation
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run of the population: ``arm`` ∈ {"SAC", "SACfD", "SPEQ-O2O", "SOPE"}; ``phase_len`` for SPEQ-O2O."""
+    """One run of the population: ``arm`` ∈ {"SAC", "SACfD", "SPEQ-O2O", "SOPE"}; ``phase_len`` for SPEQ-O2O.
+
+    Lessons 03.2–03.4; the methods of SOPE digest, "Baselines" (SAC, SACfD, SPEQ-O2O) and SOPE."""
 
     arm: str
     seed: int
@@ -59,24 +61,66 @@ ARMS = ("SAC", "SACfD", "SPEQ-O2O", "SOPE")
 
 @dataclass
 class TrainConfig:
-    """The online loop's settings (``for_scale`` in the lessons picks toy/smoke/full values)."""
+    """The online loop's settings (lessons 03.2–03.4; the loop of the digest's "Algorithm (pseudo-code)").
+
+    ``TrainConfig.for_scale(scale)`` gives the lessons' Pendulum-v1 ladder; the defaults are the paper's
+    protocol (300k steps, 5000 warm-up steps, 256 + 256 batches, evaluation every 1000 steps)."""
 
     env_id: str = "Pendulum-v1"
+    """The gymnasium environment (full scale: a MuJoCo ``-v5`` task, set by ``benchmark.run_benchmark``)."""
     total_steps: int = 300_000
-    warmup: int = 5_000                 # uniform-random actions, no updates
-    batch_per_source: int = 256         # B online + B prior per update
+    """T, environment steps per run (one SAC update per step after warm-up: UTD = 1)."""
+    warmup: int = 5_000
+    """Uniform-random actions and no updates for the first this many steps."""
+    batch_per_source: int = 256
+    """B: every update draws B online + B prior transitions (the symmetric batch)."""
     eval_every: int = 1_000
+    """Environment steps between evaluations (and checkpoints)."""
     eval_episodes: int = 10
+    """Deterministic episodes (``a = a_max·tanh(μ)``) per evaluation."""
     sac: SACConfig = field(default_factory=SACConfig)
+    """The SAC learner's hyper-parameters."""
     phases: PhaseConfig = field(default_factory=PhaseConfig)
-    sample_seed: int = 0                # salt of every run's batch/noise/split/eval streams (each also keyed by the run's seed)
-    checkpoint_dir: "str | None" = None # atomic checkpoints at eval points; resumes from the latest
+    """The stabilisation phases' settings (used by SPEQ-O2O and SOPE runs)."""
+    sample_seed: int = 0
+    """Salt of every run's batch/noise/split/eval streams (each also keyed by the run's seed)."""
+    checkpoint_dir: "str | None" = None
+    """Atomic checkpoints at eval points go here; training resumes from the latest (None: no checkpoints)."""
     show_progress: bool = True
+    """Show a progress bar over environment steps."""
+
+    @classmethod
+    def for_scale(cls, scale) -> "TrainConfig":
+        """The lessons' Pendulum-v1 settings on the scale ladder (toy: 2×64 nets, 64+64 batches, lr 1e−3, no dropout).
+
+        Deviations from the paper, for a one-minute CPU budget: widths 64 (paper 256), batches 64+64 (256+256),
+        lr 1e−3 (3e−4), critic dropout 0 (Pendulum has no table entry; Hopper's is 0.001), 500 warm-up steps (5000),
+        3000 steps evaluated every 250 on 2 episodes, phases every 500 steps of at most 2000 updates.
+        ``full`` keeps the paper's networks and batches and runs 20k steps. A lesson changes what it needs
+        with ``dataclasses.replace`` in its own ``for_scale`` (``SACfDLessonConfig``, ``StabilisationLessonConfig``,
+        ``benchmark.BenchmarkLessonConfig``).
+        """
+        from hdai_lessons.core.scale import by_scale
+
+        return by_scale(
+            scale,
+            smoke=cls(total_steps=300, warmup=100, batch_per_source=16, eval_every=100, eval_episodes=1,
+                      sac=SACConfig(hidden=(16, 16), dropout=0.0, lr=1e-3),
+                      phases=PhaseConfig(every=100, e_max=40, check_every=10, patience=20, val_batch=16), show_progress=False),
+            toy=cls(total_steps=3000, warmup=500, batch_per_source=64, eval_every=250, eval_episodes=2,
+                    sac=SACConfig(hidden=(64, 64), dropout=0.0, lr=1e-3),
+                    phases=PhaseConfig(every=500, e_max=2000, check_every=100, patience=500, val_batch=64)),
+            full=cls(total_steps=20_000, warmup=2000, batch_per_source=256, eval_every=1000, eval_episodes=10,
+                     sac=SACConfig(hidden=(256, 256), dropout=0.01, lr=3e-4),
+                     phases=PhaseConfig(every=2000, e_max=20_000, check_every=500, patience=5000)),
+        )
 
 
 @dataclass
 class TrainResult:
-    """Per-run learning curves: every array is ``(R, n_evals)``; ``phases`` holds one ``PhaseLog`` per phase."""
+    """Per-run learning curves: every array is ``(R, n_evals)``; ``phases`` holds one ``PhaseLog`` per phase.
+
+    Lessons 03.2–03.4; the curves of SOPE digest, "Toy experiment for the course", plots (b)–(d)."""
 
     specs: list[RunSpec]
     steps: list[int]
@@ -143,7 +187,9 @@ def _prior_buffer(specs: list[RunSpec], priors: "dict[str, dict[str, np.ndarray]
 
 
 def eval_seed(run_seed: int, step: int, episode: int, salt: int = 0) -> int:
-    """The initial-state seed of evaluation ``episode`` at ``step`` for a run with seed ``run_seed``."""
+    """The initial-state seed of evaluation ``episode`` at ``step`` for a run with seed ``run_seed``.
+
+    Lessons 03.2–03.4; course machinery for paired evaluation states (no paper counterpart)."""
     return derive_seed(run_seed, salt, STREAMS["eval"], step, episode) % (1 << 31)
 
 
@@ -151,7 +197,10 @@ def evaluate(pop: SACPopulation, env_id: str, episodes: int, step: int) -> np.nd
     """``(R,)`` mean return of ``episodes`` deterministic episodes per run (all ``R·E`` envs step together).
 
     Run ``r``'s episodes start from states seeded by ``eval_seed(pop.seeds[r], step, j)``: its own, shared
-    only with the runs of the same seed (other arms), so arms are compared on the same start states."""
+    only with the runs of the same seed (other arms), so arms are compared on the same start states.
+
+    Lessons 03.2–03.4; SOPE digest, "Evaluation metric" (deterministic episodes, action = tanh(μ)) and the pseudo-code
+    line "every 1000 steps: evaluate 10 deterministic episodes"."""
     R = pop.R
     envs = [[make_env(env_id) for _ in range(episodes)] for _ in range(R)]
     obs = np.stack([np.stack([e.reset(seed=eval_seed(pop.seeds[r], step, j, pop.salt))[0] for j, e in enumerate(row)])
@@ -174,7 +223,10 @@ def evaluate(pop: SACPopulation, env_id: str, episodes: int, step: int) -> np.nd
 
 
 def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, dict[str, np.ndarray]] | None" = None) -> TrainResult:
-    """Train every run in ``specs`` for ``cfg.total_steps`` environment steps; return their curves."""
+    """Train every run in ``specs`` for ``cfg.total_steps`` environment steps; return their curves.
+
+    Lessons 03.2–03.4; SOPE digest, "Algorithm (pseudo-code)" (the whole loop; "Notes on the loop" for SPEQ-O2O and
+    SACfD)."""
     priors = priors or {}
     R = len(specs)
     envs = [make_env(cfg.env_id) for _ in specs]
@@ -264,33 +316,12 @@ def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, 
     return TrainResult(specs, list(hist["steps"]), T("returns"), T("online"), T("critic"), T("flops"), phase_logs, state_out)
 
 
-def pendulum_config(scale, *, total_steps: int = 3000, eval_every: int = 250, phases: "PhaseConfig | None" = None,
-                    eval_episodes: int = 2) -> TrainConfig:
-    """The lessons' Pendulum-v1 settings on the scale ladder (toy: 2×64 nets, 64+64 batches, lr 1e−3, no dropout).
-
-    Deviations from the paper, for a one-minute CPU budget: widths 64 (paper 256), batches 64+64 (256+256),
-    lr 1e−3 (3e−4), critic dropout 0 (Pendulum has no table entry; Hopper's is 0.001), 500 warm-up steps (5000).
-    ``full`` keeps the paper's networks and batches and runs 20k steps.
-    """
-    from hdai_lessons.core.scale import by_scale
-
-    phases = phases or PhaseConfig(every=500, e_max=2000, check_every=100, patience=500, val_batch=64)
-    smoke_ph = PhaseConfig(every=100, e_max=40, check_every=10, patience=20, val_batch=16)
-    return by_scale(
-        scale,
-        smoke=TrainConfig(total_steps=300, warmup=100, batch_per_source=16, eval_every=100, eval_episodes=1,
-                          sac=SACConfig(hidden=(16, 16), dropout=0.0, lr=1e-3), phases=smoke_ph, show_progress=False),
-        toy=TrainConfig(total_steps=total_steps, warmup=500, batch_per_source=64, eval_every=eval_every, eval_episodes=eval_episodes,
-                        sac=SACConfig(hidden=(64, 64), dropout=0.0, lr=1e-3), phases=phases),
-        full=TrainConfig(total_steps=20_000, warmup=2000, batch_per_source=256, eval_every=1000, eval_episodes=10,
-                         sac=SACConfig(hidden=(256, 256), dropout=0.01, lr=3e-4),
-                         phases=PhaseConfig(every=2000, e_max=20_000, check_every=500, patience=5000)),
-    )
-
-
 def summarise(result: TrainResult, last: int = 2) -> dict[str, dict[str, float]]:
     """Per run name (``RunSpec.name``), across seeds: final return (mean of the last ``last`` evaluations),
-    its across-seed sd, the mean return after warm-up (AUC), critic updates, online updates and TFLOPs."""
+    its across-seed sd, the mean return after warm-up (AUC), critic updates, online updates and TFLOPs.
+
+    Lessons 03.2–03.3; final return as in SOPE digest, "Evaluation metric" (the paper averages the last 10
+    evaluations), updates and TFLOPs as in "Compute accounting"."""
     out: dict[str, dict[str, float]] = {}
     final = result.final_return(last)
     for name in dict.fromkeys(s.name for s in result.specs):
@@ -302,3 +333,51 @@ def summarise(result: TrainResult, last: int = 2) -> dict[str, dict[str, float]]
             "n_seeds": len(rows),
         }
     return out
+
+
+@dataclass
+class SACfDLessonConfig:
+    """Lesson 03.2's sizes: SAC vs SACfD with expert or poor prior data on Pendulum-v1 (the SAC and SACfD rows
+    of the SOPE digest's "Baselines"; its "Toy experiment for the course", plot (b))."""
+
+    n_seeds: int = 8
+    """Paired seeds per arm: ``ctx.seed, ctx.seed + 1, …``."""
+    train: TrainConfig = field(default_factory=lambda: replace(TrainConfig.for_scale("toy"), eval_episodes=4))
+    """The online loop: ``TrainConfig.for_scale``'s rung (toy: 4 evaluation episodes instead of 2)."""
+
+    @classmethod
+    def for_scale(cls, scale) -> "SACfDLessonConfig":
+        from hdai_lessons.core.scale import by_scale
+
+        return by_scale(scale, smoke=cls(n_seeds=2, train=TrainConfig.for_scale("smoke")), toy=cls(),
+                        full=cls(n_seeds=5, train=TrainConfig.for_scale("full")))
+
+
+@dataclass
+class StabilisationLessonConfig:
+    """Lesson 03.3's sizes: one long phase traced in detail, then SACfD vs SPEQ-O2O (short and long fixed
+    phases) vs SOPE (the SOPE digest's "Toy experiment for the course", plots (a), (b) and (d))."""
+
+    train: TrainConfig = field(default_factory=lambda: replace(TrainConfig.for_scale("toy"), total_steps=2500,
+                                                               eval_episodes=4))
+    """The arms' online loop (its ``phases`` also set the traced phase's check interval, patience and ε)."""
+    study_train: TrainConfig = field(default_factory=lambda: replace(TrainConfig.for_scale("toy"), total_steps=1500,
+                                                                     eval_every=1500))
+    """The SACfD warm-up run whose buffers and critics the traced phase starts from (toy: 1500 steps)."""
+    n_study: int = 3000
+    """Critic-only updates of the traced phase (never stopped, so any patience can be replayed)."""
+    n_seeds: int = 6
+    """Paired seeds per arm: ``ctx.seed, ctx.seed + 1, …``."""
+    short_phase: int = 250
+    """SPEQ-short's fixed phase length (critic updates)."""
+    long_phase: int = 2000
+    """SPEQ-long's fixed phase length, and SOPE's maximum E_max."""
+
+    @classmethod
+    def for_scale(cls, scale) -> "StabilisationLessonConfig":
+        from hdai_lessons.core.scale import by_scale
+
+        smoke, full = TrainConfig.for_scale("smoke"), TrainConfig.for_scale("full")
+        return by_scale(scale, smoke=cls(train=smoke, study_train=smoke, n_study=60, n_seeds=2, short_phase=10, long_phase=40),
+                        toy=cls(),
+                        full=cls(train=full, study_train=full, n_study=40_000, n_seeds=5, short_phase=2000, long_phase=20_000))

@@ -179,3 +179,12 @@ def check_exercise(exercise_id: str, fn: Callable[..., Any]) -> Callable[..., An
         print(str(failure))
         print(f"⚠ Using the reference `{ref_name}` for the rest of the lesson until this passes.")
         return ex.reference
+
+
+def whose(fn: Callable[..., Any]) -> str:
+    """``"yours"`` for a function the learner wrote in the notebook, ``"reference"`` for the package's.
+
+    For plot legends and printouts after ``check_exercise``, which hands back the reference while
+    an exercise is unsolved: the label then says so instead of claiming the curve is the learner's.
+    """
+    return "reference" if getattr(fn, "__module__", "").startswith("hdai_lessons.") else "yours"

@@ -2,8 +2,11 @@
 
 A lesson's teaching time = reading its narrative (words / ``READING_WPM``) + running it (its
 budget) + its exercises' stated minutes + a short discussion. A 5-day workshop takes a module a
-day; a 1-day workshop takes lesson 00 and as many lessons of modules 01 and 04 (the building
-blocks the others reuse) as fit, then the first lesson of each other module while time remains.
+day. A 1-day workshop is a tour of all five methods: lesson 00, then each module's core lesson
+(``TOUR``: the one where the paper's method itself is built and its claim tested); the module's
+other lessons are optional tracks for self-study. Each tour lesson runs on its own (the package
+supplies what earlier lessons built). If the tour does not fit the day, the lessons with the most
+exercise time become demonstrations (their exercises are done with ``catch_up``) until it fits.
 """
 from __future__ import annotations
 
@@ -18,7 +21,12 @@ from hdai_lessons.course.catalogue import Lesson, all_lessons
 READING_WPM = 120          # technical text with equations
 DISCUSSION_MIN = 5         # per lesson: the claim, questions
 DAY_MINUTES = 6 * 60       # teaching time in a 9:00–17:00 day after lunch and breaks
-CORE_MODULES = ("01", "04")
+# module → its core lesson for the one-day tour
+TOUR = {"01": "01.2",   # LPO's explicit target and exact projection vs GRPO, on the reasoning bandit
+        "02": "02.2",   # CAT's losses matched to pass@N and majority vote
+        "03": "03.3",   # SOPE's early-stopped critic-only phases
+        "04": "04.3",   # guidance as optimal control: FMRG-J/E, DPS, the adjoint
+        "05": "05.3"}   # one model that understands, generates and edits
 
 
 @dataclass(frozen=True)
@@ -45,19 +53,28 @@ def _hhmm(minutes: int) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-def one_day(times: list[LessonTime]) -> tuple[list[LessonTime], list[LessonTime]]:
-    """(chosen lessons in course order, the ones left out) for a one-day workshop."""
-    by_priority = ([t for t in times if t.lesson.module == "00"]
-                   + [t for t in times if t.lesson.module in CORE_MODULES]
-                   + [t for t in times if t.lesson.module not in ("00", *CORE_MODULES) and t.lesson.number == 1])
-    chosen, used = [], 0
-    for t in by_priority:
-        if used + t.total <= DAY_MINUTES:
-            chosen.append(t)
-            used += t.total
-    order = {t.lesson.id: i for i, t in enumerate(times)}
-    chosen.sort(key=lambda t: order[t.lesson.id])
-    return chosen, [t for t in times if t not in chosen]
+def one_day(times: list[LessonTime]) -> tuple[list[LessonTime], list[LessonTime], set[str]]:
+    """The one-day tour: (chosen lessons in course order, the others, ids run as demonstrations).
+
+    Chosen: lesson 00 and ``TOUR``'s lesson of every module that has one. A demonstration counts
+    its reading, running and discussion but not its exercises.
+    """
+    by_id = {t.lesson.id: t for t in times}
+    missing = [lid for lid in TOUR.values() if lid not in by_id]
+    if missing:
+        raise ValueError(f"tour lessons {missing} do not exist; update agenda.TOUR")
+    chosen = [t for t in times if t.lesson.module == "00" or t.lesson.id in TOUR.values()]
+    demos: set[str] = set()
+    for t in sorted(chosen, key=lambda t: -t.exercises):
+        if _day_total(chosen, demos) <= DAY_MINUTES:
+            break
+        if t.lesson.module != "00":
+            demos.add(t.lesson.id)
+    return chosen, [t for t in times if t not in chosen], demos
+
+
+def _day_total(chosen: list[LessonTime], demos: set[str]) -> int:
+    return sum(t.total - (t.exercises if t.lesson.id in demos else 0) for t in chosen)
 
 
 def instructor_guide() -> str:
@@ -83,8 +100,10 @@ def instructor_guide() -> str:
              "| lesson | title | reading | running | exercises | total |", "|---|---|---|---|---|---|"]
     for t in times:
         lines.append(f"| {t.lesson.id} | {t.lesson.title} | {t.reading} min | {t.running} min | {t.exercises} min | {t.total} min |")
-    chosen, left = one_day(times)
-    lines += ["", f"## One-day agenda ({_hhmm(sum(t.total for t in chosen))} of teaching)", "",
+    chosen, left, demos = one_day(times)
+    lines += ["", f"## One-day agenda: a tour of the five methods ({_hhmm(_day_total(chosen, demos))} of teaching)", "",
+              "Lesson 00, then each module's core lesson. Each runs on its own: the package supplies what the "
+              "module's earlier lessons built, and `catch_up` restores any exercise a participant skips.", "",
               "| slot | lesson | minutes |", "|---|---|---|"]
     clock, lunch_done = 9 * 60, False
     for i, t in enumerate(chosen):
@@ -94,10 +113,15 @@ def instructor_guide() -> str:
         elif i and i % 2 == 0:
             lines.append(f"| {clock // 60:02d}:{clock % 60:02d} | break | 15 |")
             clock += 15
-        lines.append(f"| {clock // 60:02d}:{clock % 60:02d} | {t.lesson.id} {t.lesson.title} | {t.total} |")
-        clock += t.total
+        minutes = t.total - (t.exercises if t.lesson.id in demos else 0)
+        demo = " (demonstration: exercises via `catch_up`)" if t.lesson.id in demos else ""
+        lines.append(f"| {clock // 60:02d}:{clock % 60:02d} | {t.lesson.id} {t.lesson.title}{demo} | {minutes} |")
+        clock += minutes
     if left:
-        lines += ["", "Left for self-study: " + ", ".join(t.lesson.id for t in left) + "."]
+        lines += ["", "Optional tracks (self-study after the day, or a second day):"]
+        for module in sorted({t.lesson.module for t in left}):
+            track = [t for t in left if t.lesson.module == module]
+            lines.append(f"- module {module}: " + ", ".join(f"{t.lesson.id} {t.lesson.title} ({t.total} min)" for t in track))
     lines += ["", "## Five-day agenda (a module a day; lesson 00 opens day 1)", ""]
     days: list[list[LessonTime]] = []
     pending: list[LessonTime] = []
