@@ -99,33 +99,45 @@ def test_tied_weights_roundtrip(tmp_path):
 from hdai_lessons.core.checkpoint import CheckpointError, checkpoint_extra, verify_checkpoint  # noqa: E402
 
 
-def test_kill_while_resaving_a_step_resumes_from_a_complete_checkpoint(tmp_path, monkeypatch):
-    """A save of an existing step killed between moving the old folder aside and renaming the new one in."""
+def test_interrupt_while_resaving_a_step_puts_the_old_folder_back(tmp_path, monkeypatch):
+    """An exception between moving the old step-2 aside and renaming the new one in."""
     import hdai_lessons.core.checkpoint as ck
+    from pathlib import Path
 
     model, opt = _setup()
     save_checkpoint(tmp_path, 1, model, opt)
     save_checkpoint(tmp_path, 2, model, opt)
     real_replace = ck.os.replace
-    from pathlib import Path
-    calls = []
 
-    def killed_after_moving_aside(src, dst):
-        calls.append((src, dst))
+    def interrupted(src, dst):
         if Path(src).name.startswith(".tmp-step-") and Path(dst).name == "step-00000002":
-            raise KeyboardInterrupt               # "SIGKILL" after the old step-2 went aside, before the rename
+            raise KeyboardInterrupt
         return real_replace(src, dst)
 
-    monkeypatch.setattr(ck.os, "replace", killed_after_moving_aside)
+    monkeypatch.setattr(ck.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(tmp_path, 2, model, opt)
     monkeypatch.setattr(ck.os, "replace", real_replace)
+    assert latest_checkpoint(tmp_path).name == "step-00000002"
+    verify_checkpoint(tmp_path / "step-00000002")
+
+
+def test_kill_while_resaving_a_step_resumes_from_the_newest_complete_checkpoint(tmp_path):
+    """A SIGKILL at the same instant runs no handler: step-2 is aside, latest.json still names it."""
+    import shutil
+
+    model, opt = _setup()
+    save_checkpoint(tmp_path, 1, model, opt)
+    save_checkpoint(tmp_path, 2, model, opt)
+    (tmp_path / ".old-step-00000002-x").mkdir()
+    shutil.move(str(tmp_path / "step-00000002"), str(tmp_path / ".old-step-00000002-x" / "step-00000002"))
+    (tmp_path / ".tmp-step-00000002-y").mkdir()                 # the half-renamed new one
     with pytest.warns(UserWarning, match="incomplete"):
         assert latest_checkpoint(tmp_path).name == "step-00000001"
     model2, opt2 = _setup(seed=5)
     with pytest.warns(UserWarning):
         assert load_checkpoint(tmp_path, model2, opt2)["step"] == 1
-    save_checkpoint(tmp_path, 3, model, opt)      # the next save cleans the leftovers
+    save_checkpoint(tmp_path, 3, model, opt)                    # the next save cleans the leftovers
     assert not list(tmp_path.glob(".tmp-step-*")) and not list(tmp_path.glob(".old-step-*"))
 
 

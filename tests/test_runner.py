@@ -72,3 +72,17 @@ def test_widget_ids_are_numbered_so_a_rerun_is_not_a_diff():
     assert nbformat.writes(a) == nbformat.writes(b)
     assert a.cells[0].outputs[0].data["application/vnd.jupyter.widget-view+json"]["model_id"] == f"{1:032x}"
     assert set(a.metadata["widgets"]["state"]) == {f"{1:032x}", f"{2:032x}"}
+
+
+def test_run_reports_progress_and_kernels_use_local_sockets(tmp_path, monkeypatch, capfd):
+    import os
+
+    from hdai_lessons.course.runner import PROGRESS_ENV, _local_kernel_manager_class
+
+    monkeypatch.setenv(PROGRESS_ENV, "1")
+    execute_notebook(_notebook(tmp_path, "x = 1", "y = 2"), None, scale="smoke")
+    err = capfd.readouterr().err                       # fd level: the kernel process writes there too
+    assert "[progress] cell 1/2 done" in err and "[progress] cell 2/2 done" in err
+    assert "without encryption" not in err
+    if os.name == "posix":
+        assert _local_kernel_manager_class(str(tmp_path))().transport == "ipc"

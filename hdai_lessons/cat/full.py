@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from hdai_lessons.rlvr.full import Run, build_run
+from hdai_lessons.rlvr.full import RunSetup, build_run
 from hdai_lessons.core.scale import Scale, by_scale, get_scale
 from hdai_lessons.tasks import extract_gsm8k_answer
 from hdai_lessons.tasks.gsm8k import synthetic_gsm8k
@@ -88,7 +88,7 @@ class CATFullLessonConfig:
 TOY_HELDOUT = 128
 
 
-def build_cat_run(scale=None, seed: int = 0, n_heldout: "int | None" = None, **overrides) -> Run:
+def build_cat_run(scale=None, seed: int = 0, n_heldout: "int | None" = None, **overrides) -> RunSetup:
     """Module 01's GSM8K run (model, tokenizer, task, problems, settings) with the GRPO loss.
 
     At full scale raises ``MissingAssetError`` naming the fetch command when Qwen / GSM8K are absent.
@@ -114,7 +114,7 @@ def build_cat_run(scale=None, seed: int = 0, n_heldout: "int | None" = None, **o
     return run
 
 
-def make_trainer(run: Run, arm: str, accelerator=None, run_dir=None, seed: "int | None" = None) -> CATTrainer:
+def make_trainer(run: RunSetup, arm: str, accelerator=None, run_dir=None, seed: "int | None" = None) -> CATTrainer:
     """A ``CATTrainer`` for ``arm`` (a key of ``FULL_ARMS``) on ``run``; answers parsed GSM8K-style.
 
     ``seed`` (default: ``run.cfg.rl.seed``) sets the run's prompt order and rollout sampling; the
@@ -129,7 +129,7 @@ def make_trainer(run: Run, arm: str, accelerator=None, run_dir=None, seed: "int 
                       run_dir=run_dir, cat=FULL_ARMS[arm], answer_fn=extract_gsm8k_answer)
 
 
-def evaluate_run(trainer: CATTrainer, run: Run, ev: "CATEvalConfig | None" = None, seed: int = 0) -> dict:
+def evaluate_run(trainer: CATTrainer, run: RunSetup, ev: "CATEvalConfig | None" = None, seed: int = 0) -> dict:
     """Held-out pass@k and maj@k of the trainer's current policy (GSM8K answer extraction).
 
     Lesson 02.4; CAT's evaluation (pass@k, maj@k by resampled votes).

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from hdai_lessons.cat.full import FULL_ARMS, CATEvalConfig, build_cat_run, evaluate_run, make_trainer
-from hdai_lessons.core.checkpoint import latest_checkpoint
 from hdai_lessons.core.config import add_config_arguments, config_overrides
 from hdai_lessons.core.seeding import seed_everything
 from hdai_lessons.lm.rl_trainer import RLVRConfig, train_logged
-from hdai_lessons.rlvr.full import warm_up
+from hdai_lessons.rlvr.full import start_launch
 
 
 LAUNCHER_FLAGS = ("seed",)   # RLVRConfig fields the launcher sets itself (--seed seeds the whole run)
@@ -40,17 +38,10 @@ def main(argv=None) -> dict:
 
     Lesson 02.4; CAT's RL update at full scale, then CAT's evaluation (pass@k, maj@k).
     """
-    from accelerate import Accelerator
-
     args = parse_args(argv)
     seed_everything(args.seed)
     run = build_cat_run(args.scale, seed=args.seed, **config_overrides(args, RLVRConfig, exclude=LAUNCHER_FLAGS))
-    accelerator = Accelerator()
-    run_dir = Path(args.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run.model.to(accelerator.device)
-    if latest_checkpoint(run_dir) is None:                  # a resumed run keeps its warmed-up weights
-        warm_up(run, seed=args.seed)
+    accelerator, run_dir = start_launch(run, args.run_dir, seed=args.seed)
     trainer = make_trainer(run, args.arm, accelerator=accelerator, run_dir=run_dir)
     train_logged(trainer, run_dir / "metrics.jsonl", desc=f"CAT {args.arm}", echo=False)
     result = evaluate_run(trainer, run, CATEvalConfig.for_scale(args.scale), seed=args.seed)

@@ -16,7 +16,7 @@ checkpoints); ``CATTrainer`` only swaps the loss.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -174,6 +174,10 @@ class CATTrainer(RLVRTrainer):
             if cuda:
                 torch.cuda.manual_seed(seed)
             return super().step()
+
+    def checkpoint_extra(self) -> dict:
+        """The loss settings and the CAT weighting, so a resume with another arm is refused."""
+        return {**super().checkpoint_extra(), "cat": asdict(self.cat)}
 
     def prompt_extras(self, ro, rewards: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"c_max": (B,)}``: each prompt's count of its most frequent wrong answer among the K responses."""

@@ -155,6 +155,7 @@ def save_checkpoint(
     _remove_leftovers(run_dir)
     final = run_dir / f"step-{step:08d}"
     tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".tmp-step-{step:08d}-"))
+    aside = None
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         # tied weights share storage; safetensors refuses shared tensors, so clone them apart
@@ -169,12 +170,13 @@ def save_checkpoint(
             _fsync_file(tmp / name)
         meta["sha256"] = {name: _sha256(tmp / name) for name in _TENSOR_FILES}
         _atomic_write_text(tmp / "state.json", json.dumps(meta))          # last: marks the folder complete
-        aside = None
         if final.exists():                                              # move aside, never delete first
             aside = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".old-step-{step:08d}-"))
             os.replace(final, aside / final.name)
         os.replace(tmp, final)
     except BaseException:
+        if aside is not None and not final.exists():                    # put the old folder back
+            os.replace(aside / final.name, final)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _atomic_write_text(run_dir / LATEST, json.dumps({"dir": final.name, "step": int(step)}))

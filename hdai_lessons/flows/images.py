@@ -260,7 +260,7 @@ DIGIT_FLOWMAP = "flows-digits-flowmap"
 
 def build_digit_flow_checkpoint(out_path, seed: int) -> None:
     """Generator of ``flows-digits-velocity`` *and* ``flows-digits-flowmap`` (one training run writes both;
-    ``hdai-lessons data build flows-digits-velocity`` then ``... flows-digits-flowmap`` records both checksums).
+    ``hdai-lessons data build flows-digits-velocity`` writes both into ``build/data/flows/``).
 
     Lesson 04.4; FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and a small
     classifier reward).

@@ -157,7 +157,7 @@ def policy_metrics(logits: torch.Tensor, correct: torch.Tensor, keep_threshold: 
 
 
 @dataclass
-class BanditRun:
+class BanditResult:
     """History of one arm: ``history[name]`` is ``(iters + 1, S)`` (metrics) or ``(iters,)`` (loss stats).
 
     Lesson 01.2; the record of Algorithm 1 of LPO run for one arm.
@@ -181,7 +181,7 @@ def sample_answers(probs: torch.Tensor, K: int, gens: list) -> torch.Tensor:
     return torch.searchsorted(cdf, u).clamp_max(M - 1)
 
 
-def run_bandit(cfg: BanditConfig, task: BanditTask, name: "str | None" = None) -> BanditRun:
+def run_bandit(cfg: BanditConfig, task: BanditTask, name: "str | None" = None) -> BanditResult:
     """Train one arm (``cfg.loss``) on every seed of ``task`` at once; return its history.
 
     Each seed samples with its own generator, identical for every arm, so two arms whose policies
@@ -195,7 +195,7 @@ def run_bandit(cfg: BanditConfig, task: BanditTask, name: "str | None" = None) -
         return _run_bandit(cfg, task, name)
 
 
-def _run_bandit(cfg: BanditConfig, task: BanditTask, name: "str | None") -> BanditRun:
+def _run_bandit(cfg: BanditConfig, task: BanditTask, name: "str | None") -> BanditResult:
     policy = BanditPolicy(task, cfg.shared)
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
     gens = [torch.Generator().manual_seed(7919 * (seed + 1)) for seed in task.seeds]
@@ -233,10 +233,10 @@ def _run_bandit(cfg: BanditConfig, task: BanditTask, name: "str | None") -> Band
     out = {k: (torch.stack(v) if torch.is_tensor(v[0]) else torch.tensor(v)) for k, v in hist.items()}
     with torch.no_grad():
         out["final_probs"] = torch.softmax(policy(), -1)
-    return BanditRun(name=name or cfg.loss.name, epochs=cfg.epochs, shared=cfg.shared, history=out)
+    return BanditResult(name=name or cfg.loss.name, epochs=cfg.epochs, shared=cfg.shared, history=out)
 
 
-def policy_tv(a: BanditRun, b: BanditRun) -> torch.Tensor:
+def policy_tv(a: BanditResult, b: BanditResult) -> torch.Tensor:
     """Total-variation distance between two arms' final policies, averaged over prompts: ``(S,)``.
 
     Lesson 01.2; checks Proposition 1 of LPO (Eq. (5)): at E = 1 LPO-rev and GRPO coincide.
@@ -248,7 +248,7 @@ ARMS = {"GRPO": "grpo", "LPO-fwd": "lpo_fwd", "LPO-rev": "lpo_rev", "pointwise":
 
 
 def run_arms(cfg: BanditConfig, task: BanditTask, arms=tuple(ARMS), epochs=(1, 4)) -> dict:
-    """Every (arm, E) pair on the same task; returns ``{(arm, E): BanditRun}``.
+    """Every (arm, E) pair on the same task; returns ``{(arm, E): BanditResult}``.
 
     Lesson 01.2; Algorithm 1 of LPO for each loss (Eqs. (2), (10), (11), (52)) and E.
     """

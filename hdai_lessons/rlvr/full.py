@@ -15,6 +15,7 @@ Launch: ``accelerate launch -m hdai_lessons.rlvr.launch --scale full --loss lpo_
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 
@@ -70,7 +71,7 @@ class FullScaleConfig:
 
 
 @dataclass
-class Run:
+class RunSetup:
     """Everything ``RLVRTrainer`` needs, plus the held-out set.
 
     Lessons 01.4 and 02.4; the inputs of Algorithm 1 of LPO on GSM8K.
@@ -91,7 +92,7 @@ def _tiny_policy(scale: Scale, seed: int):
     return build_tiny_lm(TinyLMConfig.for_scale(Scale.SMOKE if scale is Scale.SMOKE else Scale.TOY), seed=seed)
 
 
-def build_run(scale=None, loss: str = "lpo_fwd", seed: int = 0, **overrides) -> Run:
+def build_run(scale=None, loss: str = "lpo_fwd", seed: int = 0, **overrides) -> RunSetup:
     """Model, tokenizer, task and problems for the GSM8K RLVR run at ``scale``.
 
     Args:
@@ -120,11 +121,11 @@ def build_run(scale=None, loss: str = "lpo_fwd", seed: int = 0, **overrides) -> 
         model, tok = _tiny_policy(scale, seed)
         problems = synthetic_gsm8k(cfg.n_train + cfg.n_eval, seed=seed, max_value=cfg.synthetic_max_value)
         train, held = problems[:cfg.n_train], problems[cfg.n_train:]
-    return Run(model=model, tokenizer=tok, task=GSM8KTask(tuple(train)), train=train, held_out=held, cfg=cfg,
+    return RunSetup(model=model, tokenizer=tok, task=GSM8KTask(tuple(train)), train=train, held_out=held, cfg=cfg,
                loss=LossConfig(name=loss, eps=0.2, tau_rule="std", agg="mean"))
 
 
-def warm_up(run: Run, seed: int = 0, batch_size: int = 16, lr: float = 3e-3) -> list[float]:
+def warm_up(run: RunSetup, seed: int = 0, batch_size: int = 16, lr: float = 3e-3) -> list[float]:
     """Supervised warm-up on the worked solutions for ``run.cfg.sft_steps`` steps (0 at full scale:
     the instruct model already follows the format), on one intra-op thread. Returns the loss per step.
 
@@ -140,7 +141,26 @@ def warm_up(run: Run, seed: int = 0, batch_size: int = 16, lr: float = 3e-3) -> 
                    seed=seed, chat_template=run.cfg.rl.chat_template, desc="SFT warm-up")
 
 
-def make_trainer(run: Run, run_dir=None, accelerator=None, loss: "str | None" = None, **overrides):
+def start_launch(run: RunSetup, run_dir: "str | Path", seed: int = 0):
+    """A launcher's first steps: ``(accelerator, run_dir)`` with the model on the accelerator's device
+    and, for a fresh run only, the SFT warm-up (a resumed run keeps its warmed-up weights).
+
+    Lessons 01.4 and 02.4 (``rlvr.launch``, ``cat.launch``); no paper equation.
+    """
+    from accelerate import Accelerator
+
+    from hdai_lessons.core.checkpoint import latest_checkpoint
+
+    accelerator = Accelerator()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run.model.to(accelerator.device)
+    if latest_checkpoint(run_dir) is None:
+        warm_up(run, seed=seed)
+    return accelerator, run_dir
+
+
+def make_trainer(run: RunSetup, run_dir=None, accelerator=None, loss: "str | None" = None, **overrides):
     """An ``RLVRTrainer`` for ``run`` (optionally another loss or changed ``RLVRConfig`` fields).
 
     Lesson 01.4; Algorithm 1 of LPO on the GSM8K run.

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from hdai_lessons.core.checkpoint import latest_checkpoint
 from hdai_lessons.core.config import add_config_arguments, config_overrides
 from hdai_lessons.core.seeding import seed_everything
 from hdai_lessons.lm.rl_trainer import RLVRConfig, train_logged
-from hdai_lessons.rlvr.full import build_run, make_trainer, warm_up
+from hdai_lessons.rlvr.full import build_run, make_trainer, start_launch
 from hdai_lessons.rlvr.losses import LOSS_NAMES
 
 
@@ -43,17 +41,10 @@ def main(argv=None) -> dict:
 
     Lesson 01.4; Algorithm 1 of LPO at full scale, then held-out pass@k.
     """
-    from accelerate import Accelerator
-
     args = parse_args(argv)
     seed_everything(args.seed)
     run = build_run(args.scale, loss=args.loss, seed=args.seed, **config_overrides(args, RLVRConfig, exclude=LAUNCHER_FLAGS))
-    accelerator = Accelerator()
-    run_dir = Path(args.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run.model.to(accelerator.device)
-    if latest_checkpoint(run_dir) is None:                  # a resumed run keeps its warmed-up weights
-        warm_up(run, seed=args.seed)
+    accelerator, run_dir = start_launch(run, args.run_dir, seed=args.seed)
     trainer = make_trainer(run, run_dir=run_dir, accelerator=accelerator)
     train_logged(trainer, run_dir / "metrics.jsonl", desc=f"RLVR {args.loss}", echo=True)
     result = trainer.evaluate(run.held_out, n_samples=run.cfg.eval_samples, ks=run.cfg.eval_ks,

@@ -128,7 +128,7 @@ def coefficients(method: str, theta: torch.Tensor, theta_b: torch.Tensor, reward
 
 
 @dataclass
-class SimplexRun:
+class SimplexResult:
     """Trajectories of one batch of runs. ``P``: ``(N, E+1, 3)`` listwise distributions (one
     iteration) or policies (several); ``c``: ``(N, E, 3)`` coefficients per inner step;
     ``w_star``: ``(N, 3)`` (first iteration's target); ``labels``: ``N`` names.
@@ -142,14 +142,14 @@ class SimplexRun:
     labels: list
 
 
-def project(methods, rewards, tau: float, lrs, epochs: int = 30, eps: float = 0.2, theta_b=None) -> SimplexRun:
+def project(methods, rewards, tau: float, lrs, epochs: int = 30, eps: float = 0.2, theta_b=None) -> SimplexResult:
     """One LPO iteration: E = ``epochs`` SGD steps of every (method, lr) pair from θ = θ_b.
 
     Args:
         methods: names from ``METHODS``; rewards: ``(3,)``; tau: temperature; lrs: learning rates;
         epochs: inner steps E; eps: GRPO clip; theta_b: ``(3,)`` behaviour logits (default uniform).
     Returns:
-        ``SimplexRun`` with ``N = len(methods) · len(lrs)`` runs (method-major), ``P`` the listwise
+        ``SimplexResult`` with ``N = len(methods) · len(lrs)`` runs (method-major), ``P`` the listwise
         distribution ``softmax(log π_θ − log π_b)`` after each step (``P[:, 0]`` uniform).
 
     Lesson 01.1; one iteration of Algorithm 1 of LPO (the projection step of Eq. (6)).
@@ -178,7 +178,7 @@ def project(methods, rewards, tau: float, lrs, epochs: int = 30, eps: float = 0.
             theta -= lr_t * g  # plain SGD, one lr per run
         cs.append(torch.cat(c_rows))
         Ps.append(torch.softmax(theta - theta_b, -1).detach())
-    return SimplexRun(P=torch.stack(Ps, 1), c=torch.stack(cs, 1), w_star=w_star, labels=[f"{m}, lr={lr:g}" for m, lr in pairs])
+    return SimplexResult(P=torch.stack(Ps, 1), c=torch.stack(cs, 1), w_star=w_star, labels=[f"{m}, lr={lr:g}" for m, lr in pairs])
 
 
 def iterate(method: str, rewards, tau: float, lr: float, epochs: int, iterations: int, eps: float = 0.2) -> torch.Tensor:
@@ -198,7 +198,7 @@ def iterate(method: str, rewards, tau: float, lr: float, epochs: int, iterations
     return torch.stack(path)
 
 
-def zoom_limits(run: SimplexRun, pad: float = 0.06) -> tuple:
+def zoom_limits(run: SimplexResult, pad: float = 0.06) -> tuple:
     """``(xlim, ylim)`` of a box around every trajectory of ``run`` and its target, for equal zooms.
 
     Lesson 01.1; a plotting helper (no paper equation).
@@ -208,7 +208,7 @@ def zoom_limits(run: SimplexRun, pad: float = 0.06) -> tuple:
     return (lo[0], hi[0]), (lo[1], hi[1])
 
 
-def plot_projection(ax, run: SimplexRun, rewards=None, title: str = "", limits: "tuple | None" = None) -> None:
+def plot_projection(ax, run: SimplexResult, rewards=None, title: str = "", limits: "tuple | None" = None) -> None:
     """Trajectories of ``P_θ`` on the triangle, the target ``w*`` as a star (``limits``: ``zoom_limits``).
 
     Lesson 01.1; a plotting helper (no paper equation).

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from hdai_lessons.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from hdai_lessons.core.checkpoint import checkpoint_extra, load_checkpoint, save_checkpoint
 from hdai_lessons.core.progress import progress
 from hdai_lessons.sope.buffers import ReplayBuffer, symmetric_batch
 from hdai_lessons.sope.flops import NetDims, total_flops
@@ -246,8 +246,9 @@ def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, 
     n_val_states = np.zeros(R, dtype=np.int64)
     phase_logs: list[PhaseLog] = []
     start = 1
-    if cfg.checkpoint_dir and latest_checkpoint(cfg.checkpoint_dir) is not None:
-        n_saved = json.loads((latest_checkpoint(cfg.checkpoint_dir) / "state.json").read_text())["extra"]["online_size"]
+    saved_extra = checkpoint_extra(cfg.checkpoint_dir) if cfg.checkpoint_dir else None   # verified, or None
+    if saved_extra is not None:
+        n_saved = saved_extra["online_size"]
         if n_saved > cfg.total_steps:
             raise ValueError(f"checkpoint in {cfg.checkpoint_dir} holds {n_saved} steps, more than total_steps={cfg.total_steps}")
         holder = {k: torch.zeros(R, n_saved, *v.shape[2:]) for k, v in online.data.items()}
