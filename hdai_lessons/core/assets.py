@@ -21,7 +21,10 @@ from hdai_lessons.core.modules import MODULE_PACKAGES
 
 
 class MissingAssetError(RuntimeError):
-    """A full-scale asset is not in the local cache (or could not be downloaded)."""
+    """A full-scale asset is not in the local cache (or could not be downloaded).
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,10 @@ def assets_for(lesson_id: str) -> list[Asset]:
 
 
 def require(asset: Asset, lesson_id: str) -> Path:
-    """The local snapshot folder of ``asset``; offline and absent → ``MissingAssetError`` with the fix."""
+    """The local snapshot folder of ``asset``; offline and absent → ``MissingAssetError`` with the fix.
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
     from huggingface_hub import snapshot_download
 
     if asset.repo_type == "minari":
@@ -92,7 +98,10 @@ def require(asset: Asset, lesson_id: str) -> Path:
 
 
 def fetch_asset(asset: Asset) -> Path:
-    """Download ``asset`` and verify each LFS file's sha256 against the hub's metadata."""
+    """Download ``asset`` and verify each LFS file's sha256 against the hub's metadata.
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
     from huggingface_hub import HfApi, snapshot_download
 
     if asset.repo_type == "minari":

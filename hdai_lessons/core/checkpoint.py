@@ -46,7 +46,10 @@ _TENSOR_FILES = ("model.safetensors", "optimizer.safetensors")
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used as it is; the message names the file and what to do."""
+    """A checkpoint that cannot be used as it is; the message names the file and what to do.
+
+    Lessons 01.4, 02.4, 03.4 show it (checkpoint/resume); Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -149,6 +152,8 @@ def save_checkpoint(
 
     ``extra`` must be JSON-serialisable (e.g. a metrics history, a data-loader cursor). The folder
     just written is never pruned, even when the run folder holds newer steps.
+
+    Lessons 01.4, 02.4, 03.4 show it (checkpoint/resume); Course infrastructure used by every lesson (no lesson or paper equation of its own).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -219,6 +224,8 @@ def verify_checkpoint(ckpt: "str | Path") -> dict[str, Any]:
 
     Raises ``CheckpointError`` naming the damaged file and the newest intact earlier checkpoint.
     Checkpoints written before checksums were recorded are accepted unverified.
+
+    Lessons 01.4, 02.4, 03.4 show it (checkpoint/resume); Course infrastructure used by every lesson (no lesson or paper equation of its own).
     """
     ckpt = Path(ckpt)
     meta = _read_meta(ckpt)
@@ -237,6 +244,8 @@ def latest_checkpoint(run_dir: "str | Path") -> "Path | None":
     Normally the folder ``latest.json`` names. If that folder is missing or incomplete (a kill
     during a save), the newest complete ``step-*`` folder is used instead, with a warning. A
     ``latest.json`` that names anything but a ``step-NNNNNNNN`` folder inside ``run_dir`` is refused.
+
+    Lessons 01.4, 02.4, 03.4 show it (checkpoint/resume); Course infrastructure used by every lesson (no lesson or paper equation of its own).
     """
     run_dir = Path(run_dir)
     pointer = run_dir / LATEST
@@ -262,7 +271,10 @@ def latest_checkpoint(run_dir: "str | Path") -> "Path | None":
 
 
 def checkpoint_extra(run_dir: "str | Path") -> "dict[str, Any] | None":
-    """The ``extra`` dict of the newest complete checkpoint (verified), or ``None`` without one."""
+    """The ``extra`` dict of the newest complete checkpoint (verified), or ``None`` without one.
+
+    Lessons 01.4, 02.4, 03.4 show it (checkpoint/resume); Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
     ckpt = latest_checkpoint(run_dir)
     return None if ckpt is None else verify_checkpoint(ckpt)["extra"]
 
@@ -277,6 +289,8 @@ def load_checkpoint(
 
     Returns ``None`` (and touches nothing) when ``run_dir`` holds no checkpoint, so a trainer can
     call it unconditionally at start-up.
+
+    Lessons 01.4, 02.4, 03.4 show it (checkpoint/resume); Course infrastructure used by every lesson (no lesson or paper equation of its own).
     """
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:

@@ -42,6 +42,8 @@ class PairedVerdict:
     """The outcome of the paired-difference rule (see the module docstring).
 
     ``held`` is True / False / None (not resolved); the other fields are the rule's inputs.
+
+    Lesson 00.1 introduces the rule; every lesson's claims use it (docs/AUTHORING.md). No paper equation.
     """
 
     held: "bool | None"
@@ -84,6 +86,8 @@ def paired_verdict(a: "Sequence[float]", b: "Sequence[float] | float" = 0.0, *, 
     ``a`` and ``b``: shape ``(N,)``, one value per seed, paired by index (same seed, two arms); ``b``
     may be a scalar (a fixed reference such as the SFT start or a best-of-N value). ``direction``
     is ``"greater"`` (claim: a - b > margin) or ``"less"`` (claim: b - a > margin).
+
+    Lesson 00.1 introduces the rule; every lesson's claims use it (docs/AUTHORING.md). No paper equation.
     """
     if direction not in ("greater", "less"):
         raise ValueError(f"direction must be 'greater' or 'less', got {direction!r}")
@@ -187,7 +191,10 @@ def _z(p: Part) -> float:
 
 
 def all_of(*parts: Part) -> Part:
-    """Three-valued AND of paired verdicts / bools; returns the deciding part (see the comment above)."""
+    """Three-valued AND of paired verdicts / bools; returns the deciding part (see the comment above).
+
+    Lesson 00.1 introduces the rule; every lesson's claims use it (docs/AUTHORING.md). No paper equation.
+    """
     if not parts:
         raise ValueError("all_of needs at least one part")
     for p in parts:
@@ -200,7 +207,10 @@ def all_of(*parts: Part) -> Part:
 
 
 def any_of(*parts: Part) -> Part:
-    """Three-valued OR of paired verdicts / bools; returns the deciding part (see the comment above)."""
+    """Three-valued OR of paired verdicts / bools; returns the deciding part (see the comment above).
+
+    Lesson 00.1 introduces the rule; every lesson's claims use it (docs/AUTHORING.md). No paper equation.
+    """
     if not parts:
         raise ValueError("any_of needs at least one part")
     held = [p for p in parts if _held(p) is True]
@@ -213,7 +223,10 @@ def any_of(*parts: Part) -> Part:
 
 
 def describe_part(name: str, part: Part) -> str:
-    """One line for a part of a claim: ``name: held|did not hold|not resolved (mean diff=…, SE=…, N=…)``."""
+    """One line for a part of a claim: ``name: held|did not hold|not resolved (mean diff=…, SE=…, N=…)``.
+
+    Lesson 00.1 introduces the rule; every lesson's claims use it (docs/AUTHORING.md). No paper equation.
+    """
     word = {True: "held", False: "did not hold", None: "not resolved"}[_held(part)]
     detail = f" ({part.describe().split(';')[0]})" if isinstance(part, PairedVerdict) else ""
     return f"{name}: {word}{detail}"

@@ -24,7 +24,10 @@ from typing import Any, Iterable
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """``{field name: its attribute docstring}`` for a dataclass (fields without one are absent)."""
+    """``{field name: its attribute docstring}`` for a dataclass (fields without one are absent).
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
@@ -47,6 +50,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, exclude: It
     Every flag defaults to ``None`` (= keep the scale's value). Types follow the field's default:
     bool → ``--x/--no-x``, tuple → several values, int/float/str → one value. A field without a
     scalar or tuple default (a nested config) is skipped; so are the names in ``exclude``.
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
     """
     docs = field_docs(cls)
     skip = set(exclude)
@@ -67,7 +72,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, exclude: It
 
 def config_overrides(args: argparse.Namespace, cls: type, exclude: Iterable[str] = ()) -> dict[str, Any]:
     """The fields of ``cls`` the command line set (tuples restored from lists); pass the same ``exclude``
-    as to ``add_config_arguments`` (a launcher's own flag of the same name is not a field override)."""
+    as to ``add_config_arguments`` (a launcher's own flag of the same name is not a field override).
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
     out: dict[str, Any] = {}
     skip = set(exclude)
     for f in dataclasses.fields(cls):

@@ -31,7 +31,10 @@ REQUIRED_FIELDS = ("name", "file", "sha256", "seed", "licence", "source", "gener
 
 
 class DataError(RuntimeError):
-    """A shipped file is missing or corrupt; the message names the command that fixes it."""
+    """A shipped file is missing or corrupt; the message names the command that fixes it.
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
 
 
 def sha256_of(path: "str | Path") -> str:
@@ -47,7 +50,10 @@ def _manifest_files(root: Path) -> list[Path]:
 
 
 def load_manifest(root: "Path | None" = None) -> list[dict[str, Any]]:
-    """Every entry of every manifest under ``root`` (default ``data/``); each gains ``_dir``."""
+    """Every entry of every manifest under ``root`` (default ``data/``); each gains ``_dir``.
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
     root = root or data_dir()
     entries: list[dict[str, Any]] = []
     for path in _manifest_files(root):
@@ -84,7 +90,10 @@ def _file_of(e: dict[str, Any]) -> Path:
 
 
 def verify(name: str, root: "Path | None" = None) -> "str | None":
-    """``None`` if the file exists with the recorded checksum, else what is wrong and the fix."""
+    """``None`` if the file exists with the recorded checksum, else what is wrong and the fix.
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
     e = _entry(name, root)
     path = _file_of(e)
     fix = f"restore the committed file with `hdai-lessons data restore {name}`"
@@ -97,7 +106,10 @@ def verify(name: str, root: "Path | None" = None) -> "str | None":
 
 
 def data_path(name: str, root: "Path | None" = None) -> Path:
-    """The verified path of a shipped file (raises ``DataError`` with the fix if it is bad)."""
+    """The verified path of a shipped file (raises ``DataError`` with the fix if it is bad).
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
     problem = verify(name, root)
     if problem:
         raise DataError(problem)
@@ -108,6 +120,8 @@ def restore(name: str, root: "Path | None" = None) -> Path:
     """Put the committed version of a shipped file back (``git checkout HEAD -- FILE``) and verify it.
 
     Raises ``DataError`` when the course is not a git checkout or the restored file still fails.
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
     """
     path = _file_of(_entry(name, root))
     try:
@@ -130,6 +144,8 @@ def build(name: str, root: "Path | None" = None, out_dir: "Path | None" = None) 
 
     The shipped file and its manifest are left untouched: compare the checksum, and ship the new file
     deliberately (copy it over the old one and update the manifest's ``sha256``) if you mean to.
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
     """
     e = _entry(name, root)
     module, _, func = e["generator"].partition(":")

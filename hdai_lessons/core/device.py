@@ -13,6 +13,8 @@ def get_device(prefer: "str | torch.device | None" = None) -> torch.device:
     """Return ``prefer`` if given and available, else the best of cuda → mps → cpu.
 
     ``HDAI_DEVICE`` overrides the automatic choice (e.g. ``HDAI_DEVICE=cpu`` on a GPU box).
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
     """
     choice = prefer if prefer is not None else os.environ.get("HDAI_DEVICE")
     if choice is not None:
@@ -30,7 +32,10 @@ def get_device(prefer: "str | torch.device | None" = None) -> torch.device:
 
 
 def set_threads(n: "int | None" = None) -> int:
-    """Set torch's intra-op CPU threads from ``n`` or ``$HDAI_THREADS`` (the test runner uses 1)."""
+    """Set torch's intra-op CPU threads from ``n`` or ``$HDAI_THREADS`` (the test runner uses 1).
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
     if n is None:
         raw = os.environ.get(THREADS_ENV)
         n = int(raw) if raw else None
@@ -46,6 +51,8 @@ def one_thread():
     For small workloads (module 01's bandit, the 0.13M-parameter tiny LM): extra intra-op threads buy
     nothing there and add a synchronisation per op, which on a CPU shared with other jobs made a run
     10–30× slower. The lessons run on one thread anyway, so this changes none of their numbers.
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
     """
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -19,6 +19,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
         n: samples drawn for the problem; c: how many are correct (0 ≤ c ≤ n); k: 1 ≤ k ≤ n.
     Returns:
         a float in [0, 1]. Example: ``pass_at_k(10, 3, 5)`` → 0.9167.
+
+    Lesson 01.2 (exercise 01.2.3); Chen et al. 2021, the unbiased pass@k estimator.
     """
     for name, v in (("n", n), ("c", c), ("k", k)):
         if int(v) != v:
@@ -38,6 +40,8 @@ def pass_at_k_tensor(n: "torch.Tensor | int", c: torch.Tensor, k: int) -> torch.
 
     Uses ``C(n−c, k)/C(n, k) = Π_{j=0}^{k−1} (n−c−j)/(n−j)`` in float64, clamped at 0 (which is
     where ``n − c < k``), so it needs no loops over problems.
+
+    Lessons 01.2, 02.1; Chen et al. 2021, the unbiased pass@k estimator.
     """
     c = torch.as_tensor(c, dtype=torch.float64)
     n_t = torch.as_tensor(n, dtype=torch.float64).expand_as(c)
@@ -55,5 +59,7 @@ def pass_at_k_from_probs(p_correct: torch.Tensor, k: int) -> torch.Tensor:
     """Exact pass@k of a policy with per-problem success probability ``p`` (k i.i.d. samples).
 
     ``1 − (1 − p)^k``; ``(...)`` → ``(...)``. (Exact for a known policy, unlike the plug-in on samples.)
+
+    Lessons 02.1, 02.2; pass@k = 1 − (1 − p)^k, the strategy CAT aligns training to (CAT digest, toy section).
     """
     return 1.0 - (1.0 - p_correct).clamp(0.0, 1.0) ** k

@@ -21,6 +21,8 @@ def group_log_softmax(logps: torch.Tensor) -> torch.Tensor:
         ``(..., K)`` with ``logsumexp == 0`` along the last dimension.
 
     Example: ``group_log_softmax(torch.tensor([-1000., -1001.]))`` → ``[-0.3133, -1.3133]``.
+
+    Lesson 00.1 (exercise 00.1.1); no paper equation.
     """
     m = logps.max(dim=-1, keepdim=True).values
     shifted = logps - m  # (..., K), max entry is 0
@@ -38,6 +40,8 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Ten
         ``x`` reduced over ``dim``, e.g. ``(B,)``.
 
     Example: ``masked_mean(tensor([[1., 2., 9.]]), tensor([[1., 1., 0.]]))`` → ``tensor([1.5])``.
+
+    Lesson 00.1 (exercise 00.1.2); the token mean of LPO Eq. (3).
     """
     if x.shape != mask.shape:
         raise ValueError(f"x {tuple(x.shape)} and mask {tuple(mask.shape)} must have the same shape")
@@ -57,6 +61,8 @@ def group_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
         ``(..., K)`` advantages with zero mean per group.
 
     Example: ``group_advantages(tensor([1., 0., 0., 0.]))`` → ``[1.7321, -0.5774, -0.5774, -0.5774]``.
+
+    Lesson 00.1 (exercise 00.1.3); GRPO's group-normalised advantage (LPO Table 1).
     """
     mean = rewards.mean(dim=-1, keepdim=True)
     std = rewards.std(dim=-1, unbiased=False, keepdim=True)

@@ -6,7 +6,10 @@ from pathlib import Path
 
 
 def repo_root() -> Path:
-    """The course checkout: ``$HDAI_ROOT`` if set, else the folder above the package (``hdai_lessons/core/paths.py`` → the checkout)."""
+    """The course checkout: ``$HDAI_ROOT`` if set, else the folder above the package (``hdai_lessons/core/paths.py`` → the checkout).
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
     env = os.environ.get("HDAI_ROOT")
     root = Path(env) if env else Path(__file__).resolve().parents[2]
     if not (root / "notebooks").is_dir():

@@ -43,7 +43,10 @@ def use_course_style() -> None:
 
 
 def color_for(name: str, fallback_index: int = 0) -> str:
-    """The course colour of a method name, or a colour from the default cycle."""
+    """The course colour of a method name, or a colour from the default cycle.
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
     if name in METHOD_COLORS:
         return METHOD_COLORS[name]
     cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]

@@ -15,7 +15,10 @@ def progress_enabled() -> bool:
 
 
 def progress(iterable: Iterable[T], desc: str = "", total: "int | None" = None, **kwargs) -> Iterator[T]:
-    """Wrap ``iterable`` in a progress bar when enabled and tqdm is importable; else pass through."""
+    """Wrap ``iterable`` in a progress bar when enabled and tqdm is importable; else pass through.
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
     if not progress_enabled():
         yield from iterable
         return

@@ -21,7 +21,10 @@ SCALE_ENV = "HDAI_SCALE"
 
 
 class Scale(str, enum.Enum):
-    """A rung of the scale ladder."""
+    """A rung of the scale ladder.
+
+    Lesson 00.1 (the scale ladder); no paper equation.
+    """
 
     SMOKE = "smoke"
     TOY = "toy"
@@ -36,6 +39,8 @@ def get_scale(scale: "Scale | str | None" = None) -> Scale:
 
     >>> get_scale("smoke")
     <Scale.SMOKE: 'smoke'>
+
+    Lesson 00.1 (the scale ladder); no paper equation.
     """
     raw = scale if scale is not None else os.environ.get(SCALE_ENV) or Scale.TOY.value
     if isinstance(raw, Scale):
@@ -49,5 +54,8 @@ def get_scale(scale: "Scale | str | None" = None) -> Scale:
 
 
 def by_scale(scale: "Scale | str | None", *, smoke: T, toy: T, full: T) -> T:
-    """Pick the value for ``scale`` from the three rungs (the one place configs branch)."""
+    """Pick the value for ``scale`` from the three rungs (the one place configs branch).
+
+    Lesson 00.1 (the scale ladder); no paper equation.
+    """
     return {Scale.SMOKE: smoke, Scale.TOY: toy, Scale.FULL: full}[get_scale(scale)]

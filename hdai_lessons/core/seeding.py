@@ -13,6 +13,8 @@ def seed_everything(seed: int = 0, *, deterministic: bool = True) -> torch.Gener
 
     With ``deterministic`` torch is asked for deterministic kernels where they exist (a warning,
     not an error, where an op has none), so CPU runs repeat bit for bit.
+
+    Lesson 00.1 (every lesson's setup); no paper equation.
     """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")

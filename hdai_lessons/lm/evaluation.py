@@ -34,6 +34,8 @@ def evaluate_pass_at_k(model, tokenizer, task: Task, problems: Sequence[Problem]
 
     A sample is correct when its reward is ≥ 1 (a partial-credit 0.1 does not count).
     Returns ``{"pass@k": …}`` for each k ≤ n_samples, plus ``"reward"`` (mean reward of all samples).
+
+    Lessons 01.3, 01.4, 02.3; the unbiased pass@k of Chen et al. 2021 (LPO's evaluation metric).
     """
     if any(k > n_samples for k in ks):
         raise ValueError(f"every k in {tuple(ks)} must be ≤ n_samples={n_samples}")

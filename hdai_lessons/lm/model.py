@@ -22,7 +22,10 @@ from hdai_lessons.core.scale import by_scale
 
 @dataclass(frozen=True)
 class TinyLMConfig:
-    """Size of the tiny Qwen2 model (field names follow ``Qwen2Config``)."""
+    """Size of the tiny Qwen2 model (field names follow ``Qwen2Config``).
+
+    Lessons 01.3, 02.3 (the tiny policy); no paper equation.
+    """
 
     hidden_size: int = 64            # model width d
     intermediate_size: int = 256     # MLP width
@@ -43,7 +46,10 @@ class TinyLMConfig:
 
 
 def qwen2_config(cfg: TinyLMConfig, tokenizer):
-    """The ``Qwen2Config`` for ``cfg`` and a tokenizer (vocabulary size and special ids from it)."""
+    """The ``Qwen2Config`` for ``cfg`` and a tokenizer (vocabulary size and special ids from it).
+
+    Lessons 01.3, 02.3; no paper equation (the model class of LPO's and CAT's full-scale runs).
+    """
     from transformers import Qwen2Config
 
     return Qwen2Config(vocab_size=len(tokenizer), tie_word_embeddings=True,
@@ -60,6 +66,8 @@ def build_tiny_lm(cfg: "TinyLMConfig | None" = None, tokenizer=None, seed: int =
         seed: initialisation seed (the global RNG is restored afterwards).
     Returns:
         ``(model, tokenizer)``.
+
+    Lessons 01.3, 02.3; no paper equation.
     """
     from transformers import Qwen2ForCausalLM
 
@@ -78,12 +86,18 @@ def build_tiny_lm(cfg: "TinyLMConfig | None" = None, tokenizer=None, seed: int =
 
 
 def num_params(model: torch.nn.Module) -> int:
-    """Number of distinct parameters (tied embeddings counted once)."""
+    """Number of distinct parameters (tied embeddings counted once).
+
+    Lesson 01.3; no paper equation.
+    """
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
 def save_lm(model, tokenizer, out_dir: "str | Path") -> Path:
-    """``save_pretrained`` model (safetensors) and tokenizer into ``out_dir``; return it."""
+    """``save_pretrained`` model (safetensors) and tokenizer into ``out_dir``; return it.
+
+    Lesson 01.3 (the shipped warm start); no paper equation.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
@@ -95,6 +109,8 @@ def load_lm(path: "str | Path", dtype: "torch.dtype | None" = None):
     """Load a model + tokenizer saved by ``save_lm`` (or any local HF causal-LM folder), offline.
 
     Returns ``(model, tokenizer)`` with ``tokenizer.padding_side == "left"`` (batched generation).
+
+    Lesson 01.3; no paper equation.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -21,21 +21,30 @@ WARM_SETTINGS = {"task": {"min_digits": 1, "max_digits": 2, "ops": "+-"},
 
 
 def warm_task():
-    """The ``ArithmeticTask`` the shipped checkpoint was warmed up on."""
+    """The ``ArithmeticTask`` the shipped checkpoint was warmed up on.
+
+    Lessons 01.3, 02.3; no paper equation.
+    """
     from hdai_lessons.tasks import ArithmeticTask
 
     return ArithmeticTask(**WARM_SETTINGS["task"])
 
 
 def warm_problem_split(seed: int = 0):
-    """``(train, held_out)`` problems of the warm-up task (held-out prompts were never trained on)."""
+    """``(train, held_out)`` problems of the warm-up task (held-out prompts were never trained on).
+
+    Lessons 01.3, 02.3; no paper equation.
+    """
     from hdai_lessons.tasks import split_problems
 
     return split_problems(warm_task(), WARM_SETTINGS["n_train"], WARM_SETTINGS["n_heldout"], seed)
 
 
 def build_warm_arithmetic_lm(out_path: Path, seed: int) -> None:
-    """Generator of ``data/lm/arith_warm.safetensors``: SFT the toy LM on arithmetic, save weights + metadata."""
+    """Generator of ``data/lm/arith_warm.safetensors``: SFT the toy LM on arithmetic, save weights + metadata.
+
+    Lesson 01.3 (the SFT start RLVR begins from); no paper equation.
+    """
     from safetensors.torch import save_file
 
     from hdai_lessons.core.seeding import seed_everything
@@ -60,6 +69,8 @@ def load_warm_lm(path: "str | Path | None" = None):
 
     ``path`` defaults to the verified shipped file (``data_path("lm-arith-warm")``, which raises with
     the rebuild command when it is missing or corrupt). ``info`` holds the warm-up settings.
+
+    Lessons 01.3, 02.3; no paper equation.
     """
     from safetensors import safe_open
     from safetensors.torch import load_file

@@ -97,6 +97,8 @@ class GroupRLTrainer:
         cfg: ``RLVRConfig``.
         accelerator: an ``accelerate.Accelerator``; default: one on the model's device.
         run_dir: where checkpoints go (``None``: no checkpoints).
+
+    Lessons 01.3, 01.4, 02.3, 02.4; Algorithm 1 of LPO (the loop; the loss is the subclass's).
     """
 
     def __init__(self, model, tokenizer, task: Task, train_problems: Sequence[Problem],
@@ -334,6 +336,8 @@ def train_logged(trainer: GroupRLTrainer, metrics_file: "str | Path", desc: str,
 
     On resume the file is first rewritten from the checkpoint's history, so iterations that ran after
     the last checkpoint (and are run again) are not logged twice. Only the main process writes.
+
+    Lessons 01.4, 02.4 (the launchers); no paper equation.
     """
     metrics_file = Path(metrics_file)
     main = trainer.accelerator.is_main_process

@@ -32,6 +32,8 @@ class Rollout:
         logp: ``(B, K, T)`` log-probs of the sampled tokens under the sampling model (float32, no grad;
             0 where ``mask`` is 0). Includes the temperature: log softmax(logits / T).
         texts: B lists of K decoded responses (special tokens removed).
+
+    Lesson 01.3 (exercises 01.3.x); the sampling and π(y|x) = Π_t π(y_t | x, y_<t) of LPO's setup.
     """
 
     input_ids: torch.Tensor
@@ -56,6 +58,8 @@ def response_mask(response_ids: torch.Tensor, eos_id: int) -> torch.Tensor:
         ``(..., T)`` float mask. A row without EOS is all ones (truncated at ``max_new_tokens``).
 
     Example: ``response_mask(tensor([[5, 2, 7, 2]]), eos_id=2)`` → ``[[1., 1., 0., 0.]]``.
+
+    Lesson 01.3 (exercises 01.3.x); the sampling and π(y|x) = Π_t π(y_t | x, y_<t) of LPO's setup.
     """
     is_eos = (response_ids == eos_id).long()
     eos_before = torch.cumsum(is_eos, dim=-1) - is_eos  # (..., T) number of EOS strictly before t
@@ -69,6 +73,8 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
         attention_mask: ``(N, L)`` 0/1.
     Returns:
         ``(N, L)`` long. Example: ``[[0, 0, 1, 1, 1]]`` → ``[[0, 0, 0, 1, 2]]``.
+
+    Lesson 01.3 (exercises 01.3.x); the sampling and π(y|x) = Π_t π(y_t | x, y_<t) of LPO's setup.
     """
     pos = attention_mask.long().cumsum(-1) - 1
     return pos.clamp_min(0)
@@ -82,6 +88,8 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         targets: ``(N, T)`` token ids.
     Returns:
         ``(N, T)`` float32 log-probs.
+
+    Lesson 01.3 (exercises 01.3.x); the sampling and π(y|x) = Π_t π(y_t | x, y_<t) of LPO's setup.
     """
     logits = logits.float()
     return torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
@@ -99,6 +107,8 @@ def response_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, prompt_len:
         prompt_len: P ≥ 1.
     Returns:
         ``(N, L − P)`` float32 ``log π(y_t | x, y_<t)``.
+
+    Lesson 01.3 (exercises 01.3.x); the sampling and π(y|x) = Π_t π(y_t | x, y_<t) of LPO's setup.
     """
     if not 1 <= prompt_len < input_ids.shape[1]:
         raise ValueError(f"prompt_len must be in [1, {input_ids.shape[1] - 1}], got {prompt_len}")
@@ -112,19 +122,27 @@ def masked_token_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tens
         logits: ``(N, T, V)`` logits at the response positions; mask: ``(N, T)`` 1 for real tokens.
     Returns:
         a 0-d tensor ``Σ_{n,t} m H(softmax(logits[n,t])) / Σ m`` (0 when the mask is empty).
+
+    Lesson 01.3 (exercises 01.3.x); the sampling and π(y|x) = Π_t π(y_t | x, y_<t) of LPO's setup.
     """
     m = mask.to(torch.float32)
     return (token_entropy(logits) * m).sum() / m.sum().clamp_min(1.0)
 
 
 def token_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of softmax(logits) per position: ``(N, T, V)`` → ``(N, T)`` (nats)."""
+    """Entropy of softmax(logits) per position: ``(N, T, V)`` → ``(N, T)`` (nats).
+
+    Lesson 01.3 (exercises 01.3.x); the sampling and π(y|x) = Π_t π(y_t | x, y_<t) of LPO's setup.
+    """
     logp = torch.log_softmax(logits.float(), dim=-1)
     return -(logp.exp() * logp).sum(-1)
 
 
 def encode_prompts(tokenizer, prompts: Sequence[str], device: "torch.device | str" = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded ``(input_ids, attention_mask)``, both ``(B, P)``, for already-formatted prompts."""
+    """Left-padded ``(input_ids, attention_mask)``, both ``(B, P)``, for already-formatted prompts.
+
+    Lesson 01.3 (exercises 01.3.x); the sampling and π(y|x) = Π_t π(y_t | x, y_<t) of LPO's setup.
+    """
     if tokenizer.padding_side != "left":
         raise ValueError("batched sampling needs tokenizer.padding_side == 'left' (set it, or use load_lm)")
     enc = tokenizer(list(prompts), padding=True, return_tensors="pt", add_special_tokens=True)
@@ -147,6 +165,8 @@ def sample_groups(model, tokenizer, prompts: Sequence[str], K: int, max_new_toke
         generator: a ``torch.Generator`` on the model's device for reproducible draws.
     Returns:
         a ``Rollout`` whose ``logp`` are log softmax(logits / temperature) of the drawn tokens.
+
+    Lesson 01.3 (exercises 01.3.x); the sampling and π(y|x) = Π_t π(y_t | x, y_<t) of LPO's setup.
     """
     if K < 1 or max_new_tokens < 1:
         raise ValueError(f"need K ≥ 1 and max_new_tokens ≥ 1, got K={K}, max_new_tokens={max_new_tokens}")
@@ -220,6 +240,8 @@ def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
         temperature: divide the logits by it (match the sampling temperature for exact ratios).
     Returns:
         ``(N, T)`` log π(y_t | x, y_<t) (and the entropy when asked).
+
+    Lesson 01.3 (exercises 01.3.x); the sampling and π(y|x) = Π_t π(y_t | x, y_<t) of LPO's setup.
     """
     pos = position_ids_from_mask(attention_mask)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos).logits  # (N, L, V)
@@ -232,7 +254,10 @@ def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
 
 
 def format_prompts(tokenizer, prompts: Sequence[str], chat_template: bool) -> list[str]:
-    """Prompts as the model sees them: raw, or wrapped in the tokenizer's chat template."""
+    """Prompts as the model sees them: raw, or wrapped in the tokenizer's chat template.
+
+    Lesson 01.3 (exercises 01.3.x); the sampling and π(y|x) = Π_t π(y_t | x, y_<t) of LPO's setup.
+    """
     if not chat_template:
         return list(prompts)
     if getattr(tokenizer, "chat_template", None) is None:

@@ -21,6 +21,8 @@ def sft_batch(tokenizer, problems: Sequence[Problem], chat_template: bool = Fals
 
     The prompt is left-padded to P, the target (then EOS) right-padded to T, so ``sequence_logprobs``
     scores exactly the target tokens — the same function the RL update uses.
+
+    Lessons 01.3, 02.2, 02.4; the SFT warm-up before RL (no paper equation).
     """
     prompts = format_prompts(tokenizer, [p.prompt for p in problems], chat_template)
     ids, attn = encode_prompts(tokenizer, prompts, device)                    # (N, P)
@@ -40,6 +42,8 @@ def sft(model, tokenizer, problems: Sequence[Problem], steps: int = 300, batch_s
     """Supervised warm-up: minimise −mean log π(target + EOS | prompt) over random batches.
 
     Returns the loss per step (token-mean negative log-likelihood of the targets).
+
+    Lessons 01.3, 02.4; the SFT warm-up before RL (no paper equation).
     """
     rng = random.Random(seed)
     device = next(model.parameters()).device

@@ -38,6 +38,8 @@ def build_char_tokenizer(alphabet: str = DEFAULT_ALPHABET, model_max_length: int
     Returns:
         a tokenizer with ``padding_side="left"``, BOS prepended by its post-processor, no EOS appended
         (the trainer appends ``eos_token_id`` to SFT targets itself), and a chat template.
+
+    Lessons 01.3, 02.3; no paper equation.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast

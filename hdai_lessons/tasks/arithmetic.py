@@ -20,6 +20,8 @@ def parse_integer(text: str) -> "int | None":
 
     >>> parse_integer(" 122"), parse_integer("-7"), parse_integer("012"), parse_integer("12 3"), parse_integer("1e3")
     (122, -7, None, None, None)
+
+    Lesson 01.3 (the exact verifier of RLVR); no paper equation.
     """
     if not isinstance(text, str):
         return None
@@ -32,6 +34,8 @@ class ArithmeticTask:
     """``a op b =`` with ``a, b`` of ``min_digits..max_digits`` digits, ``op`` in ``ops``.
 
     Reward 1.0 when the completion is exactly the integer result, else 0.0.
+
+    Lessons 01.3, 02.3; a verifiable-reward task (RLVR; LPO digest, "Notation").
     """
 
     min_digits: int = 1

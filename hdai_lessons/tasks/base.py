@@ -19,6 +19,8 @@ class Problem:
         answer: the gold answer the verifier compares with, e.g. ``"122"``.
         target: a correct completion for supervised warm-up (often ``answer`` itself).
         meta: task-specific data the verifier needs (e.g. Countdown's numbers).
+
+    Lessons 01.3, 01.4, 02.3, 02.4; no paper equation.
     """
 
     prompt: str
@@ -28,7 +30,10 @@ class Problem:
 
 
 class Task(Protocol):
-    """A generator of problems with an exact verifier."""
+    """A generator of problems with an exact verifier.
+
+    Lessons 01.3, 01.4, 02.3, 02.4; the verifier r(x, y) of RLVR (LPO digest, "Notation").
+    """
 
     name: str
 
@@ -38,14 +43,20 @@ class Task(Protocol):
 
 
 def rewards_for(task: Task, problems: Sequence[Problem], completions: Sequence[Sequence[str]]) -> list[list[float]]:
-    """Verifier rewards for K completions per problem: ``(B, K)`` nested lists."""
+    """Verifier rewards for K completions per problem: ``(B, K)`` nested lists.
+
+    Lesson 01.3; the verifier r(x, y) of RLVR (LPO digest, "Notation").
+    """
     if len(problems) != len(completions):
         raise ValueError(f"{len(problems)} problems but {len(completions)} groups of completions")
     return [[float(task.reward(p, c)) for c in group] for p, group in zip(problems, completions)]
 
 
 def split_problems(task: Task, n_train: int, n_eval: int, seed: int) -> tuple[list[Problem], list[Problem]]:
-    """Disjoint train / held-out problem sets (held-out prompts never appear in training)."""
+    """Disjoint train / held-out problem sets (held-out prompts never appear in training).
+
+    Lessons 01.3, 02.3; no paper equation.
+    """
     rng = random.Random(seed)
     seen: set[str] = set()
     train: list[Problem] = []

@@ -21,11 +21,17 @@ _TOKEN = re.compile(r"\s*(?:(\d{1,6})|([-+*/()]))", re.ASCII)   # ASCII digits o
 
 
 class ParseError(ValueError):
-    """The text is not a well-formed arithmetic expression."""
+    """The text is not a well-formed arithmetic expression.
+
+    Lesson 01.3 (a second verifiable task); no paper equation.
+    """
 
 
 def tokenize_expression(text: str) -> list[str]:
-    """Split ``text`` into integer and operator tokens; raise ``ParseError`` on anything else."""
+    """Split ``text`` into integer and operator tokens; raise ``ParseError`` on anything else.
+
+    Lesson 01.3 (a second verifiable task); no paper equation.
+    """
     if len(text) > MAX_EXPR_CHARS:
         raise ParseError(f"expression longer than {MAX_EXPR_CHARS} characters")
     tokens, pos, stripped = [], 0, text.rstrip()
@@ -98,6 +104,8 @@ def evaluate_expression(text: str) -> tuple[Fraction, list[int]]:
     >>> evaluate_expression("25+3*7")
     (Fraction(46, 1), [25, 3, 7])
     Raises ``ParseError`` for anything that is not ``+ - * / ( )`` over non-negative integers.
+
+    Lesson 01.3 (a second verifiable task); no paper equation.
     """
     parser = _Parser(tokenize_expression(text))
     value = parser.expr(0)
@@ -110,6 +118,8 @@ def extract_answer(completion: str) -> str:
     """The text inside the first ``<answer>…</answer>``, else the completion's first line.
 
     Two ``str.find`` scans, linear in the length (a lazy regex over many unclosed tags is quadratic).
+
+    Lesson 01.3 (a second verifiable task); no paper equation.
     """
     start = completion.find("<answer>")
     if start >= 0:
@@ -121,7 +131,10 @@ def extract_answer(completion: str) -> str:
 
 @dataclass(frozen=True)
 class CountdownTask:
-    """Reach ``target`` from ``n_numbers`` numbers in ``1..max_number``, each used exactly once."""
+    """Reach ``target`` from ``n_numbers`` numbers in ``1..max_number``, each used exactly once.
+
+    Lesson 01.3 (a second verifiable task); no paper equation.
+    """
 
     n_numbers: int = 3
     max_number: int = 20

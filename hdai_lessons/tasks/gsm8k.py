@@ -26,6 +26,8 @@ def normalize_number(text: str) -> "Fraction | None":
 
     Commas count only as thousands separators (``"1,,2"`` and ``"12,34"`` are not numbers), digits
     are ASCII only, and at most 40 characters are read.
+
+    Lessons 01.4, 02.4 (exercise 01.4.3); GSM8K's '#### answer' convention (no paper equation).
     """
     if not isinstance(text, str):
         return None
@@ -42,6 +44,8 @@ def extract_gsm8k_answer(text: str) -> "str | None":
     '12'
     >>> extract_gsm8k_answer("so the total is $1,200.") , extract_gsm8k_answer("no idea")
     ('1200', None)
+
+    Lessons 01.4, 02.4 (exercise 01.4.3); GSM8K's '#### answer' convention (no paper equation).
     """
     if not isinstance(text, str):
         return None
@@ -67,7 +71,10 @@ def _format(x: Fraction) -> str:
 
 @dataclass(frozen=True)
 class GSM8KTask:
-    """GSM8K problems (``problems`` from ``load_gsm8k`` or ``synthetic_gsm8k``) with an exact reward."""
+    """GSM8K problems (``problems`` from ``load_gsm8k`` or ``synthetic_gsm8k``) with an exact reward.
+
+    Lessons 01.4, 02.4 (exercise 01.4.3); GSM8K's '#### answer' convention (no paper equation).
+    """
 
     problems: tuple = field(default=(), repr=False)
     name: str = "gsm8k"
@@ -85,7 +92,10 @@ class GSM8KTask:
 
 
 def problem_from_record(question: str, solution: str) -> Problem:
-    """A ``Problem`` from one GSM8K record (``question``, ``answer`` = worked solution + ``#### x``)."""
+    """A ``Problem`` from one GSM8K record (``question``, ``answer`` = worked solution + ``#### x``).
+
+    Lessons 01.4, 02.4 (exercise 01.4.3); GSM8K's '#### answer' convention (no paper equation).
+    """
     gold = extract_gsm8k_answer(solution)
     if gold is None or "####" not in solution:
         raise ValueError(f"GSM8K solution has no '#### <number>' line: {solution[-80:]!r}")
@@ -97,6 +107,8 @@ def load_gsm8k(snapshot_dir: "str | Path", split: str = "train", limit: "int | N
 
     Raises ``FileNotFoundError`` when the snapshot lacks the split, ``ImportError`` naming the extra to
     install when ``datasets`` is absent.
+
+    Lessons 01.4, 02.4 (exercise 01.4.3); GSM8K's '#### answer' convention (no paper equation).
     """
     try:
         from datasets import load_dataset
@@ -119,6 +131,8 @@ def synthetic_gsm8k(n: int, seed: int = 0, max_value: int = 20) -> list[Problem]
 
     Same record shape as GSM8K (question; worked solution with ``<<a+b=c>>`` and ``#### c``), so the
     full-scale pipeline runs unchanged on them.
+
+    Lessons 01.4, 02.4 (exercise 01.4.3); GSM8K's '#### answer' convention (no paper equation).
     """
     rng = random.Random(seed)
     out = []
