@@ -118,3 +118,18 @@ def test_minari_assets_need_the_mujoco_extra_or_name_the_fetch(monkeypatch):
         monkeypatch.setenv("MINARI_DATASETS_PATH", "/nonexistent-minari-store")
         with pytest.raises(MissingAssetError, match="hdai-lessons fetch 03.4"):
             require(assets[0], "03.4")
+
+
+def test_gated_assets_say_what_to_accept(capsys, monkeypatch):
+    import hdai_lessons.core.assets as assets_mod
+
+    flux = [a for a in assets_for("04.5") if "FLUX" in a.repo_id]
+    assert flux and "accept its licence" in flux[0].gated and "hf auth login" in flux[0].gated
+
+    def offline(*a, **k):
+        raise OSError("no network")
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", offline)
+    with pytest.raises(MissingAssetError, match="It is gated: accept its licence"):
+        assets_mod.fetch_lesson("04.5")
+    assert "is gated on the hub" in capsys.readouterr().out

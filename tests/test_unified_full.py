@@ -47,3 +47,34 @@ def test_toy_weights_in_diffusers_reproduce_our_sampler():
     assert torch.allclose(ours, theirs, atol=1e-5)
     with pytest.raises(ValueError, match="same shape"):
         pack_edit_items(torch.zeros(1, 4, 1, 2, 2), torch.zeros(1, 4, 1, 2, 4))
+
+
+def test_full_scale_loader_loads_the_hub_layout(tmp_path):
+    """Issue 12: tiny components saved in the real hub layout load through the lesson's own loader."""
+    from hdai_lessons.unified.full import COMPONENTS, load_edit_pipeline_from, tiny_edit_pipeline
+
+    pipe = tiny_edit_pipeline(seed=0)
+    for name in COMPONENTS:
+        component = pipe.processor.image_processor if name == "processor" else getattr(pipe, name)
+        component.save_pretrained(tmp_path / name)
+    tiny = {"num_layers": 1, "num_attention_heads": 2, "theta": pipe.transformer.config.theta}
+    loaded = load_edit_pipeline_from(tmp_path, dtype=torch.float32, expect=tiny)
+    for name in ("transformer", "vae", "text_encoder"):
+        for (k, a), (_, b) in zip(getattr(pipe, name).state_dict().items(), getattr(loaded, name).state_dict().items()):
+            assert torch.equal(a, b), f"{name}.{k} changed on the way through the hub layout"
+    assert type(loaded.processor).__name__ == "ImageTextProcessor"
+    assert loaded.tokenizer("abc")["input_ids"] == pipe.tokenizer("abc")["input_ids"]
+
+
+def test_full_scale_loader_rejects_a_transformer_config_that_is_not_the_published_one(tmp_path):
+    from hdai_lessons.unified.full import COMPONENTS, load_edit_pipeline_from, tiny_edit_pipeline
+
+    pipe = tiny_edit_pipeline(seed=0)
+    for name in COMPONENTS:
+        component = pipe.processor.image_processor if name == "processor" else getattr(pipe, name)
+        component.save_pretrained(tmp_path / name)
+    with pytest.raises(ValueError, match=r"transformer/config.json gives \{'num_layers': 1.*hdai-lessons fetch 05.4"):
+        load_edit_pipeline_from(tmp_path, dtype=torch.float32)               # the published: 40 layers, 32 heads
+    (tmp_path / "vae").rename(tmp_path / "vae_gone")
+    with pytest.raises(FileNotFoundError, match=r"lacks the component folders \['vae'\]"):
+        load_edit_pipeline_from(tmp_path, dtype=torch.float32)

@@ -34,6 +34,7 @@ class Asset:
     revision: str = "main"
     allow_patterns: "tuple[str, ...] | None" = None
     note: str = ""
+    gated: str = ""                 # non-empty: the hub requires a licence acceptance; what to do first
 
     @property
     def repo_type(self) -> str:
@@ -116,9 +117,10 @@ def fetch_asset(asset: Asset) -> Path:
                                        allow_patterns=list(asset.allow_patterns) if asset.allow_patterns else None))
         info = HfApi().repo_info(asset.repo_id, repo_type=asset.repo_type, revision=asset.revision, files_metadata=True)
     except Exception as err:
+        gated = f" It is gated: {asset.gated}" if asset.gated else " For gated models: `hf auth login`."
         raise MissingAssetError(
             f"could not download {asset.kind} {asset.repo_id}: {type(err).__name__}: {err}. "
-            "Check the network (HF_HUB_OFFLINE must be unset) and, for gated models, `hf auth login`."
+            f"Check the network (HF_HUB_OFFLINE must be unset).{gated}"
         ) from None
     for sibling in info.siblings or []:
         lfs = getattr(sibling, "lfs", None)
@@ -136,6 +138,8 @@ def fetch_lesson(lesson_id: str) -> list[Path]:
     assets = assets_for(lesson_id)
     paths = []
     for asset in assets:
+        if asset.gated:
+            print(f"note: {asset.repo_id} is gated on the hub: {asset.gated}", flush=True)
         print(f"fetching {asset.kind} {asset.repo_id}@{asset.revision} …", flush=True)
         paths.append(fetch_asset(asset))
     return paths

@@ -19,6 +19,8 @@ libraries" (diffusers PR #13444).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -248,6 +250,50 @@ class FullConfig:
                                  max_new_tokens=32))
 
 
+#: Fields of the published transformer's config the course relies on (JoyAI-Image digest § "MMDiT").
+#: A snapshot whose ``transformer/config.json`` uses the original code's key names loads with
+#: diffusers' defaults instead (θ = 256, 20 layers), silently; this check turns that into an error.
+PUBLISHED_TRANSFORMER = {"num_layers": 40, "num_attention_heads": 32, "theta": 10000}
+COMPONENTS = ("scheduler", "vae", "text_encoder", "tokenizer", "transformer", "processor")
+
+
+def load_edit_pipeline_from(path: "str | Path", dtype: torch.dtype = torch.bfloat16,
+                            expect: "dict | None" = None) -> Any:
+    """``JoyImageEditPipeline`` from a folder in the hub's layout (one subfolder per component).
+
+    Each component is loaded from its subfolder with its own class and the pipeline is built with
+    its constructor: ``JoyImageEditPipeline.from_pretrained(path, processor=…)`` rejects the
+    processor (diffusers checks each passed component's type against ``ProcessorMixin``).
+    ``expect``: config fields the transformer must have (default ``PUBLISHED_TRANSFORMER``); a
+    mismatch raises ``ValueError`` naming the file and the refetch command.
+
+    Lesson 05.4; JoyAI-Image digest § "Full-scale lesson options", option A.
+    """
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, JoyImageEditPipeline, JoyImageEditTransformer3DModel
+    from transformers import AutoTokenizer, Qwen3VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    path = Path(path)
+    missing = [c for c in COMPONENTS if not (path / c).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{path} lacks the component folders {missing}; fetch it again with "
+                                f"`hdai-lessons fetch {LESSON}`")
+    transformer = JoyImageEditTransformer3DModel.from_pretrained(path, subfolder="transformer", torch_dtype=dtype)
+    expect = PUBLISHED_TRANSFORMER if expect is None else expect
+    wrong = {k: transformer.config.get(k) for k, v in expect.items() if transformer.config.get(k) != v}
+    if wrong:
+        raise ValueError(f"{path / 'transformer' / 'config.json'} gives {wrong}, expected "
+                         f"{ {k: expect[k] for k in wrong} } (another revision, or the original code's key names); "
+                         f"fetch the diffusers revision again with `hdai-lessons fetch {LESSON}`")
+    tokenizer = AutoTokenizer.from_pretrained(path, subfolder="tokenizer")
+    return JoyImageEditPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(path, subfolder="scheduler"),
+        vae=AutoencoderKLWan.from_pretrained(path, subfolder="vae", torch_dtype=dtype),
+        text_encoder=Qwen3VLForConditionalGeneration.from_pretrained(path, subfolder="text_encoder", dtype=dtype),
+        tokenizer=tokenizer, transformer=transformer,
+        processor=ImageTextProcessor(Qwen2VLImageProcessorPil.from_pretrained(path, subfolder="processor"), tokenizer))
+
+
 def load_edit_pipeline(scale: "Scale | str | None" = None, device: "str | torch.device | None" = None):
     """The JoyAI-Image pipeline for ``scale``: the published weights at ``full`` (needs
     ``hdai-lessons fetch 05.4``; offline and absent → ``MissingAssetError`` naming that command),
@@ -258,14 +304,7 @@ def load_edit_pipeline(scale: "Scale | str | None" = None, device: "str | torch.
     s = get_scale(scale)
     if s is not Scale.FULL:
         return tiny_edit_pipeline()
-    from diffusers import JoyImageEditPipeline
-    from transformers import AutoTokenizer
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    path = require(Asset("model", EDIT_REPO), LESSON)
-    tokenizer = AutoTokenizer.from_pretrained(path, subfolder="tokenizer")
-    processor = ImageTextProcessor(Qwen2VLImageProcessorPil.from_pretrained(path, subfolder="processor"), tokenizer)
-    pipe = JoyImageEditPipeline.from_pretrained(path, processor=processor, torch_dtype=torch.bfloat16)
+    pipe = load_edit_pipeline_from(require(Asset("model", EDIT_REPO), LESSON), dtype=torch.bfloat16)
     return pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
