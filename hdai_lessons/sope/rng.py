@@ -44,26 +44,27 @@ def _active(mask: "torch.Tensor | None", R: int) -> list[bool]:
     return [True] * R if mask is None else [bool(m) for m in mask.tolist()]
 
 
+def _per_run(gens: Sequence[torch.Generator], shape: Sequence[int], mask: "torch.Tensor | None", draw: str) -> torch.Tensor:
+    """``(R, *shape)``: row ``r`` filled in place by ``Tensor.<draw>_(generator=gens[r])``; masked-out rows stay 0."""
+    out = torch.zeros(len(gens), *shape)
+    for r, (g, on) in enumerate(zip(gens, _active(mask, len(gens)))):
+        if on:
+            getattr(out[r], f"{draw}_")(generator=g)
+    return out
+
+
 def per_run_normal(gens: Sequence[torch.Generator], shape: Sequence[int], mask: "torch.Tensor | None" = None) -> torch.Tensor:
     """``(R, *shape)`` standard normals, row ``r`` from ``gens[r]``; rows of masked-out runs are 0 (nothing drawn).
 
     Lessons 03.2–03.4; course machinery (no paper counterpart)."""
-    out = torch.zeros(len(gens), *shape)
-    for r, (g, on) in enumerate(zip(gens, _active(mask, len(gens)))):
-        if on:
-            out[r].normal_(generator=g)
-    return out
+    return _per_run(gens, shape, mask, "normal")
 
 
 def per_run_uniform(gens: Sequence[torch.Generator], shape: Sequence[int], mask: "torch.Tensor | None" = None) -> torch.Tensor:
     """``(R, *shape)`` uniforms on ``[0, 1)``, row ``r`` from ``gens[r]``; rows of masked-out runs are 0.
 
     Lessons 03.2–03.4; course machinery (no paper counterpart)."""
-    out = torch.zeros(len(gens), *shape)
-    for r, (g, on) in enumerate(zip(gens, _active(mask, len(gens)))):
-        if on:
-            out[r].uniform_(generator=g)
-    return out
+    return _per_run(gens, shape, mask, "uniform")
 
 
 def get_states(gens: Sequence[torch.Generator]) -> list[str]:
