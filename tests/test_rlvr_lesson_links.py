@@ -48,11 +48,11 @@ def test_every_config_field_has_a_docstring():
 
 
 @pytest.mark.parametrize("scale, want", [
-    ("smoke", dict(steps=5, simplex=(10, 3, 2), bandit_seeds=2, line_search=(4, 4, 4), strategies=(40, 20, 2, 16),
+    ("smoke", dict(steps=5, simplex=(10, 3, 2), bandit_seeds=2, tiny=(2, 8, 4, 4, 4), strategies=(40, 20, 2, 16),
                    sft_seeds=2, arms=("grpo", "cat-pass8"), full_seeds=2)),
-    ("toy", dict(steps=300, simplex=(30, 6, 8), bandit_seeds=24, line_search=(32, 16, 32),
+    ("toy", dict(steps=300, simplex=(30, 6, 8), bandit_seeds=24, tiny=(4, 200, 16, 64, 16),
                  strategies=(200, 300, 5, 64), sft_seeds=5, arms=("grpo", "cat-pass8"), full_seeds=8)),
-    ("full", dict(steps=20_000, simplex=(30, 6, 8), bandit_seeds=32, line_search=(64, 16, 64),
+    ("full", dict(steps=20_000, simplex=(30, 6, 8), bandit_seeds=32, tiny=(8, 200, 32, 256, 32),
                   strategies=(1000, 1000, 8, 64), sft_seeds=5, arms=("grpo", "cat-pass8", "cat-maj8"), full_seeds=3)),
 ])
 def test_lesson_configs_keep_the_sizes_of_the_committed_outputs(scale, want):
@@ -69,7 +69,10 @@ def test_lesson_configs_keep_the_sizes_of_the_committed_outputs(scale, want):
     assert (s.epochs, s.iterations, s.n_seeds) == want["simplex"]
     assert BanditConfig.for_scale(scale).n_seeds == want["bandit_seeds"]
     t = TinyRLVRExperiment.for_scale(scale)
-    assert (t.line_search_prompts, t.line_search_K, t.line_search_n_eval) == want["line_search"]
+    assert (t.trainable, t.rl.lr) == ("final_norm", 3e-2)                  # the sharpening run of lesson 01.3
+    assert (len(t.seeds), t.n_eval, t.eval_samples, t.grad_prompts, t.grad_K) == want["tiny"]
+    f = TinyRLVRExperiment.for_scale(scale, trainable="all")                  # the full-parameter failure
+    assert (f.trainable, f.rl.lr, f.seeds, f.n_eval, f.eval_samples) == ("all", 1e-4, t.seeds, t.n_eval, t.eval_samples)
     st = StrategiesLessonConfig.for_scale(scale)
     assert (st.num_prompts, st.repeats, st.n_seeds, st.k_max) == want["strategies"]
     assert SyntheticConfig.for_scale(scale).n_seeds == want["sft_seeds"]

@@ -250,8 +250,7 @@ def test_benchmark_script_explains_missing_trl(monkeypatch, capsys):
     assert "pip install 'trl==1.16.0'" in capsys.readouterr().err
 
 
-def test_optimizer_choice_and_line_search_leaves_model_untouched():
-    from hdai_lessons.rlvr.tiny_lm import policy_gradient_line_search
+def test_optimizer_choice_and_sgd_step_length():
     model, tok = smoke_lm()
     with pytest.raises(ValueError, match="optimizer"):
         RLVRTrainer(model, tok, TASK, TRAIN, LossConfig(), RLVRConfig(optimizer="lion"))
@@ -261,10 +260,38 @@ def test_optimizer_choice_and_line_search_leaves_model_untouched():
     tr.step()
     step = (params_vector(model) - before).norm()
     assert 0 < step <= 0.5 + 1e-5                      # SGD with clipped gradient: step ≤ lr · max_grad_norm
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_final_norm_run_moves_only_the_final_norm(optimizer):
+    """Lesson 01.3's restricted run: the trainer's optimiser leaves frozen parameters exactly at their values."""
+    from hdai_lessons.rlvr.tiny_lm import set_trainable
+    model, tok = smoke_lm()
+    with pytest.raises(ValueError, match="trainable"):
+        set_trainable(model, "lm_head")
+    set_trainable(model, "final_norm")
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["model.norm.weight"]
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    tr = RLVRTrainer(model, tok, StartsWithDigit(), TRAIN, LossConfig(name="grpo"),
+                     RLVRConfig(optimizer=optimizer, lr=0.05, weight_decay=0.1, prompts_per_step=4, K=4,
+                                inner_epochs=2, max_new_tokens=3))
+    tr.train(3)
+    moved = [n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])]
+    assert moved == ["model.norm.weight"]
+
+
+def test_gradient_transfer_leaves_model_untouched():
+    from hdai_lessons.rlvr.tiny_lm import gradient_transfer, set_trainable
+    model, tok = smoke_lm()
+    set_trainable(model, "final_norm")
+    flags = [p.requires_grad for p in model.parameters()]
     before = params_vector(model)
-    res = policy_gradient_line_search(model, tok, StartsWithDigit(), TRAIN[:4], [0.01, 1.0], K=4, n_eval=4, max_new_tokens=3)
-    assert set(res["reward"]) == {0.0, 0.01, 1.0} and res["grad_norm"] >= 0
-    assert torch.equal(params_vector(model), before)
+    res = gradient_transfer(model, tok, StartsWithDigit(), TRAIN, n_prompts=4, K=4, max_new_tokens=3, seed=1)
+    assert set(res) == {"final_norm", "rest", "all"}
+    assert all(-1.0 - 1e-6 <= v <= 1.0 + 1e-6 for v in res.values())
+    assert torch.equal(params_vector(model), before) and [p.requires_grad for p in model.parameters()] == flags
+    assert all(p.grad is None for p in model.parameters())
+    assert gradient_transfer(model, tok, StartsWithDigit(), TRAIN, n_prompts=4, K=4, max_new_tokens=3, seed=1) == res
 
 
 def test_tiny_lm_arm_does_not_depend_on_what_ran_before():
