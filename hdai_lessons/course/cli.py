@@ -182,6 +182,18 @@ def _cmd_workshop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_gpu_check(args: argparse.Namespace) -> int:
+    from hdai_lessons.course.gpu_plan import format_plans, full_scale_plans
+
+    plans = full_scale_plans()
+    print(format_plans(plans, args.gpu_gb))
+    too_big = [p.lesson for p in plans if not p.fits(args.gpu_gb)]
+    if too_big:
+        print(f"\n{len(too_big)} path(s) do not fit {args.gpu_gb:g} GiB: {', '.join(too_big)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _module_arg(text: str) -> str:
     """``1`` / ``01`` → ``"01"``; anything that is not a module of the course is an argparse error."""
     key = text.strip().zfill(2)
@@ -241,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("workshop", help="write slides/INSTRUCTOR.md (agendas, checklist) from the lessons")
     s.add_argument("--check", action="store_true", help="only report whether it is current")
     s.set_defaults(func=_cmd_workshop)
+    s = sub.add_parser("gpu-check", help="plan each full-scale path's peak GPU memory on this CPU (--plan)")
+    s.add_argument("--plan", action="store_true", required=True,
+                   help="build the real-size architectures on the meta device and plan memory (the only mode so far)")
+    s.add_argument("--gpu-gb", type=float, default=80.0, help="target GPU memory in GiB (default 80)")
+    s.set_defaults(func=_cmd_gpu_check)
     s = sub.add_parser("readme", help="rewrite the lesson map in README.md from the notebooks")
     s.set_defaults(func=_cmd_readme)
     return p
