@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
