@@ -298,3 +298,72 @@ def test_all_of_and_any_of_follow_three_valued_logic():
     assert describe_part("x", failed).startswith("x: did not hold (mean diff=-1")
     with pytest.raises(ValueError):
         all_of()
+
+
+# ----------------------------------------------------------------------------- the authors' protocol (lesson 04.3)
+from hdai_lessons.flows.guidance import AuthorsProtocolConfig, PROTOCOL_METHODS, authors_protocol, select_lambda  # noqa: E402
+
+
+class _Recorder:
+    """A flow map that logs (s, t, grad-enabled input) per call."""
+
+    def __init__(self, X):
+        self.X, self.calls = X, []
+
+    def __call__(self, x, s, t):
+        self.calls.append((float(s), float(t), bool(x.requires_grad)))
+        return self.X(x, s, t)
+
+
+def test_protocol_guides_only_before_t_stop_then_jumps(toy, reward):
+    pcfg = AuthorsProtocolConfig(grid_steps=16, t_stop=0.25, jumps=2)
+    assert pcfg.n_guided == 4 and AuthorsProtocolConfig(grid_steps=16, t_stop=0.3).n_guided == 5
+    rec = _Recorder(toy.flow_map)
+    authors_protocol("fmrg_j", reward, _x(32, seed=3), 4.0, pcfg, flow_map=rec)
+    guided = [(s, t) for s, t, g in rec.calls if g]
+    assert guided == [(k / 16, 1.0) for k in range(4)]                  # endpoint X_{t_k,1} at t_k < t_stop only
+    assert [(s, t) for s, t, g in rec.calls if not g] == [(0.25, 0.625), (0.625, 1.0)]   # unguided jumps to t = 1
+
+
+@pytest.mark.parametrize("method", PROTOCOL_METHODS)
+def test_protocol_nfe_is_counted_the_same_way_for_every_method(toy, reward, method):
+    pcfg = AuthorsProtocolConfig(grid_steps=16, t_stop=0.25, jumps=2)
+    res = authors_protocol(method, reward, _x(32, seed=4), 2.0, pcfg, velocity=toy.velocity, flow_map=toy.flow_map)
+    vjp = 4 if method in ("dps", "fmrg_j") else 0
+    assert (res.nfe_forward, res.nfe_vjp) == (4 + 2, vjp)
+    assert res.nfe == pcfg.nfe(method)
+
+
+def test_protocol_at_zero_strength_is_unguided_and_guidance_raises_reward(toy, reward):
+    x0, pcfg = _x(128, seed=5), AuthorsProtocolConfig()
+    base = authors_protocol("unguided", reward, x0, 0.0, pcfg, flow_map=toy.flow_map)
+    zero = authors_protocol("fmrg_j", reward, x0, 0.0, pcfg, flow_map=toy.flow_map)
+    assert torch.equal(base.samples, zero.samples)
+    for m in ("fmrg_j", "fmrg_e"):
+        res = authors_protocol(m, reward, x0, 8.0, pcfg, velocity=toy.velocity, flow_map=toy.flow_map)
+        assert mean_reward(res.samples, reward) > mean_reward(base.samples, reward) + 2.0, m
+
+
+def test_protocol_rejects_bad_input(toy, reward):
+    with pytest.raises(ValueError):
+        authors_protocol("dflow", reward, _x(), 1.0, flow_map=toy.flow_map)
+    with pytest.raises(ValueError):
+        authors_protocol("dps", reward, _x(), 1.0, flow_map=toy.flow_map)            # DPS needs the velocity
+    with pytest.raises(ValueError):
+        authors_protocol("fmrg_j", reward, _x(), 1.0, velocity=toy.velocity)        # the tail needs the flow map
+    with pytest.raises(ValueError):
+        AuthorsProtocolConfig(t_stop=1.5)
+
+
+def test_select_lambda_respects_the_on_manifold_rule(toy, reward):
+    kw = dict(velocity=toy.velocity, flow_map=toy.flow_map)
+    lams = (0.5, 4.0, 32.0)
+    ch = select_lambda("dps", reward, lams, [100, 101], 64, toy.data.log_prob, AuthorsProtocolConfig(), **kw)
+    ok = [row for row in ch.table if row["log_density"] >= ch.threshold]
+    assert ch.on_manifold and ok
+    assert ch.lam == max(ok, key=lambda r: r["reward"])["lam"]           # best reward among the on-manifold λ
+    by_lam = {row["lam"]: row for row in ch.table}
+    assert by_lam[32.0]["log_density"] < ch.threshold                    # λ = 32 pushes DPS off the data: excluded
+    assert by_lam[32.0]["reward"] > by_lam[ch.lam]["reward"]             # … although its reward is higher
+    none = select_lambda("dps", reward, lams, [100], 64, toy.data.log_prob, AuthorsProtocolConfig(), margin=-50.0, **kw)
+    assert not none.on_manifold and none.lam == 0.5                      # nothing qualifies: the smallest λ, flagged

@@ -13,7 +13,9 @@ latents:
   [0, row, col], ``txt_ids`` zeros) around fixed prompt embeddings.
 - Flow maps: ``OneStepFlowMap`` X_{s,t}(x) = x + (t − s) b_s(x) — exact for a perfectly straight
   flow and the approximation a timestep-distilled model such as FLUX.1-schnell is trained for
-  (FMRG digest, "Ungated alternatives"); or ``flowmap.TeacherFlowMap(b, k)`` (k Euler sub-steps, k NFE).
+  (FMRG digest, "Ungated alternatives"); or ``flowmap.TeacherFlowMap(b, k)`` (k Euler sub-steps, k NFE); or,
+  on the digits rung, the shipped ``flows-digits-sd3-flowmap``, a ``FlowMapMLP`` distilled from the SD3-digits
+  velocity by lesson 04.4's recipe (``distill_digits_sd3_flow_map``; 1 NFE per call).
 - ``LatentDecoder`` maps latents to images in [0, 1] through the VAE (``(z / scaling) + shift``);
   ``CLIPReward`` scores decoded images by cosine similarity with a text prompt's CLIP embedding —
   a differentiable reward, so ∇_x r flows through decoder and (for J / DPS) the transformer.
@@ -24,6 +26,7 @@ latents:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -530,6 +533,9 @@ def load_digits_setup(target: int = 3, flow_map: str = "teacher", teacher_subste
     """The toy rung of lesson 04.5: the shipped SD3-on-digits model, pixels as latents, the shipped
     digit classifier's log p(target | x) as the reward. Same ``FlowSetup`` as ``load_full``.
 
+    ``flow_map``: "distilled" (the shipped ``flows-digits-sd3-flowmap``, 1 NFE per call), "one_step"
+    (``OneStepFlowMap``) or "teacher" (``TeacherFlowMap``, ``teacher_substeps`` NFE per call).
+
     Lesson 04.5 (toy rung); FMRG "Full-scale lesson options", Option B (self-contained, sklearn's 8×8 digits and
     a small classifier reward).
     """
@@ -546,26 +552,142 @@ def load_digits_setup(target: int = 3, flow_map: str = "teacher", teacher_subste
     vel = DiffusersVelocity(model, "sd3", DIGITS_SHAPE, _null_cond())
     dec = LatentDecoder(None, DIGITS_SHAPE)
     reward = ClassifierLogProb(load_digit_classifier(), target, flat_shape=DIGITS_SHAPE)
-    X = OneStepFlowMap(vel) if flow_map == "one_step" else TeacherFlowMap(vel, teacher_substeps)
+    if flow_map == "distilled":
+        X = load_digits_sd3_flowmap()
+    elif flow_map == "one_step":
+        X = OneStepFlowMap(vel)
+    elif flow_map == "teacher":
+        X = TeacherFlowMap(vel, teacher_substeps)
+    else:
+        raise ValueError(f"flow_map must be 'distilled', 'one_step' or 'teacher', got {flow_map!r}")
     return FlowSetup(vel, X, reward, dec, DIGITS_SHAPE, "sd3")
 
 
+# ------------------------------------------------------------------------------ the toy rung's distilled flow map
+DIGITS_SD3_FLOWMAP = "flows-digits-sd3-flowmap"
+#: The student of the SD3-digits velocity: the 04.4 digits flow map's architecture, FlowMapMLP(64, 256, 3).
+DIGITS_SD3_FLOWMAP_ARCH = {"dim": 64, "hidden": 256, "depth": 3}
+
+
+def digits_sd3_distill_config():
+    """The distillation run of ``flows-digits-sd3-flowmap``: the 04.4 recipe (2048 teacher paths on a 32-step
+    Euler grid, 800 Adam steps of batch 256), with the SD3-digits velocity as the teacher.
+
+    Lesson 04.5 (toy rung); FMRG digest § Toy experiment for the course ("Flow map" (b))
+    and § Full-scale lesson options (Option B).
+    """
+    from hdai_lessons.flows.flowmap import DistillConfig
+
+    return DistillConfig(n_traj=2048, grid_steps=32, steps=800, batch=256, lr=2e-3)
+
+
+def load_digits_sd3_velocity() -> DiffusersVelocity:
+    """The shipped SD3-on-digits model as the paper-convention velocity b_t on flat (B, 64) pixels (frozen).
+
+    Lesson 04.5 (toy rung); FMRG digest § Full-scale lesson options (Option B: self-contained,
+    sklearn's 8×8 digits and a small classifier reward).
+    """
+    from safetensors.torch import load_file
+
+    from hdai_lessons.core.data import data_path
+
+    model = digits_sd3_transformer(0)
+    model.load_state_dict(load_file(str(data_path(DIGITS_SD3))))
+    model.eval().requires_grad_(False)
+    return DiffusersVelocity(model, "sd3", DIGITS_SHAPE, _null_cond())
+
+
+def distill_digits_sd3_flow_map(seed: int = 0, velocity: "DiffusersVelocity | None" = None, cfg=None):
+    """Distil the SD3-digits velocity's flow map into a ``FlowMapMLP``: → (frozen map, losses per step).
+
+    The same code as lessons 04.2/04.4 (``flowmap.distill_flow_map``: a bank of teacher paths, then average
+    velocities regressed by ``cfm.adam_cosine_fit``); the teacher is the diffusers transformer in t = 1 − σ.
+    One call of the result is one network evaluation (1 NFE) whatever the jump, so FMRG's X_{t,1} costs what
+    DPS's denoiser costs.
+
+    Lesson 04.5 (toy rung); FMRG digest § Toy experiment for the course ("Flow map" (b)),
+    § Full-scale lesson options (Option B) and § Base flow and flow map (the distilled map).
+    """
+    from hdai_lessons.flows.flowmap import distill_flow_map
+    from hdai_lessons.flows.models import FlowMapMLP
+
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    v = velocity if velocity is not None else load_digits_sd3_velocity()
+    X = FlowMapMLP(**DIGITS_SD3_FLOWMAP_ARCH)
+    losses = distill_flow_map(X, v, cfg or digits_sd3_distill_config(), generator=g, desc="SD3-digits flow map")
+    return X.eval().requires_grad_(False), losses
+
+
+def build_digits_sd3_flowmap_checkpoint(out_path, seed: int) -> None:
+    """Generator of ``flows-digits-sd3-flowmap`` (``hdai-lessons data build flows-digits-sd3-flowmap``).
+
+    Metadata: one key ``"hdai"`` holding sorted JSON (kind, config, distillation settings, seed, final loss),
+    so a rebuild on the same float path reproduces the checksum.
+
+    Lesson 04.5 (toy rung); FMRG digest § Toy experiment for the course ("Flow map" (b))
+    and § Full-scale lesson options (Option B).
+    """
+    import dataclasses
+    import json
+
+    from safetensors.torch import save_file
+
+    cfg = digits_sd3_distill_config()
+    X, losses = distill_digits_sd3_flow_map(seed=seed, cfg=cfg)
+    meta = {"kind": "digits_sd3_flowmap", "config": X.config(), "distill": dataclasses.asdict(cfg), "seed": seed,
+            "teacher": DIGITS_SD3, "final_loss": f"{sum(losses[-100:]) / 100:.4f}"}
+    save_file({k: t.detach().contiguous() for k, t in X.state_dict().items()}, str(out_path),
+              metadata={"hdai": json.dumps(meta, sort_keys=True)})
+
+
+def load_digits_sd3_flowmap(path=None):
+    """The shipped distilled flow map of the SD3-digits velocity: ``FlowMapMLP`` X(x (B, 64), s, t), frozen, 1 NFE
+    per call. Loading verifies the file's checksum (``core.data.data_path``).
+
+    Lesson 04.5 (toy rung); FMRG digest § Toy experiment for the course ("Flow map" (b))
+    and § Full-scale lesson options (Option B).
+    """
+    import json
+    from pathlib import Path
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from hdai_lessons.core.data import data_path
+    from hdai_lessons.flows.models import FlowMapMLP
+
+    path = Path(path) if path else data_path(DIGITS_SD3_FLOWMAP)
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads((f.metadata() or {}).get("hdai", "{}"))
+    if meta.get("kind") != "digits_sd3_flowmap":
+        raise ValueError(f"{path} holds {meta.get('kind')!r}, expected 'digits_sd3_flowmap'")
+    X = FlowMapMLP(**meta["config"])
+    X.load_state_dict(load_file(str(path)))
+    return X.eval().requires_grad_(False)
+
+
 # ------------------------------------------------------------------------------ matched-NFE comparison
-def matched_nfe_specs(setup: FlowSetup, lam: float, budget: int = 12, teacher_substeps: int = 2) -> list:
+def matched_nfe_specs(setup: FlowSetup, lam: float, budget: int = 12, teacher_substeps: int = 2,
+                      flow_map: "nn.Module | None" = None) -> list:
     """(label, method, cfg, flow_map) at a total budget of ``budget`` NFE (forward + VJP) per sample.
 
-    DPS: N = budget/3 Euler steps (2N forwards + N VJPs). FMRG-J: the ``teacher_substeps``-step teacher
-    map, N = budget/(3k). FMRG-E: N = budget/(2k). Best-of-n: n = budget/4 samples of 4 Euler steps.
+    FMRG's map is ``flow_map`` when given (e.g. the distilled ``setup.flow_map``, k = its ``nfe_per_call``,
+    1 for a distilled map), else the ``teacher_substeps``-step teacher (k = ``teacher_substeps``).
+    DPS: N = budget/3 Euler steps (2N forwards + N VJPs). FMRG-J: N = budget/(3k). FMRG-E: N = budget/(2k).
+    Best-of-n: n = budget/4 samples of 4 Euler steps.
 
     Lesson 04.5; the matched-NFE comparisons of FMRG "Experimental setup & headline results" (GenEval), costs as
     FMRG "Cost (NFE), from the code".
     """
     from hdai_lessons.flows.flowmap import TeacherFlowMap
 
-    k = teacher_substeps
-    if budget % 12:
-        raise ValueError(f"budget must be a multiple of 12 to match every method exactly, got {budget}")
-    one, teacher = OneStepFlowMap(setup.velocity), TeacherFlowMap(setup.velocity, k)
+    teacher = flow_map if flow_map is not None else TeacherFlowMap(setup.velocity, teacher_substeps)
+    k = int(getattr(teacher, "nfe_per_call", 1))
+    unit = math.lcm(12, 6 * k)   # best-of-n: 4 | budget; DPS: 3; FMRG-E: 2k; FMRG-J: 3k
+    if budget % unit:
+        raise ValueError(f"budget must be a multiple of {unit} to match every method exactly with a {k}-NFE map, got {budget}")
+    one = OneStepFlowMap(setup.velocity)
     from hdai_lessons.flows.guidance import GuidanceConfig
 
     return [
@@ -589,9 +711,11 @@ def run_matched(setup: FlowSetup, specs: list, seeds: "list[int]", n: int,
 
 @dataclass
 class FullScaleLessonConfig:
-    """Lesson 04.5's rung: which flow model is guided, and the sizes of the matched-NFE comparison.
+    """Lesson 04.5's rung: which flow model is guided, which flow map FMRG uses, and the sizes of the
+    matched-NFE comparison.
 
-    Lesson 04.5; FMRG "Full-scale lesson options": Option A (FLUX.1-schnell, full scale), Option B (digits).
+    Lesson 04.5; FMRG digest § Full-scale lesson options (Option A: FLUX.1-schnell, full scale; Option B:
+    digits) and § Cost (NFE), from the code (matched NFE).
     """
 
     model: str = "digits"
@@ -602,6 +726,11 @@ class FullScaleLessonConfig:
     """The CLIP reward's text (unused on digits: the reward is the classifier's log p(target | x))."""
     target: int = 3
     """The digit class the classifier reward asks for (digits only)."""
+    flow_map: str = "distilled"
+    """FMRG's X_{t,1}: ``"distilled"`` (the shipped ``flows-digits-sd3-flowmap``, 1 NFE per call; digits only),
+    ``"teacher"`` (``TeacherFlowMap``, ``teacher_substeps`` NFE per call) or ``"one_step"`` (x + (1 − t) b_t)."""
+    teacher_substeps: int = 2
+    """Euler sub-steps of the teacher map when ``flow_map == "teacher"``."""
     n: int = 64
     """Samples (trajectories) per method and seed."""
     n_seeds: int = 8
@@ -609,7 +738,9 @@ class FullScaleLessonConfig:
     budgets: tuple = (12, 24)
     """Matched NFE budgets per sample (forward + VJP; ``matched_nfe_specs``)."""
     lam: float = 1.0
-    """Guidance strength λ."""
+    """Guidance strength λ of the claims."""
+    large_lams: tuple = (3.0,)
+    """Larger λ at which DPS and FMRG-J are also run (first budget only): where reward hacking shows."""
 
     @property
     def on_digits(self) -> bool:
@@ -619,11 +750,13 @@ class FullScaleLessonConfig:
     def load_setup(self, device: str | torch.device = "cuda") -> FlowSetup:
         """The ``FlowSetup`` this rung guides (``load_digits_setup`` or ``load_full`` on ``device``)."""
         if self.on_digits:
-            return load_digits_setup(target=self.target)
-        return load_full(self.model, prompt=self.prompt, reward_prompt=self.reward_prompt, device=device)
+            return load_digits_setup(target=self.target, flow_map=self.flow_map, teacher_substeps=self.teacher_substeps)
+        return load_full(self.model, prompt=self.prompt, reward_prompt=self.reward_prompt, device=device,
+                         flow_map=self.flow_map, teacher_substeps=self.teacher_substeps)
 
     @classmethod
     def for_scale(cls, scale) -> FullScaleLessonConfig:
-        """Smoke and toy: the digits model on a CPU; full: FLUX.1-schnell on a GPU, a few samples."""
+        """Smoke and toy: the digits model and its distilled flow map on a CPU; full: FLUX.1-schnell on a GPU with
+        the 2-step teacher map (no distilled map ships for it), a few samples."""
         return by_scale(scale, smoke=cls(n=8, n_seeds=2, budgets=(12,)), toy=cls(),
-                        full=cls(model="flux-schnell", n=2, n_seeds=2, budgets=(12,)))
+                        full=cls(model="flux-schnell", flow_map="teacher", n=2, n_seeds=2, budgets=(12,), large_lams=()))

@@ -24,6 +24,11 @@ evaluates u at t_{k+1}; with that order the last step is a plain Euclidean step 
 (X_{1,1} = id), which would dominate a few-step toy, so we use the "control, then transport" order
 (a Lie splitting too; the authors' code also fuses endpoint and jump at t_k).
 
+The authors' protocol (``authors_protocol``, ``AuthorsProtocolConfig``): guide only t_k < t_stop of a
+fine grid with the normalised law, one fused network call per guided step (``flow_map1``), then
+unguided flow-map jumps to t = 1 for every method; ``select_lambda`` picks λ per method by the
+on-manifold rule on seeds kept apart from the claim's (FMRG digest § Early stopping, § Cost (NFE)).
+
 Cost accounting: each method's network is wrapped in ``sampling.NFECounter``; ``nfe_forward``
 counts network calls *per trajectory* and ``nfe_vjp`` the vector–Jacobian products through the
 network (reward gradients are not network calls). ``best_of_n`` multiplies by the particles.
@@ -80,9 +85,11 @@ class GuidanceConfig:
 
 @dataclass
 class GuidanceLessonConfig:
-    """Lesson 04.3's sizes: samples per run, the claim's seeds, the exact solver's iterations, the tilt pool.
+    """Lesson 04.3's sizes: samples per run, the claim's seeds, the exact solver's iterations, the tilt pool,
+    and the authors' protocol (grid, t_stop, jumps) with its λ grid and separate λ-selection seeds.
 
-    Lesson 04.3; FMRG "Toy experiment for the course" ("Methods": exact adjoint OC, the reference tilt).
+    Lesson 04.3; FMRG "Toy experiment for the course" ("Methods": exact adjoint OC, the reference tilt);
+    FMRG digest § Early stopping and § Cost (NFE), from the code (the protocol).
     """
 
     n: int = 256
@@ -93,12 +100,29 @@ class GuidanceLessonConfig:
     """Adjoint iterations of the exact optimal-control baseline (``GuidanceConfig.adjoint_iters``)."""
     pool: int = 20000
     """Unguided samples resampled into the reward tilt (``tilt.tilt_resample``)."""
+    protocol_grid: int = 16
+    """The authors' protocol: the fine grid N of the guided phase (``AuthorsProtocolConfig.grid_steps``)."""
+    protocol_t_stop: float = 0.25
+    """The authors' protocol: guidance stops at t_stop (``AuthorsProtocolConfig.t_stop``)."""
+    protocol_jumps: int = 2
+    """The authors' protocol: unguided flow-map jumps from t_stop to t = 1 (``AuthorsProtocolConfig.jumps``)."""
+    protocol_lams: tuple = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+    """The λ grid searched per method and reward by the on-manifold rule (``select_lambda``)."""
+    selection_seeds: int = 2
+    """Seeds on which λ is selected; they are disjoint from the claim's seeds (``selection_seed_offset``)."""
+    selection_seed_offset: int = 1000
+    """Selection seed i = the lesson's base seed + this offset + i (evaluation seeds are base + 0 … n_seeds − 1)."""
 
     @classmethod
     def for_scale(cls, scale) -> GuidanceLessonConfig:
         """The rung's sizes: smoke (seconds), toy (a laptop CPU, the default), full (a GPU)."""
-        return by_scale(scale, smoke=cls(n=64, n_seeds=2, exact_iters=3, pool=4000), toy=cls(),
-                        full=cls(n=2048, n_seeds=10, exact_iters=40, pool=200000))
+        return by_scale(scale, smoke=cls(n=64, n_seeds=2, exact_iters=3, pool=4000, protocol_lams=(1.0, 4.0, 16.0),
+                                         selection_seeds=1),
+                        toy=cls(), full=cls(n=2048, n_seeds=10, exact_iters=40, pool=200000))
+
+    def protocol(self) -> "AuthorsProtocolConfig":
+        """The authors' protocol at this rung's grid, stopping time and jumps."""
+        return AuthorsProtocolConfig(grid_steps=self.protocol_grid, t_stop=self.protocol_t_stop, jumps=self.protocol_jumps)
 
 
 # ----------------------------------------------------------------------------- endpoints
@@ -493,3 +517,187 @@ def matched_steps(method: str, budget: int, nfe_per_map_call: int = 1, base_step
     if budget % (per[method] * k):
         raise ValueError(f"budget {budget} is not a multiple of {per[method] * k} for {method}")
     return budget // (per[method] * k)
+
+
+# ----------------------------------------------------------------------------- the authors' protocol
+PROTOCOL_METHODS = ("unguided", "dps", "flowchef", "fmrg_e", "fmrg_j")
+
+
+@dataclass
+class AuthorsProtocolConfig:
+    """The sampling protocol of the authors' scripts, on the toy's uniform grid (paper time, t = 0 noise).
+
+    Guide only the first steps of a fine grid (t_k < ``t_stop``) with the normalised law, one
+    network call per guided step, then make ``jumps`` unguided flow-map jumps from t_stop to t = 1.
+    The scripts' aesthetic run: grid 16, ``early_stop`` 4, ``unguided_steps`` 2 (NFE 5 = 3 guided
+    steps + 2 jumps); their grid is FLUX's shifted σ-schedule, ours is uniform.
+
+    Lesson 04.3; FMRG digest § Early stopping ("t_stop = 0.25 improves GenEval at all NFEs"),
+    § Cost (NFE), from the code (``flow_map1``, the aesthetic NFE 5), § Code-level details.
+    """
+
+    grid_steps: int = 16
+    """Fine grid N: guided step k goes from t_k = k/N to t_{k+1} (the scripts' ``num_steps``)."""
+    t_stop: float = 0.25
+    """Guide the grid steps with t_k < t_stop (the scripts' ``early_stop`` = N·t_stop steps)."""
+    jumps: int = 2
+    """Unguided flow-map jumps of equal length from the first unguided grid time to t = 1 (``unguided_steps``)."""
+    control: str = "normalized"
+    """Step rule of the guided phase (``GuidanceConfig.control``); "normalized" = ‖step‖ = Δt·λ·‖b‖."""
+
+    def __post_init__(self):
+        if self.grid_steps < 1 or self.jumps < 1:
+            raise ValueError(f"grid_steps and jumps must be ≥ 1, got {self.grid_steps}, {self.jumps}")
+        if not 0.0 <= self.t_stop <= 1.0:
+            raise ValueError(f"t_stop must be in [0, 1], got {self.t_stop}")
+        if self.control not in CONTROLS:
+            raise ValueError(f"control must be one of {CONTROLS}, got {self.control!r}")
+
+    @property
+    def n_guided(self) -> int:
+        """How many grid steps are guided (t_k < t_stop)."""
+        return sum(guided_steps(self.grid_steps, self.t_stop))
+
+    def nfe(self, method: str) -> int:
+        """NFE per sample, counted the same way for every method: one forward per guided step (the call
+        that gives the endpoint also makes the step), one VJP per guided step for the Jacobian methods
+        (FMRG-J, DPS), one forward per jump. Unguided: the same grid and jumps, no VJP.
+
+        Lesson 04.3; FMRG digest § Cost (NFE), from the code.
+        """
+        if method not in PROTOCOL_METHODS:
+            raise ValueError(f"no protocol for {method!r}; choose one of {PROTOCOL_METHODS}")
+        g = self.n_guided
+        return g + (g if method in ("dps", "fmrg_j") else 0) + (self.jumps if g < self.grid_steps else 0)
+
+
+def authors_protocol(method: str, reward: Reward, x0: torch.Tensor, lam: float,
+                     pcfg: "AuthorsProtocolConfig | None" = None, *, velocity: "Callable | None" = None,
+                     flow_map: "Callable | None" = None) -> GuidanceResult:
+    """Sample under the authors' protocol: early guidance on a fine grid, then unguided flow-map jumps.
+
+    Guided step k (t_k < t_stop, Δt = 1/N), one network call E(x) giving the endpoint:
+    b = (E(x) − x)/(1 − t_k) (FMRG: the flow map's *average* velocity to X_{t,1}; DPS / FlowChef: the
+    instantaneous velocity b_t(x), since x̂_1 = x + (1 − t) b_t(x)), g = ∇_x r(E(x)) (J, DPS) or ∇r at
+    the detached endpoint (E, FlowChef), and the fused update x ← x + Δt·b + Δt·λ·‖b‖·g/‖g‖ (the code's
+    ``z_next = z − Δt·(u_step − Δ)`` with ``flow_map1``; FMRG's ``--normalize_grad``). Then ``jumps``
+    unguided jumps X_{s,s'} of the flow map to t = 1, for every method (the tail is shared, so methods
+    differ only in how they guide). x0: (B, D) → ``GuidanceResult`` with samples (B, D) and NFE counts.
+
+    Lesson 04.3; FMRG digest § Discretisation by operator splitting, § Early stopping, § Cost (NFE), from
+    the code, § Code-level details ("FMRG-J step"), and the DPS row of § Hierarchy of approximations.
+    """
+    pcfg = pcfg or AuthorsProtocolConfig()
+    if method not in PROTOCOL_METHODS:
+        raise ValueError(f"no protocol for {method!r}; choose one of {PROTOCOL_METHODS}")
+    if x0.dim() != 2:
+        raise ValueError(f"x0 must be (B, D) noise, got {tuple(x0.shape)}")
+    if flow_map is None:
+        raise ValueError("the authors' protocol needs flow_map=X (FMRG's endpoint and every method's unguided jumps)")
+    euler = method in ("dps", "flowchef")
+    if euler and velocity is None:
+        raise ValueError(f"{method} needs velocity=v (its endpoint is x + (1−t) v(x, t))")
+    Xc, mult_x = _counted(flow_map)
+    vc, mult_v = _counted(velocity if euler else None)
+    jac = method in ("fmrg_j", "dps")
+    ccfg = GuidanceConfig(lam=float(lam), control=pcfg.control)
+    N, G = pcfg.grid_steps, pcfg.n_guided
+    dt = 1.0 / N
+    x = x0.detach().clone()
+    energy = torch.zeros(x.shape[0], dtype=torch.float64)
+    for k in range(G):
+        t = k / N
+        if euler:
+            endpoint = lambda z: euler_endpoint(vc, z, t)  # noqa: E731
+        else:
+            endpoint = lambda z: flow_map_endpoint(Xc, z, t)  # noqa: E731
+        if method == "unguided" or lam == 0:
+            with torch.no_grad():
+                e = endpoint(x)
+            disp = torch.zeros_like(x)
+        else:
+            g, e = reward_through(endpoint, reward, x, jacobian=jac, return_endpoint=True)  # (B, D) each
+        b = (e - x) / (1.0 - t)                                     # (B, D) velocity towards the endpoint
+        if method != "unguided" and lam != 0:
+            disp = _apply_control(g, ccfg, b, {}, dt)                # Δt·u
+        x = (x + dt * b + disp).detach()
+        energy += ((disp / dt).double() ** 2).sum(-1) * dt
+    t0 = G / N
+    if t0 < 1.0:
+        ts = [t0 + (1.0 - t0) * i / pcfg.jumps for i in range(pcfg.jumps + 1)]
+        with torch.no_grad():
+            for s, s_next in zip(ts[:-1], ts[1:]):
+                x = Xc(x, s, s_next)
+    fwd = Xc.forward_calls * mult_x + (vc.forward_calls * mult_v if vc is not None else 0)
+    vjp = Xc.vjp_calls * mult_x + (vc.vjp_calls * mult_v if vc is not None else 0)
+    return GuidanceResult(method, x.detach(), fwd, vjp, float(energy.mean()))
+
+
+def run_protocol(specs: "list[tuple[str, str, float]]", reward: Reward, velocity, flow_map, log_prob: Callable,
+                 seeds: "list[int]", n: int, pcfg: "AuthorsProtocolConfig | None" = None, dim: int = 2) -> list[dict]:
+    """Run every ``(label, method, λ)`` under ``authors_protocol`` on the same noise (n, dim) per seed.
+
+    One row per run: ``{"label", "method", "lam", "seed", "reward", "log_density", "nfe", "nfe_forward",
+    "nfe_vjp", "energy"}`` (mean reward, mean data log-density floored at −20 as in ``evaluate``).
+
+    Lesson 04.3; FMRG digest § Toy experiment for the course ("Plots": reward and on-manifold-ness).
+    """
+    from hdai_lessons.flows.metrics import data_log_density
+
+    rows = []
+    for seed in seeds:
+        x0 = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+        for label, method, lam in specs:
+            res = authors_protocol(method, reward, x0, lam, pcfg, velocity=velocity, flow_map=flow_map)
+            with torch.no_grad():
+                rows.append({"label": label, "method": method, "lam": float(lam), "seed": seed,
+                             "reward": float(reward(res.samples).mean()),
+                             "log_density": data_log_density(res.samples, log_prob, floor=-20.0),
+                             "nfe": res.nfe, "nfe_forward": res.nfe_forward, "nfe_vjp": res.nfe_vjp,
+                             "energy": res.control_energy})
+    return rows
+
+
+@dataclass
+class LambdaChoice:
+    """What ``select_lambda`` chose and why (means over the selection seeds).
+
+    Lesson 04.3; the on-manifold rule of the lesson's best-of-N claim (FMRG digest § Toy experiment for
+    the course, "Plots": data log-density as on-manifold-ness).
+    """
+
+    method: str
+    lam: float                # the chosen λ
+    on_manifold: bool         # False: no λ of the grid met the rule, ``lam`` is the grid's smallest
+    threshold: float          # unguided mean log-density − margin
+    table: list               # [{"lam", "reward", "log_density"}] per λ of the grid
+
+
+def select_lambda(method: str, reward: Reward, lams: "tuple[float, ...]", seeds: "list[int]", n: int,
+                  log_prob: Callable, pcfg: "AuthorsProtocolConfig | None" = None, *, velocity=None, flow_map=None,
+                  margin: float = 1.0, dim: int = 2) -> LambdaChoice:
+    """Choose λ for one method by the on-manifold rule: among the λ whose mean data log-density (over
+    ``seeds``) is at least the unguided samples' minus ``margin`` nats, the one with the highest mean
+    reward; if none qualifies, the smallest λ (flagged ``on_manifold=False``).
+
+    Use seeds disjoint from the seeds a claim is decided on, so the claim is not tuned on its own data.
+
+    Lesson 04.3; λ is the control-cost weight of FMRG digest § Control problem, tuned "per method" as in the
+    digest's § Latent-space inverse problems ("best hyperparameters per method").
+    """
+    if not lams:
+        raise ValueError("lams must name at least one λ")
+    specs = [("unguided", "unguided", 0.0)] + [(f"λ={lam:g}", method, lam) for lam in lams]
+    rows = run_protocol(specs, reward, velocity, flow_map, log_prob, seeds, n, pcfg, dim)
+
+    def mean(label: str, key: str) -> float:
+        vals = [r[key] for r in rows if r["label"] == label]
+        return sum(vals) / len(vals)
+
+    threshold = mean("unguided", "log_density") - margin
+    table = [{"lam": float(lam), "reward": mean(f"λ={lam:g}", "reward"), "log_density": mean(f"λ={lam:g}", "log_density")}
+             for lam in lams]
+    ok = [row for row in table if row["log_density"] >= threshold]
+    if ok:
+        return LambdaChoice(method, max(ok, key=lambda r: r["reward"])["lam"], True, threshold, table)
+    return LambdaChoice(method, float(min(lams)), False, threshold, table)
