@@ -130,3 +130,54 @@ def test_a_run_does_not_depend_on_what_trains_or_samples_beside_it():
     beside_params, beside_eval = arm(CATConfig("passn", 8), seed=3)
     assert all(torch.equal(a, b) for a, b in zip(alone_params, beside_params))
     assert alone_eval == beside_eval
+
+
+@pytest.mark.parametrize("scale, sizes", [("smoke", (8, 8, 2, (1, 4, 8))), ("toy", (200, 16, 4, (1, 4, 8, 16))),
+                                          ("full", (500, 64, 5, (1, 4, 8, 16, 64)))])
+def test_lesson_02_3_sizes_and_trainable_sets(scale, sizes):
+    """Lesson 02.3 trains the final norm (lr 0.1, chosen on a selection seed); the contrast every weight (1e-4)."""
+    from hdai_lessons.cat.rl import CATRLLessonConfig
+
+    c = CATRLLessonConfig.for_scale(scale)
+    assert (c.n_heldout, c.n_samples, c.n_seeds, c.eval_ks) == sizes
+    assert (c.trainable, c.lr) == ("final_norm", 0.1)
+    f = CATRLLessonConfig.for_scale(scale, trainable="all")
+    assert (f.trainable, f.lr) == ("all", 1e-4)
+    assert (f.n_heldout, f.n_samples, f.n_seeds, f.steps) == (c.n_heldout, c.n_samples, c.n_seeds, c.steps)
+    with pytest.raises(ValueError):
+        CATRLLessonConfig.for_scale(scale, trainable="embeddings")
+
+
+def test_run_rl_arm_moves_only_the_trainable_set_and_pairs_with_the_warm_start():
+    from dataclasses import replace
+
+    from hdai_lessons.cat.rl import CATRLLessonConfig, RL_ARMS, evaluate_warm_start, run_rl_arm
+    from hdai_lessons.lm.pretrained import load_warm_lm
+
+    cfg = CATRLLessonConfig.for_scale("smoke")
+    kept = {}
+
+    def loader():
+        model, tok, _ = load_warm_lm()
+        kept["model"] = model
+        return model, tok
+
+    warm = {n: p.detach().clone() for n, p in load_warm_lm()[0].named_parameters()}
+    out = run_rl_arm(cfg, RL_ARMS["CAT-Pass@8"], seed=3, model_loader=loader)
+    moved = {n for n, p in kept["model"].named_parameters() if not torch.equal(p.detach(), warm[n])}
+    assert moved == {"model.norm.weight"}
+    assert set(out["eval"]) >= {"pass@1", "pass@4", "maj@4"}
+    # lr 0: the run's evaluation is the warm start's with the same draws (the paired "RL vs warm" baseline)
+    still = run_rl_arm(replace(cfg, lr=0.0), RL_ARMS["GRPO"], seed=3)["eval"]
+    assert still == evaluate_warm_start(cfg, seed=3)
+    full = run_rl_arm(replace(cfg, trainable="all"), RL_ARMS["GRPO"], seed=3, model_loader=loader)
+    assert len({n for n, p in kept["model"].named_parameters() if not torch.equal(p.detach(), warm[n])}) > 1
+    assert set(full["eval"]) == set(out["eval"])
+
+
+def test_select_lr_picks_the_largest_worst_gain():
+    from hdai_lessons.cat.rl import CATRLLessonConfig, RL_ARMS, select_lr
+
+    r = select_lr(CATRLLessonConfig.for_scale("smoke"), lrs=(0.0, 0.1), arms={"GRPO": RL_ARMS["GRPO"]})
+    assert set(r["worst_gain"]) == {0.0, 0.1} and r["worst_gain"][0.0] == 0.0
+    assert r["chosen"] == max(r["worst_gain"], key=r["worst_gain"].get)

@@ -16,7 +16,7 @@ checkpoints); ``CATTrainer`` only swaps the loss.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -265,7 +265,12 @@ def passn_weighted_advantages(rewards: torch.Tensor, N: int, clip: "float | None
 class CATRLLessonConfig:
     """Lesson 02.3's settings: the shipped warm tiny LM, arithmetic with harder held-out digits.
 
-    Lesson 02.3; CAT-weighted GRPO as in the CAT RL setup (empirical p̂, raw weight, clip 10).
+    Only the final RMSNorm gain trains by default (``trainable="final_norm"``, module 01's
+    ``rlvr.tiny_lm.set_trainable``): on this small model at its SFT optimum full-parameter RL memorises
+    the sampled prompts and lowers held-out accuracy (lesson 01.3), while the output temperature is
+    what RL can transfer (sharpening).
+
+    Lesson 02.3; CAT digest § "RL update in the official code" (empirical p̂, raw weight, clip 10).
     """
 
     min_digits: int = 1
@@ -274,30 +279,50 @@ class CATRLLessonConfig:
     """Most digits of an operand (the warm LM saw ≤ 2 digits: 3-digit prompts are the "hard" ones)."""
     n_train: int = 2000
     """Training problems."""
-    n_heldout: int = 64
-    """Held-out problems."""
+    n_heldout: int = 200
+    """Held-out problems (200 × 16 samples: a per-seed paired difference resolves about a point)."""
     steps: int = 40
     """RLVR iterations per arm."""
     prompts_per_step: int = 16
     """B, prompts per iteration."""
     K: int = 8
     """Rollouts per prompt (M in CAT's notation)."""
-    lr: float = 1e-4
-    """AdamW learning rate."""
+    trainable: str = "final_norm"
+    """Which parameters RL trains: "final_norm" (the output temperature, the lesson's runs) or "all"
+    (full-parameter, the contrast); see ``rlvr.tiny_lm.set_trainable``."""
+    lr: float = 0.1
+    """AdamW learning rate. For "final_norm", 0.1 was chosen from {0.01, 0.03, 0.1, 0.3} on a selection
+    run (seed 100, split 100; not an evaluation seed) as the rate whose worst gain over the warm start
+    (pass@1 and maj@16, three arms) was largest (``select_lr``); "all" keeps the earlier 1e-4."""
     max_new_tokens: int = 6
     """Longest sampled answer."""
     n_samples: int = 16
     """Held-out samples per problem for pass@k / maj@k."""
-    n_seeds: int = 8
-    """Paired seeds per arm: the lesson uses ``ctx.seed, ctx.seed + 1, …``."""
+    ks: tuple = (1, 4, 8, 16)
+    """Budgets k of the reported pass@k and maj@k (those ≤ ``n_samples``)."""
+    n_seeds: int = 4
+    """Paired seeds per arm: the lesson uses ``ctx.seed, ctx.seed + 1, …`` (4 fit the 90 s budget with the
+    full-parameter contrast)."""
 
     @classmethod
-    def for_scale(cls, scale) -> "CATRLLessonConfig":
-        """smoke: a few problems and steps; toy: the lesson; full: longer runs, more held-out samples."""
-        from hdai_lessons.core.scale import by_scale
+    def for_scale(cls, scale, trainable: str = "final_norm") -> "CATRLLessonConfig":
+        """smoke: a few problems and steps; toy: the lesson; full: longer runs, more held-out samples.
 
-        return by_scale(scale, smoke=cls(n_train=200, n_heldout=8, steps=2, prompts_per_step=4, K=4, n_samples=4, n_seeds=2),
-                        toy=cls(), full=cls(steps=300, n_heldout=500, n_samples=64, n_seeds=5))
+        ``trainable="all"`` gives the full-parameter contrast (lr 1e-4, the same evaluation).
+        """
+        from hdai_lessons.core.scale import by_scale
+        from hdai_lessons.rlvr.tiny_lm import TRAINABLE
+
+        if trainable not in TRAINABLE:
+            raise ValueError(f"unknown trainable set {trainable!r}; choose one of {TRAINABLE}")
+        cfg = by_scale(scale, smoke=cls(n_train=200, n_heldout=8, steps=2, prompts_per_step=4, K=4, n_samples=8, n_seeds=2),
+                       toy=cls(), full=cls(steps=300, n_heldout=500, n_samples=64, n_seeds=5, ks=(1, 4, 8, 16, 64)))
+        return replace(cfg, trainable=trainable, lr=0.1 if trainable == "final_norm" else 1e-4)
+
+    @property
+    def eval_ks(self) -> tuple:
+        """The ``ks`` that ``n_samples`` can estimate. Lesson 02.3; CAT digest § "Setup" (budgets)."""
+        return tuple(k for k in self.ks if k <= self.n_samples)
 
 
 #: Lesson 02.3's arms: GRPO, CAT-Pass@8 (raw weight), CAT-Majority (N = 8, dynamic k).
@@ -306,9 +331,18 @@ RL_ARMS = {"GRPO": CATConfig(strategy="none"),
            "CAT-Maj(8)": CATConfig(strategy="majority", N=8)}
 
 
+def _heldout(cfg: CATRLLessonConfig, split_seed: int):
+    """The arithmetic task and its (train, held-out) split of lesson 02.3."""
+    from hdai_lessons.tasks import ArithmeticTask, split_problems
+
+    task = ArithmeticTask(cfg.min_digits, cfg.max_digits, "+-")
+    return (task, *split_problems(task, cfg.n_train, cfg.n_heldout, split_seed))
+
+
 def run_rl_arm(cfg: CATRLLessonConfig, cat: CATConfig, seed: int, model_loader=None, split_seed: int = 0) -> dict:
     """Train one arm from the shipped warm LM and evaluate it on held-out prompts.
 
+    Only ``cfg.trainable`` trains (``rlvr.tiny_lm.set_trainable``; the rest stays at its SFT value).
     The run owns its random streams: prompt order and rollout sampling come from ``seed`` (the
     trainer's own, see ``CATTrainer.step``), held-out sampling and votes from a generator seeded
     with ``seed``. Two arms on the same ``seed`` therefore see the same prompt order and start
@@ -322,22 +356,56 @@ def run_rl_arm(cfg: CATRLLessonConfig, cat: CATConfig, seed: int, model_loader=N
     Returns:
         ``{"eval": evaluate_strategies(...), "history": trainer history}``.
 
-    Lesson 02.3; CAT's RL step on the warm tiny LM, then CAT's evaluation.
+    Lesson 02.3; CAT digest § "RL update in the official code" on the warm tiny LM, then CAT's evaluation.
     """
     from hdai_lessons.lm.pretrained import load_warm_lm
     from hdai_lessons.lm.rl_trainer import RLVRConfig
     from hdai_lessons.core.seeding import seed_everything
-    from hdai_lessons.tasks import ArithmeticTask, split_problems
+    from hdai_lessons.rlvr.tiny_lm import set_trainable
 
     seed_everything(seed)
     model, tok = (model_loader or (lambda: load_warm_lm()[:2]))()
-    task = ArithmeticTask(cfg.min_digits, cfg.max_digits, "+-")
-    train, held = split_problems(task, cfg.n_train, cfg.n_heldout, split_seed)
+    set_trainable(model, cfg.trainable)
+    task, train, held = _heldout(cfg, split_seed)
     trainer = CATTrainer(model, tok, task, train, LossConfig(name="grpo", agg="seq_mean"),
                          RLVRConfig(steps=cfg.steps, prompts_per_step=cfg.prompts_per_step, K=cfg.K, lr=cfg.lr,
                                     max_new_tokens=cfg.max_new_tokens, seed=seed), cat=cat)
     trainer.train(cfg.steps, desc=f"RLVR {cat.strategy}")
-    ks = tuple(k for k in (1, 4, 16) if k <= cfg.n_samples)
-    ev = evaluate_strategies(trainer.model, tok, task, held, n_samples=cfg.n_samples, ks=ks,
+    ev = evaluate_strategies(trainer.model, tok, task, held, n_samples=cfg.n_samples, ks=cfg.eval_ks,
                              max_new_tokens=cfg.max_new_tokens, generator=torch.Generator().manual_seed(seed))
     return {"eval": ev, "history": trainer.history}
+
+
+def evaluate_warm_start(cfg: CATRLLessonConfig, seed: int, model_loader=None, split_seed: int = 0) -> dict:
+    """``evaluate_strategies`` of the warm LM itself with the evaluation draws of ``seed`` (the same
+    generator as ``run_rl_arm``'s evaluation on that seed), for a paired "RL vs warm start" comparison.
+
+    Lesson 02.3; CAT digest § "Setup" (evaluation: unbiased pass@k, maj@k by resampled votes).
+    """
+    from hdai_lessons.lm.pretrained import load_warm_lm
+
+    model, tok = (model_loader or (lambda: load_warm_lm()[:2]))()
+    task, _, held = _heldout(cfg, split_seed)
+    return evaluate_strategies(model, tok, task, held, n_samples=cfg.n_samples, ks=cfg.eval_ks,
+                               max_new_tokens=cfg.max_new_tokens, generator=torch.Generator().manual_seed(seed))
+
+
+def select_lr(cfg: CATRLLessonConfig, lrs=(0.01, 0.03, 0.1, 0.3), seed: int = 100, split_seed: int = 100,
+              arms: "dict | None" = None) -> dict:
+    """How ``CATRLLessonConfig.lr`` was chosen: one selection run per (lr, arm) on ``seed`` and its own
+    split (neither is an evaluation seed of the lesson); the chosen lr has the largest worst gain over
+    the warm start across arms and the metrics pass@1 and maj@(largest k).
+
+    Returns ``{"chosen": lr, "worst_gain": {lr: gain}, "gains": {lr: {arm: {metric: gain}}}}``.
+    Not run by the notebook (12 extra runs); ``tests/test_cat_rl.py`` runs it at smoke scale.
+
+    Lesson 02.3; CAT digest § "Toy experiment for the course" (its RL variant; model selection, no paper equation).
+    """
+    arms = arms or RL_ARMS
+    metrics = ("pass@1", f"maj@{cfg.eval_ks[-1]}")
+    warm = evaluate_warm_start(cfg, seed, split_seed=split_seed)
+    gains = {lr: {a: {m: run_rl_arm(replace(cfg, lr=lr), cat, seed, split_seed=split_seed)["eval"][m] - warm[m]
+                      for m in metrics} for a, cat in arms.items()}
+             for lr in lrs}
+    worst = {lr: min(g[m] for g in per_arm.values() for m in metrics) for lr, per_arm in gains.items()}
+    return {"chosen": max(worst, key=worst.get), "worst_gain": worst, "gains": gains}
