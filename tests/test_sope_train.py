@@ -114,6 +114,7 @@ def test_lesson_configs_resolve_the_scale_once_and_document_every_field():
     stab = StabilisationLessonConfig()
     assert (stab.train.total_steps, stab.study_train.total_steps, stab.study_train.eval_every, stab.n_study) == (2500, 1500, 1500, 3000)
     bench, full = BenchmarkLessonConfig(), BenchmarkLessonConfig.for_scale("full")
-    assert bench.train.phases.e_max == 1000 and bench.train.total_steps == 2000
+    assert bench.train.phases == PhaseConfig(every=500, e_max=1000, check_every=100, patience=200, val_batch=64)
+    assert bench.train.total_steps == 2000   # SOPE can stop at 200, 300, …, 1000 (issue 13: not only 500 or 1000)
     assert full.train.sac.dropout == TASKS[full.task].dropout == 0.001
     assert OPELessonConfig.for_scale("smoke").sizes == (20, 100)

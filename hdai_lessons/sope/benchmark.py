@@ -45,8 +45,11 @@ TASKS = {
 
 
 def _toy_benchmark_train() -> TrainConfig:
+    """Lesson 03.4's toy loop: 2000 steps, phases every 500 steps of at most E_max = 1000 updates, checked every
+    m = 100 with patience P = 200, so a SOPE phase can stop at any of 200, 300, …, 1000 updates (SOPE digest,
+    "Stopping rule"). With P = 500 it could only stop at 500 or run to 1000 (issue 13)."""
     return replace(TrainConfig.for_scale("toy"), total_steps=2000, eval_episodes=4,
-                   phases=PhaseConfig(every=500, e_max=1000, check_every=100, patience=500, val_batch=64))
+                   phases=PhaseConfig(every=500, e_max=1000, check_every=100, patience=200, val_batch=64))
 
 
 @dataclass
@@ -63,8 +66,10 @@ class BenchmarkLessonConfig:
     last_evals: int = 3
     """The score averages the last this many evaluations (the paper: 10)."""
     train: TrainConfig = field(default_factory=_toy_benchmark_train)
-    """The online loop (toy: 2000 steps, phases every 500 steps of at most 1000 updates); at full scale the
-    critic dropout is the task's (the paper's per-environment table)."""
+    """The online loop (toy: 2000 steps, phases every 500 steps of at most 1000 updates, checked every 100 with
+    patience 200, so SOPE can choose any length from 200 to 1000 in steps of 100; SPEQ-O2O always runs 1000); at
+    full scale the critic dropout is the task's (the paper's per-environment table). Lesson 03.4; SOPE digest,
+    "Stopping rule" and "Training protocol"."""
 
     @classmethod
     def for_scale(cls, scale) -> "BenchmarkLessonConfig":
