@@ -75,3 +75,55 @@ def test_qa_accuracy_by_type():
     acc = qa_accuracy([["red"], ["two"], ["no"]], [["red"], ["one"], ["no"]], ["colour", "count", "position"])
     assert acc == {"colour": 1.0, "count": 0.0, "position": 1.0, "all": 2 / 3}
     assert set(QUESTION_TYPES) == {"colour", "shape", "count", "position"}
+
+
+def test_qa_breakdown_matches_a_brute_force_count():
+    from hdai_lessons.unified.evaluate import ATTRIBUTE_QUESTIONS, answer_space, qa_breakdown, unbound_answers
+    from hdai_lessons.unified.shapes import qa_eval_set
+
+    w = ShapesWorld()
+    ev = qa_eval_set(w, 8, seed=3)
+    # the recorded scenes are the rendered ones, so "two-object" is read off the right scene
+    assert len(ev.scenes) == len(ev.qtypes) and torch.equal(w.render_batch(ev.scenes), ev.images)
+    gold = [decode(a) for a in ev.answer]
+    pred = [a if i % 3 else ["nothing"] for i, a in enumerate(gold)]  # every third answer wrong
+    bd = qa_breakdown(w, pred, gold, ev.qtypes, ev.scenes)
+    for t in [*QUESTION_TYPES, "attribute", "all"]:
+        for k in (1, 2, "any"):
+            idx = [i for i, (q, s) in enumerate(zip(ev.qtypes, ev.scenes))
+                   if (t == "all" or q == t or (t == "attribute" and q in ATTRIBUTE_QUESTIONS)) and k in ("any", len(s.objects))]
+            if not idx:
+                assert (t, k) not in bd
+                continue
+            row = bd[(t, k)]
+            assert row["n"] == len(idx) and row["correct"] == sum(i % 3 != 0 for i in idx)
+            assert abs(row["accuracy"] - row["correct"] / len(idx)) < 1e-12
+            assert ("chance_unbound" in row) == (t in (*ATTRIBUTE_QUESTIONS, "attribute"))
+    # per-type accuracy agrees with qa_accuracy
+    acc = qa_accuracy(pred, gold, ev.qtypes)
+    assert all(bd[(t, "any")]["accuracy"] == acc[t] for t in QUESTION_TYPES) and bd[("all", "any")]["accuracy"] == acc["all"]
+    # chance from the answer space: a uniform guess over the type's possible answers
+    assert {t: bd[(t, 1)]["chance"] for t in QUESTION_TYPES} == {"colour": 1 / 4, "shape": 1 / 3, "count": 1 / 2, "position": 1 / 2}
+    assert len(answer_space(ShapesWorld(WorldConfig(grid=3, cell=10, max_objects=3)), "count")) == 3
+    # binding chance: one object → the only value present; two → one of two
+    for t in ATTRIBUTE_QUESTIONS:
+        assert bd[(t, 1)]["chance_unbound"] == 1.0 and bd[(t, 2)]["chance_unbound"] == 0.5
+    two = next(s for s in ev.scenes if len(s.objects) == 2)
+    assert sorted(unbound_answers(two, "colour")) == sorted([[o.colour] for o in two.objects])
+    # a model that sees the colours but never binds (always names the first object's) scores about half
+    blind = [[s.objects[0].colour] for s in ev.scenes]
+    cq = [i for i, (q, s) in enumerate(zip(ev.qtypes, ev.scenes)) if q == "colour" and len(s.objects) == 2]
+    r = qa_breakdown(w, blind, gold, ev.qtypes, ev.scenes)[("colour", 2)]
+    assert r["correct"] == sum(blind[i] == gold[i] for i in cq) < len(cq)
+
+
+def test_breakdown_evaluation_agrees_with_the_aggregate():
+    from hdai_lessons.unified.mllm import MLLMConfig, TinyMLLM
+    from hdai_lessons.unified.train import evaluate_understanding, evaluate_understanding_breakdown
+
+    torch.manual_seed(0)
+    m, w = TinyMLLM(MLLMConfig()), ShapesWorld()
+    agg = evaluate_understanding(m, w, per_type=4, seed=11)
+    bd = evaluate_understanding_breakdown(m, w, per_type=4, seed=11)
+    assert {t: bd[(t, "any")]["accuracy"] for t in [*QUESTION_TYPES, "all"]} == agg
+    assert sum(bd[("all", k)]["n"] for k in (1, 2) if ("all", k) in bd) == 16

@@ -1,7 +1,8 @@
 """Module 05: one model that understands, generates and edits images (JoyAI-Image style, arXiv 2605.04128).
 
 - ``shapes``: the procedural shapes world (scenes, exact captions, QA, edit instructions, renderer); 05.1.
-- ``evaluate``: analytic evaluators (detector, generation adherence, edit success + PSNR, QA accuracy); 05.1–05.3.
+- ``evaluate``: analytic evaluators (detector, generation adherence, edit success + PSNR, QA accuracy, and QA
+  accuracy by question type and number of objects with its chance levels: the binding test); 05.1–05.3.
 - ``mllm``: a tiny multimodal LLM (patch embedding + causal transformer, next-token loss); 05.1.
 - ``mmdit``: an MMDiT from scratch (double-stream blocks, joint attention, adaLN-zero, QK-RMSNorm,
   multi-axis RoPE on image tokens), weight-compatible with diffusers' ``JoyImageEditTransformer3DModel``; 05.2.

@@ -10,6 +10,8 @@ evaluation of JoyAI-Image digest § "Toy experiment for the course" (the paper u
 - ``edit_scores``: edit success (the detected scene equals the target) and PSNR on the region
   the edit must leave untouched.
 - ``qa_accuracy``: exact-match accuracy of answers, by question type.
+- ``qa_breakdown``: accuracy by question type *and* by the scene's number of objects, each group with
+  its chance levels (``answer_space``, ``unbound_answers``): the binding test of lesson 05.1.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import math
 
 import torch
 
-from hdai_lessons.unified.shapes import COLOURS, RGB, SHAPES, SIZES, Obj, Scene, ShapesWorld
+from hdai_lessons.unified.shapes import COLOURS, NUMBER_WORDS, RGB, SHAPES, SIZES, Obj, Scene, ShapesWorld
 
 PALETTE = torch.tensor([(0.0, 0.0, 0.0)] + [RGB[k] for k in COLOURS])  # (5, 3): background + colours
 
@@ -191,5 +193,81 @@ def qa_accuracy(predicted: "list[list[str]]", answers: "list[list[str]]", qtypes
     return out
 
 
-__all__ = ["PALETTE", "colour_map", "detect", "detect_batch", "edit_scores", "generation_scores", "psnr", "qa_accuracy", "scene_match",
-           "SHAPES", "SIZES"]
+ATTRIBUTE_QUESTIONS = ("colour", "shape")
+"""Question types that name one object by one attribute and ask for another ("what colour is the circle ?"):
+on a scene of two objects, answering them needs *binding* (lesson 05.1)."""
+
+
+def answer_space(world: ShapesWorld, qtype: str) -> "list[list[str]]":
+    """Every answer a question of type ``qtype`` can have in ``world``, as word lists.
+
+    Lesson 05.1; the chance level of the toy's "QA accuracy" (JoyAI-Image digest § "Toy experiment for the
+    course"): a guesser that ignores the image and picks uniformly from this list is right
+    ``1 / len(answer_space)`` of the time.
+    """
+    cfg = world.cfg
+    spaces = {"colour": [[k] for k in COLOURS], "shape": [[s] for s in SHAPES],
+              "count": [[NUMBER_WORDS[n]] for n in range(cfg.min_objects, cfg.max_objects + 1)],
+              "position": [["yes"], ["no"]]}
+    if qtype not in spaces:
+        raise ValueError(f"unknown question type {qtype!r}; choose from {tuple(spaces)}")
+    return spaces[qtype]
+
+
+def unbound_answers(scene: Scene, qtype: str) -> "list[list[str]]":
+    """The answers a model that sees *which* colours and shapes a scene contains, but not which object
+    carries which, cannot tell apart: for an attribute question, the scene's values of the asked attribute.
+
+    Lesson 05.1 (the binding test; JoyAI-Image digest § "Toy experiment for the course", QA on colour and
+    shape). On a one-object scene this is the one right answer; on a two-object scene a model without
+    binding picks one of two and is right half of the time.
+    """
+    if qtype not in ATTRIBUTE_QUESTIONS:
+        raise ValueError(f"binding chance is defined for attribute questions {ATTRIBUTE_QUESTIONS}, not {qtype!r}")
+    return [[v] for v in sorted({getattr(o, qtype) for o in scene.objects})]
+
+
+def qa_breakdown(world: ShapesWorld, predicted: "list[list[str]]", answers: "list[list[str]]",
+                 qtypes: "list[str]", scenes: "list[Scene]") -> dict:
+    """Exact-match accuracy by question type and by the scene's number of objects, with chance levels.
+
+    Lesson 05.1; the toy's "QA accuracy" (JoyAI-Image digest § "Toy experiment for the course") split so
+    that an aggregate cannot hide a failure on one kind of scene.
+
+    Returns ``{(qtype, n_objects): row}`` for every question type, ``"attribute"`` (colour and shape
+    questions pooled) and ``"all"`` (every question pooled), and every
+    object count present and ``"any"`` (pooled); each ``row`` has ``"n"`` (questions), ``"correct"``,
+    ``"accuracy"``, ``"chance"`` (the mean over the group's questions of ``1 / len(answer_space)``: a
+    uniform guess that ignores the image), and, for groups of attribute questions only,
+    ``"chance_unbound"`` (the mean of ``1 / len(unbound_answers)``: a guess among the values the scene
+    shows, i.e. perception without binding).
+    """
+    if not (len(predicted) == len(answers) == len(qtypes) == len(scenes)):
+        raise ValueError("predicted, answers, qtypes and scenes must have the same length")
+    rows = []
+    for p, a, t, sc in zip(predicted, answers, qtypes, scenes):
+        rows.append({"t": t, "k": len(sc.objects), "ok": list(p) == list(a),
+                     "chance": 1.0 / len(answer_space(world, t)),
+                     "unbound": 1.0 / len(unbound_answers(sc, t)) if t in ATTRIBUTE_QUESTIONS else None})
+
+    def in_group(t: str, r: dict) -> bool:
+        return t in ("all", r["t"]) or (t == "attribute" and r["t"] in ATTRIBUTE_QUESTIONS)
+
+    out: dict = {}
+    types = sorted({r["t"] for r in rows})
+    for t in types + (["attribute"] if set(types) & set(ATTRIBUTE_QUESTIONS) else []) + ["all"]:
+        for k in sorted({r["k"] for r in rows}) + ["any"]:
+            grp = [r for r in rows if in_group(t, r) and k in ("any", r["k"])]
+            if not grp:
+                continue
+            row = {"n": len(grp), "correct": sum(r["ok"] for r in grp)}
+            row["accuracy"] = row["correct"] / row["n"]
+            row["chance"] = sum(r["chance"] for r in grp) / row["n"]
+            if all(r["unbound"] is not None for r in grp):
+                row["chance_unbound"] = sum(r["unbound"] for r in grp) / row["n"]
+            out[(t, k)] = row
+    return out
+
+
+__all__ = ["ATTRIBUTE_QUESTIONS", "PALETTE", "answer_space", "colour_map", "detect", "detect_batch", "edit_scores",
+           "generation_scores", "psnr", "qa_accuracy", "qa_breakdown", "scene_match", "unbound_answers", "SHAPES", "SIZES"]

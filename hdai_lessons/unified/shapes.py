@@ -313,6 +313,8 @@ class QABatch:
     """``(B, La)`` token ids ending in ``<eos>``, right-padded."""
     qtypes: list = field(default_factory=list)
     """The question type of each row."""
+    scenes: list = field(default_factory=list)
+    """The scene each row's image shows (lesson 05.1 splits accuracy by its number of objects)."""
 
 
 def pad_rows(rows: "list[list[int]]", length: "int | None" = None) -> torch.Tensor:
@@ -360,7 +362,7 @@ def qa_eval_set(world: ShapesWorld, per_type: int, seed: int) -> QABatch:
 def _qa_batch(world: ShapesWorld, rows: "list[tuple[Scene, list[str], list[str], str]]") -> QABatch:
     """(scene, question words, answer words, question type) rows → a ``QABatch`` (answers end in ``<eos>``)."""
     return QABatch(world.render_batch([r[0] for r in rows]), pad_rows([encode(r[1]) for r in rows]),
-                   pad_rows([encode(r[2]) + [EOS] for r in rows]), [r[3] for r in rows])
+                   pad_rows([encode(r[2]) + [EOS] for r in rows]), [r[3] for r in rows], [r[0] for r in rows])
 
 
 def chance_accuracy(world: ShapesWorld) -> dict:

@@ -28,7 +28,7 @@ from hdai_lessons.flows.cfm import cfm_target, linear_path, sample_times
 from hdai_lessons.flows.sampling import integrate
 from hdai_lessons.core.progress import progress
 from hdai_lessons.core.scale import Scale, by_scale
-from hdai_lessons.unified.evaluate import edit_scores, generation_scores, qa_accuracy
+from hdai_lessons.unified.evaluate import edit_scores, generation_scores, qa_accuracy, qa_breakdown
 from hdai_lessons.unified.mllm import TinyMLLM, mllm_step_loss
 from hdai_lessons.unified.shapes import EDIT_TYPES, QUESTION_TYPES, ShapesWorld, decode, qa_eval_set, sample_qa_batch
 
@@ -88,6 +88,21 @@ def evaluate_understanding(model: TinyMLLM, world: ShapesWorld, per_type: int = 
     pred = model.answer(ev.images, ev.question)
     gold = [decode(a) for a in ev.answer]
     return qa_accuracy(pred, gold, ev.qtypes)
+
+
+def evaluate_understanding_breakdown(model: TinyMLLM, world: ShapesWorld, per_type: int = 100, seed: int = 777) -> dict:
+    """QA accuracy by question type and by the scene's number of objects, with chance levels
+    (``evaluate.qa_breakdown``), on the same seeded evaluation set as ``evaluate_understanding``.
+
+    Lesson 05.1; JoyAI-Image digest § "Toy experiment for the course" (QA accuracy), split so that the
+    two-object (binding) questions are seen apart from the one-object ones. ``out[(t, "any")]["accuracy"]``
+    equals ``evaluate_understanding(...)[t]`` and ``out[("all", "any")]["accuracy"]`` its ``"all"``.
+    """
+    ev = qa_eval_set(world, per_type, seed)
+    model.eval()
+    pred = model.answer(ev.images, ev.question)
+    gold = [decode(a) for a in ev.answer]
+    return qa_breakdown(world, pred, gold, ev.qtypes, ev.scenes)
 
 
 @dataclass
