@@ -216,7 +216,7 @@ def test_countdown_extraction_is_linear_in_the_length():
     assert time.perf_counter() - start < 1.0          # the quadratic version took ~9 s here
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, derandomize=True)
 @given(st.text(max_size=200))
 def test_fuzzed_answers_never_crash_and_score_only_exact_numbers(text):
     gsm = GSM8KTask((_GOLD12,)).reward(_GOLD12, text)
