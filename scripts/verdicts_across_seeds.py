@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from hdai_lessons.course.catalogue import all_lessons, get_lesson
 from hdai_lessons.core.paths import build_dir
+from hdai_lessons.core.device import threads_per_job
 from hdai_lessons.course.runner import run_measured
 
 WORD = {True: "held", False: "did not hold", None: "not resolved"}
@@ -35,8 +36,9 @@ def main(argv: "list[str] | None" = None) -> int:
         p.error("name lessons or pass --all")
     seeds: list = [None, *args.seeds]
     jobs = [(l, s) for l in lessons for s in seeds]
+    threads = threads_per_job(args.jobs)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(lambda js: run_measured(js[0], args.scale, seed=js[1]), jobs))
+        results = list(pool.map(lambda js: run_measured(js[0], args.scale, seed=js[1], threads=threads), jobs))
     by_lesson: dict = {}
     for (lesson, seed), r in zip(jobs, results):
         by_lesson.setdefault(lesson.id, {})[seed] = r

@@ -65,3 +65,17 @@ def test_setup_lesson_prints_one_line_and_seeds(capsys):
     assert ctx.scale is Scale.SMOKE and ctx.device.type == "cpu"
     setup_lesson("00.1", scale="smoke", seed=3)
     assert torch.equal(a, torch.rand(2))
+
+
+def test_threads_per_job_splits_the_cores_and_respects_the_override(monkeypatch):
+    from hdai_lessons.core import device
+
+    monkeypatch.delenv("HDAI_THREADS", raising=False)
+    monkeypatch.setattr(device, "available_cores", lambda: 2)
+    assert device.threads_per_job(1) == 2          # a lesson run alone uses both cores
+    assert device.threads_per_job(2) == 1          # two at a time: one core each
+    assert device.threads_per_job(3) == 1          # never zero
+    monkeypatch.setenv("HDAI_THREADS", "3")
+    assert device.threads_per_job(2) == 3          # the explicit setting wins
+    with pytest.raises(ValueError, match="jobs"):
+        device.threads_per_job(0)

@@ -44,6 +44,33 @@ def set_threads(n: "int | None" = None) -> int:
     return torch.get_num_threads()
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask; ``os.cpu_count()`` where there is none).
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                      # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_job(jobs: int = 1) -> int:
+    """Torch threads for each of ``jobs`` lessons run at once: ``$HDAI_THREADS`` if set, else cores // jobs.
+
+    A lesson run alone uses every core; the two-at-a-time test runner gives each notebook one of
+    two cores, so the lessons never oversubscribe the machine.
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    raw = os.environ.get(THREADS_ENV)
+    if raw:
+        return max(1, int(raw))
+    return max(1, available_cores() // jobs)
+
+
 @contextmanager
 def one_thread():
     """Run the body on one intra-op thread (``torch.set_num_threads(1)``), then restore the setting.

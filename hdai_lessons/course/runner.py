@@ -225,7 +225,7 @@ def stable_widget_ids(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def _run_one_measured(lesson_id: str, scale: str, out_path: str, claims_file: str, inplace: bool,
-                      seed: "int | None" = None) -> None:
+                      seed: "int | None" = None, threads: int = 1) -> None:
     """Child-process entry point: execute, then print a JSON line with time, memory and cell timings."""
     from hdai_lessons.course.catalogue import get_lesson
 
@@ -235,7 +235,8 @@ def _run_one_measured(lesson_id: str, scale: str, out_path: str, claims_file: st
     timings: dict = {}
     try:
         nb = execute_notebook(lesson.path, Path(out_path), scale=scale, claims_file=Path(claims_file),
-                              timeout=cell_timeout_for(lesson.budget_s), seed=seed, timings=timings)
+                              timeout=cell_timeout_for(lesson.budget_s), seed=seed, timings=timings,
+                              threads=threads)
         if inplace:
             nbformat.write(nb, str(lesson.path))
     except Exception as err:  # reported, not raised: the course report lists failures
@@ -249,14 +250,20 @@ def _run_one_measured(lesson_id: str, scale: str, out_path: str, claims_file: st
 
 
 def run_measured(lesson: Lesson, scale: "Scale | str | None", inplace: bool = False, seed: "int | None" = None,
-                 progress: bool = False) -> dict:
+                 progress: bool = False, threads: "int | None" = None) -> dict:
     """Run one lesson in a fresh process; return wall time, peak memory, error, cell timings and claims.
 
+    ``threads``: torch threads for the lesson's kernel; default ``threads_per_job(1)`` (every core,
+    or ``$HDAI_THREADS``), since a lesson run alone has the machine to itself.
     ``seed`` overrides the lesson's base seed (``hdai-lessons run LESSON --seed N``); executed
     copies for another seed go to ``build/executed/<scale>-seed<N>/`` and never in place.
     """
     if seed is not None and inplace:
         raise ValueError("--inplace writes the committed outputs, which come from the lesson's own seed; drop --seed or --inplace")
+    if threads is None:
+        from hdai_lessons.core.device import threads_per_job   # imports torch; the runner itself does not need it
+
+        threads = threads_per_job(1)
     scale_v = get_scale(scale).value
     folder = scale_v if seed is None else f"{scale_v}-seed{seed}"
     out_path = build_dir() / "executed" / folder / lesson.path.parent.name / lesson.path.name
@@ -265,8 +272,9 @@ def run_measured(lesson: Lesson, scale: "Scale | str | None", inplace: bool = Fa
     proc = subprocess.Popen(
         [sys.executable, "-c",
          "import sys; from hdai_lessons.course.runner import _run_one_measured as r; "
-         "r(*sys.argv[1:5], sys.argv[5] == '1', None if sys.argv[6] == '' else int(sys.argv[6]))",
-         lesson.id, scale_v, str(out_path), claims_file, "1" if inplace else "0", "" if seed is None else str(seed)],
+         "r(*sys.argv[1:5], sys.argv[5] == '1', None if sys.argv[6] == '' else int(sys.argv[6]), int(sys.argv[7]))",
+         lesson.id, scale_v, str(out_path), claims_file, "1" if inplace else "0", "" if seed is None else str(seed),
+         str(threads)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, PROGRESS_ENV: "1" if progress else "0"},
     )
@@ -294,11 +302,15 @@ def run_measured(lesson: Lesson, scale: "Scale | str | None", inplace: bool = Fa
 
 def run_course(scale: "Scale | str | None" = None, jobs: int = 2, inplace: bool = False,
                lessons: "list[Lesson] | None" = None, seed: "int | None" = None) -> tuple[list[dict], Path]:
-    """Run every lesson (``jobs`` at a time); write ``build/course-report.md`` and ``.json``."""
+    """Run every lesson (``jobs`` at a time, each on ``threads_per_job(jobs)`` torch threads);
+    write ``build/course-report.md`` and ``.json``."""
     lessons = lessons if lessons is not None else all_lessons()
+    from hdai_lessons.core.device import threads_per_job   # imports torch; the runner itself does not need it
+
+    threads = threads_per_job(jobs)
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda l: run_measured(l, scale, inplace, seed=seed), lessons))
+        results = list(pool.map(lambda l: run_measured(l, scale, inplace, seed=seed, threads=threads), lessons))
     total = time.perf_counter() - start
     report = write_report(lessons, results, get_scale(scale), total, jobs)
     return results, report
