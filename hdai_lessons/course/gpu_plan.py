@@ -170,28 +170,41 @@ def plan_sac(lesson: str, what: str, obs_dim: int, act_dim: int, sac, n_runs: in
 
 
 # ------------------------------------------------------------------------------------------ flows
-def plan_flux_guidance(lesson: str, what: str, n: int, size: int = 1024, text_tokens: int = 512) -> PathPlan:
+def plan_flux_guidance(lesson: str, what: str, n: int, height: int = 512, width: int = 512, text_tokens: int = 256,
+                       gradient_checkpointing: bool = True) -> PathPlan:
     """FMRG/DPS guidance of FLUX.1-schnell: bf16 weights of every component, and the saved
     activations of one differentiable pass through the transformer for ``n`` images (the VJP of
-    the control law) — measured per block on the meta device."""
+    the control law) — measured per block on the meta device.
+
+    With ``gradient_checkpointing`` (``load_full``'s default) each block keeps only its inputs (the
+    image and text token states) and one block at a time is recomputed in the backward pass:
+    activations = block inputs × blocks + the largest block's saved tensors.
+    """
     dt = torch.bfloat16
     tr = build_on_meta("flux1-schnell-transformer", dt)
     others = {name: n_params(build_on_meta(name, dt)) for name in ("t5-v1_1-xxl-encoder", "clip-vit-large-patch14")}
     P_tr = n_params(tr)
     d = tr.config.num_attention_heads * tr.config.attention_head_dim
-    img = (size // 16) ** 2                                   # 8× VAE, 2×2 packing
+    img = (height // 16) * (width // 16)                      # 8× VAE, 2×2 packing
     h = torch.zeros(n, img, d, device="meta", dtype=dt, requires_grad=True)
     e = torch.zeros(n, text_tokens, d, device="meta", dtype=dt, requires_grad=True)
     temb = torch.zeros(n, d, device="meta", dtype=dt)
     rot = tr.pos_embed(torch.zeros(img + text_tokens, 3, device="meta"))
     double = saved_tensor_bytes(lambda: tr.transformer_blocks[0](h, e, temb, image_rotary_emb=rot), tr)
     single = saved_tensor_bytes(lambda: tr.single_transformer_blocks[0](h, e, temb, image_rotary_emb=rot), tr)
-    acts = double * tr.config.num_layers + single * tr.config.num_single_layers
+    blocks = tr.config.num_layers + tr.config.num_single_layers
+    if gradient_checkpointing:
+        acts = blocks * n * (img + text_tokens) * d * dt.itemsize + max(double, single)
+        how = "blocks recomputed in the backward pass (gradient checkpointing)"
+    else:
+        acts = double * tr.config.num_layers + single * tr.config.num_single_layers
+        how = "every block's activations kept (no checkpointing)"
     P = P_tr + sum(others.values())
     plan = PathPlan(lesson, what, P, {"weights (bf16)": 2 * P / GiB, "transformer activations (VJP)": acts / GiB})
-    plan.notes = (f"{n} images at {size}²: {img} image + {text_tokens} text tokens; transformer {P_tr / 1e9:.1f}B, "
-                  f"T5-XXL {others['t5-v1_1-xxl-encoder'] / 1e9:.1f}B, CLIP {others['clip-vit-large-patch14'] / 1e9:.2f}B; "
-                  "VAE and its decoder activations not included")
+    plan.notes = (f"{n} images at {height}×{width}: {img} image + {text_tokens} text tokens, {how}; transformer "
+                  f"{P_tr / 1e9:.1f}B, T5-XXL {others['t5-v1_1-xxl-encoder'] / 1e9:.1f}B, CLIP "
+                  f"{others['clip-vit-large-patch14'] / 1e9:.2f}B (T5 freed after the prompt is encoded, counted "
+                  "anyway); VAE and its decoder activations not included")
     return plan
 
 
@@ -220,13 +233,14 @@ def full_scale_plans() -> list[PathPlan]:
     rl01 = _lesson_config("hdai_lessons.rlvr.full:FullScaleConfig").rl
     rl02 = rl01                                              # 02.4 trains module 01's run with K = 8 (cat.full)
     sope = _lesson_config("hdai_lessons.sope.benchmark:BenchmarkLessonConfig")
+    flux = _lesson_config("hdai_lessons.flows.full:FullScaleLessonConfig")
     return [
         plan_group_rl("01.4", "RLVR (LPO/GRPO) on Qwen2.5-0.5B-Instruct", "qwen2.5-0.5b-instruct", rl01, prompt_len=256),
         plan_group_rl("02.4", "CAT-weighted GRPO on Qwen2.5-0.5B-Instruct", "qwen2.5-0.5b-instruct", rl02, prompt_len=256),
         plan_sac("03.4", f"SOPE on {sope.task} (MuJoCo Hopper: 11-d observation, 3-d action)", 11, 3, sope.train.sac,
                  n_runs=3 * sope.n_seeds, batch=2 * sope.train.batch_per_source),
-        plan_flux_guidance("04.5", "FMRG-J guidance of FLUX.1-schnell",
-                           n=_lesson_config("hdai_lessons.flows.full:FullScaleLessonConfig").n),
+        plan_flux_guidance("04.5", "FMRG-J guidance of FLUX.1-schnell", n=flux.n, height=flux.height, width=flux.width,
+                           text_tokens=flux.max_sequence_length, gradient_checkpointing=flux.gradient_checkpointing),
         plan_joyimage_edit("05.4", "JoyAI-Image-Edit inference"),
     ]
 

@@ -390,11 +390,14 @@ CLIP_REPO = "openai/clip-vit-large-patch14"
 def load_full(model: str = "flux-schnell", prompt: str = "a photo of a cat", reward_prompt: str = "a watercolor painting",
               height: int = 512, width: int = 512, device: "str | torch.device" = "cuda",
               dtype: torch.dtype = torch.bfloat16, flow_map: str = "one_step", teacher_substeps: int = 4,
-              lesson_id: str = "04.5") -> FlowSetup:
+              lesson_id: str = "04.5", max_sequence_length: int = 256,
+              gradient_checkpointing: bool = True) -> FlowSetup:
     """Load a real diffusers flow pipeline and CLIP from the local cache and wire them for ``guide``.
 
     Raises ``hdai_lessons.core.assets.MissingAssetError`` naming ``hdai-lessons fetch 04.5`` when the
     weights are not downloaded. The text encoders run once (prompt embeddings), then are freed.
+    ``gradient_checkpointing`` recomputes each transformer block in the guidance VJP instead of
+    keeping its activations (``hdai-lessons gpu-check --plan``: without it FLUX does not fit 80 GB).
 
     Lesson 04.5 (full scale); FMRG "Full-scale lesson options", Option A ("Ungated alternatives":
     FLUX.1-schnell, SD3.5).
@@ -415,7 +418,7 @@ def load_full(model: str = "flux-schnell", prompt: str = "a photo of a cat", rew
         pipe = FluxPipeline.from_pretrained(pipe_dir, torch_dtype=dtype).to(device)
         with torch.no_grad():
             pe, pooled, text_ids = pipe.encode_prompt(prompt=prompt, prompt_2=None, device=device, num_images_per_prompt=1,
-                                                      max_sequence_length=256)
+                                                      max_sequence_length=max_sequence_length)
         cond = PromptEmbeddings(pe, pooled, text_ids)
     else:
         from diffusers import StableDiffusion3Pipeline
@@ -429,6 +432,8 @@ def load_full(model: str = "flux-schnell", prompt: str = "a photo of a cat", rew
         if getattr(pipe, name, None) is not None:
             setattr(pipe, name, None)  # free memory: prompts are encoded
     shape = (spec.latent_channels, height // spec.vae_scale, width // spec.vae_scale)
+    if gradient_checkpointing:
+        pipe.transformer.enable_gradient_checkpointing()
     vel = DiffusersVelocity(pipe.transformer.requires_grad_(False), spec.kind, shape, cond)
     dec = LatentDecoder(pipe.vae.requires_grad_(False), shape)
     clip = CLIPModel.from_pretrained(clip_dir, dtype=dtype).to(device)
@@ -741,6 +746,14 @@ class FullScaleLessonConfig:
     """Guidance strength λ of the claims."""
     large_lams: tuple = (3.0,)
     """Larger λ at which DPS and FMRG-J are also run (first budget only): where reward hacking shows."""
+    height: int = 512
+    """Image height in pixels of a real model (unused on digits)."""
+    width: int = 512
+    """Image width in pixels of a real model (unused on digits)."""
+    max_sequence_length: int = 256
+    """T5 prompt tokens of a real FLUX model (unused on digits)."""
+    gradient_checkpointing: bool = True
+    """Recompute each transformer block in the guidance VJP (a real model only; ``gpu-check --plan``)."""
 
     @property
     def on_digits(self) -> bool:
@@ -752,7 +765,9 @@ class FullScaleLessonConfig:
         if self.on_digits:
             return load_digits_setup(target=self.target, flow_map=self.flow_map, teacher_substeps=self.teacher_substeps)
         return load_full(self.model, prompt=self.prompt, reward_prompt=self.reward_prompt, device=device,
-                         flow_map=self.flow_map, teacher_substeps=self.teacher_substeps)
+                         flow_map=self.flow_map, teacher_substeps=self.teacher_substeps, height=self.height,
+                         width=self.width, max_sequence_length=self.max_sequence_length,
+                         gradient_checkpointing=self.gradient_checkpointing)
 
     @classmethod
     def for_scale(cls, scale) -> FullScaleLessonConfig:
