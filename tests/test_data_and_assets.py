@@ -133,3 +133,51 @@ def test_gated_assets_say_what_to_accept(capsys, monkeypatch):
     with pytest.raises(MissingAssetError, match="It is gated: accept its licence"):
         assets_mod.fetch_lesson("04.5")
     assert "is gated on the hub" in capsys.readouterr().out
+
+
+def test_fetch_pins_a_branch_to_its_commit_and_require_loads_that_commit(tmp_path, monkeypatch):
+    """The first fetch records the commit it downloaded; later fetches and loads use it, not the branch."""
+    from types import SimpleNamespace
+
+    import hdai_lessons.core.assets as assets_mod
+
+    monkeypatch.setattr(assets_mod, "lock_path", lambda: tmp_path / "assets.lock.json")
+    calls = []
+    head = {"sha": "a" * 40}
+
+    class FakeApi:
+        def repo_info(self, repo_id, repo_type, revision, files_metadata):
+            calls.append(("info", revision))
+            return SimpleNamespace(sha=head["sha"] if not assets_mod.COMMIT.fullmatch(revision) else revision, siblings=[])
+
+    def fake_download(repo_id, repo_type, revision, allow_patterns=None, local_files_only=False):
+        calls.append(("download" if not local_files_only else "load", revision))
+        return str(tmp_path / revision)
+
+    monkeypatch.setattr("huggingface_hub.HfApi", FakeApi)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_download)
+    asset = Asset("model", "someone/model")
+    assert assets_mod.pinned_revision(asset) == "main"
+    assets_mod.fetch_asset(asset)
+    assert calls == [("info", "main"), ("download", "a" * 40)]
+    assert json.loads((tmp_path / "assets.lock.json").read_text()) == {"model:someone/model": "a" * 40}
+    head["sha"] = "b" * 40                       # the branch moves on the hub
+    calls.clear()
+    assets_mod.fetch_asset(asset)
+    assert calls == [("info", "a" * 40), ("download", "a" * 40)]       # still the pinned commit
+    assert require(asset, "01.4") == tmp_path / ("a" * 40)
+    pinned = Asset("model", "someone/other", revision="c" * 40)         # a commit in the code needs no lock entry
+    calls.clear()
+    assets_mod.fetch_asset(pinned)
+    assert calls == [("info", "c" * 40), ("download", "c" * 40)]
+    assert "model:someone/other" not in json.loads((tmp_path / "assets.lock.json").read_text())
+
+
+def test_every_hub_asset_is_pinned_by_code_or_by_the_lock_file_after_fetch():
+    from hdai_lessons.core.assets import COMMIT, assets_for
+
+    qwen = [a for a in assets_for("01.4") if a.repo_id == "Qwen/Qwen2.5-0.5B-Instruct"]
+    assert qwen and COMMIT.fullmatch(qwen[0].revision)
+    for lesson in ("01.4", "02.4", "04.5", "05.4"):
+        for a in assets_for(lesson):
+            assert COMMIT.fullmatch(a.revision) or a.revision == "main", (lesson, a.repo_id, a.revision)

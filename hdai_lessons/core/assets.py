@@ -9,15 +9,28 @@ Modules declare what their full-scale lessons need in ``hdai_lessons/<module>/as
 hub's sha256 (kind ``"minari"``: a Minari dataset id, fetched with Minari's own client);
 ``require`` (called by full-scale code) finds them in the local cache, or raises
 ``MissingAssetError`` naming the exact ``hdai-lessons fetch`` command to run.
+
+Every hub asset loads one fixed commit. An ``Asset`` either names it (``revision`` = 40 hex digits,
+where the course knows it) or is pinned by ``data/assets.lock.json``: the first ``fetch`` on a machine
+with network resolves the branch to its commit, downloads that commit and records it there (commit
+the file); every later fetch and every ``require`` uses the recorded commit, so a model that changes
+on the hub (renamed config keys, new weights) cannot change a lesson silently.
 """
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from hdai_lessons.core.data import sha256_of
 from hdai_lessons.core.modules import MODULE_PACKAGES
+from hdai_lessons.core.paths import data_dir
+
+COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 class MissingAssetError(RuntimeError):
@@ -42,6 +55,11 @@ class Asset:
             raise ValueError(f"asset kind must be one of {KINDS}, got {self.kind!r}")
         return self.kind
 
+    @property
+    def key(self) -> str:
+        """``kind:repo_id``, the asset's entry in ``data/assets.lock.json``."""
+        return f"{self.kind}:{self.repo_id}"
+
 
 KINDS = ("model", "dataset", "minari")
 MINARI_HINT = "Minari datasets need the MuJoCo extra: pip install -e .[mujoco]"
@@ -56,6 +74,46 @@ def _minari():
 
 
 _ASSETS: dict[str, list[Asset]] = {}
+
+
+def lock_path() -> Path:
+    """``data/assets.lock.json``: ``{"kind:repo_id": commit}`` for assets whose ``revision`` is a branch."""
+    return data_dir() / "assets.lock.json"
+
+
+def _read_lock() -> dict[str, str]:
+    path = lock_path()
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_lock(lock: dict[str, str]) -> None:
+    """Replace the lock file atomically (a crash leaves the old file or the new one, never half)."""
+    path = lock_path()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".assets.lock.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(dict(sorted(lock.items())), f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def pinned_revision(asset: Asset) -> str:
+    """The commit ``asset`` loads: its own ``revision`` if that is a commit, else the lock file's
+    entry, else (never fetched here yet) its branch name.
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
+    if COMMIT.fullmatch(asset.revision) or asset.repo_type == "minari":
+        return asset.revision
+    return _read_lock().get(asset.key, asset.revision)
+
+
+def registered_asset(lesson_id: str, repo_id: str, kind: str = "model") -> Asset:
+    """The asset ``lesson_id`` declares for ``repo_id`` (with its pin, gating and patterns), or a
+    plain ``Asset(kind, repo_id)`` for a model the lesson can use but does not fetch by default."""
+    for asset in assets_for(lesson_id):
+        if asset.repo_id == repo_id and asset.kind == kind:
+            return asset
+    return Asset(kind, repo_id)
 
 
 def register_assets(lesson_id: str, assets: list[Asset]) -> None:
@@ -87,19 +145,22 @@ def require(asset: Asset, lesson_id: str) -> Path:
             raise MissingAssetError(f"Minari dataset {asset.repo_id} is not downloaded. On a machine with network run: "
                                     f"hdai-lessons fetch {lesson_id}")
         return Path(minari.storage.get_dataset_path(asset.repo_id)) if hasattr(minari, "storage") else Path(asset.repo_id)
+    revision = pinned_revision(asset)
     try:
-        return Path(snapshot_download(asset.repo_id, repo_type=asset.repo_type, revision=asset.revision,
+        return Path(snapshot_download(asset.repo_id, repo_type=asset.repo_type, revision=revision,
                                       allow_patterns=list(asset.allow_patterns) if asset.allow_patterns else None,
                                       local_files_only=True))
     except Exception as err:  # huggingface_hub raises several types for "not cached"
         raise MissingAssetError(
-            f"{asset.kind} {asset.repo_id}@{asset.revision} is not downloaded. On a machine with network run: "
+            f"{asset.kind} {asset.repo_id}@{revision} is not downloaded. On a machine with network run: "
             f"hdai-lessons fetch {lesson_id}   ({type(err).__name__})"
         ) from None
 
 
 def fetch_asset(asset: Asset) -> Path:
-    """Download ``asset`` and verify each LFS file's sha256 against the hub's metadata.
+    """Download ``asset`` at its pinned commit and verify each LFS file's sha256 against the hub's
+    metadata. An asset not pinned yet is resolved to its branch's current commit, downloaded at that
+    commit, and the commit recorded in ``data/assets.lock.json``.
 
     Course infrastructure used by every lesson (no lesson or paper equation of its own).
     """
@@ -112,10 +173,11 @@ def fetch_asset(asset: Asset) -> Path:
         except Exception as err:
             raise MissingAssetError(f"could not download Minari dataset {asset.repo_id}: {type(err).__name__}: {err}") from None
         return Path(asset.repo_id)
+    revision = pinned_revision(asset)
     try:
-        local = Path(snapshot_download(asset.repo_id, repo_type=asset.repo_type, revision=asset.revision,
+        info = HfApi().repo_info(asset.repo_id, repo_type=asset.repo_type, revision=revision, files_metadata=True)
+        local = Path(snapshot_download(asset.repo_id, repo_type=asset.repo_type, revision=info.sha,
                                        allow_patterns=list(asset.allow_patterns) if asset.allow_patterns else None))
-        info = HfApi().repo_info(asset.repo_id, repo_type=asset.repo_type, revision=asset.revision, files_metadata=True)
     except Exception as err:
         gated = f" It is gated: {asset.gated}" if asset.gated else " For gated models: `hf auth login`."
         raise MissingAssetError(
@@ -130,6 +192,12 @@ def fetch_asset(asset: Asset) -> Path:
         expected = lfs["sha256"] if isinstance(lfs, dict) else lfs.sha256
         if sha256_of(path) != expected:
             raise MissingAssetError(f"{path} failed its checksum; delete it and run the fetch again")
+    if not COMMIT.fullmatch(revision):
+        lock = _read_lock()
+        lock[asset.key] = info.sha
+        _write_lock(lock)
+        print(f"pinned {asset.repo_id} at {info.sha} in {lock_path()} (commit that file so every machine loads "
+              "this version)", flush=True)
     return local
 
 
@@ -140,6 +208,6 @@ def fetch_lesson(lesson_id: str) -> list[Path]:
     for asset in assets:
         if asset.gated:
             print(f"note: {asset.repo_id} is gated on the hub: {asset.gated}", flush=True)
-        print(f"fetching {asset.kind} {asset.repo_id}@{asset.revision} …", flush=True)
+        print(f"fetching {asset.kind} {asset.repo_id}@{pinned_revision(asset)} …", flush=True)
         paths.append(fetch_asset(asset))
     return paths

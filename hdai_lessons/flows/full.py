@@ -404,14 +404,14 @@ def load_full(model: str = "flux-schnell", prompt: str = "a photo of a cat", rew
     """
     from transformers import CLIPModel, CLIPTokenizer
 
-    from hdai_lessons.core.assets import Asset, require
+    from hdai_lessons.core.assets import registered_asset, require
     from hdai_lessons.flows.flowmap import TeacherFlowMap
 
     if model not in FULL_MODELS:
         raise ValueError(f"model must be one of {sorted(FULL_MODELS)}, got {model!r}")
     spec = FULL_MODELS[model]
-    pipe_dir = require(Asset("model", spec.repo_id), lesson_id)
-    clip_dir = require(Asset("model", CLIP_REPO), lesson_id)
+    pipe_dir = require(registered_asset(lesson_id, spec.repo_id), lesson_id)   # the pinned commit
+    clip_dir = require(registered_asset(lesson_id, CLIP_REPO), lesson_id)
     if spec.kind == "flux":
         from diffusers import FluxPipeline
 
