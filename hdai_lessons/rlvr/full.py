@@ -113,7 +113,10 @@ def build_run(scale=None, loss: str = "lpo_fwd", seed: int = 0, **overrides) -> 
         from hdai_lessons.lm import load_pretrained_lm
         from hdai_lessons.rlvr.assets import DATASET, MODEL
 
+        from hdai_lessons.lm.requirements import check_policy
+
         model, tok = load_pretrained_lm(MODEL, "01.4", dtype=getattr(torch, cfg.dtype))
+        check_policy(model, tok, cfg.rl.chat_template, name=MODEL.repo_id)
         data_dir = require(DATASET, "01.4")
         train = load_gsm8k(data_dir, "train", cfg.n_train)
         held = load_gsm8k(data_dir, "test", cfg.n_eval)
