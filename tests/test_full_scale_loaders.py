@@ -70,3 +70,97 @@ def test_a_policy_without_what_the_trainer_needs_is_rejected_at_load(qwen_snapsh
     model.config.vocab_size = len(tok) - 1
     with pytest.raises(PolicyConfigError, match="does not belong to this model"):
         check_policy(model, tok, chat_template=False)
+
+
+# ------------------------------------------------------------------------------------------ 04.5 FLUX
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _clip_tokenizer(folder: Path):
+    """A character-level CLIP BPE tokenizer written as the hub's vocab.json + merges.txt."""
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in LETTERS:
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+
+
+def _t5_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import T5TokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -1.0)] + [(c, -2.0) for c in LETTERS]
+    tk = Tokenizer(models.Unigram(pieces, unk_id=2))
+    tk.pre_tokenizer = pre_tokenizers.Metaspace()
+    tk.decoder = decoders.Metaspace()
+    return T5TokenizerFast(tokenizer_object=tk, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", extra_ids=0,
+                           model_max_length=512)
+
+
+def _flux_snapshot(root: Path) -> Path:
+    """A tiny FLUX pipeline saved as ``black-forest-labs/FLUX.1-schnell`` is laid out on the hub:
+    model_index.json, scheduler/, text_encoder/ (CLIP-L), tokenizer/, text_encoder_2/ (T5),
+    tokenizer_2/, transformer/, vae/ (16 latent channels, 8× downsampling)."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=2 + 2 * len(LETTERS), hidden_size=32, intermediate_size=37,
+                                        num_hidden_layers=1, num_attention_heads=4, max_position_embeddings=77,
+                                        bos_token_id=0, eos_token_id=1, pad_token_id=1, projection_dim=16))
+    t5 = T5EncoderModel(T5Config(vocab_size=4 + len(LETTERS), d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4))
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                         pooled_projection_dim=32, guidance_embeds=False, axes_dims_rope=(4, 6, 6))
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+                        latent_channels=16, norm_num_groups=4, sample_size=32)
+    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text,
+                        tokenizer=_clip_tokenizer(root / "_tok"), text_encoder_2=t5, tokenizer_2=_t5_tokenizer(),
+                        transformer=transformer)
+    pipe.save_pretrained(root / "flux")
+    for sub in ("scheduler", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "transformer", "vae"):
+        assert (root / "flux" / sub).is_dir(), sub
+    return root / "flux"
+
+
+def _clip_snapshot(root: Path) -> Path:
+    from hdai_lessons.flows.full import tiny_clip
+
+    clip = tiny_clip(seed=0, image_size=32)
+    folder = root / "clip"
+    clip.save_pretrained(folder)
+    _clip_tokenizer(folder).save_pretrained(folder)
+    return folder
+
+
+def test_flux_guidance_loads_the_hub_layout_through_load_full(tmp_path, monkeypatch):
+    from hdai_lessons.flows.full import load_full
+
+    flux, clip = _flux_snapshot(tmp_path), _clip_snapshot(tmp_path)
+    _fake_cache(monkeypatch, {"black-forest-labs/FLUX.1-schnell": flux, "openai/clip-vit-large-patch14": clip})
+    setup = load_full("flux-schnell", prompt="a photo of a cat", reward_prompt="a watercolor painting", height=64,
+                      width=64, device="cpu", dtype=torch.float32, max_sequence_length=16)
+    assert setup.latent_shape == (16, 8, 8) and setup.velocity.transformer.gradient_checkpointing
+    x = torch.randn(2, setup.dim, requires_grad=True)
+    (g,) = torch.autograd.grad(setup.reward(setup.flow_map(x, 0.2, 1.0)).sum(), x)   # the FMRG-J VJP runs
+    assert g.shape == x.shape and torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_flux_folder_with_the_wrong_latent_layout_is_rejected(tmp_path, monkeypatch):
+    from diffusers import FluxTransformer2DModel
+
+    from hdai_lessons.flows.full import load_full
+
+    flux, clip = _flux_snapshot(tmp_path), _clip_snapshot(tmp_path)
+    FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                           num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+                           guidance_embeds=False, axes_dims_rope=(4, 6, 6)).save_pretrained(flux / "transformer")
+    _fake_cache(monkeypatch, {"black-forest-labs/FLUX.1-schnell": flux, "openai/clip-vit-large-patch14": clip})
+    with pytest.raises(ValueError, match="in_channels"):
+        load_full("flux-schnell", height=64, width=64, device="cpu", dtype=torch.float32, max_sequence_length=16)

@@ -387,6 +387,21 @@ FULL_MODELS = {
 CLIP_REPO = "openai/clip-vit-large-patch14"
 
 
+def check_latent_layout(transformer: nn.Module, vae: nn.Module, spec: FullModel) -> None:
+    """Raise ``ValueError`` unless the loaded transformer and VAE have the latent layout the course's
+    packing and ``FULL_MODELS`` assume (a hub folder can change under a branch name).
+
+    FLUX: ``in_channels`` = 4 × the VAE's latent channels (2×2 packing, ``pack_latents``); SD3:
+    ``in_channels`` = latent channels. Either way the VAE must have ``spec.latent_channels``.
+    """
+    want = spec.latent_channels * (4 if spec.kind == "flux" else 1)
+    got_t, got_v = transformer.config.in_channels, getattr(vae.config, "latent_channels", None)
+    if got_t != want or got_v != spec.latent_channels:
+        raise ValueError(f"{spec.repo_id}: transformer in_channels={got_t}, VAE latent_channels={got_v}; the course "
+                         f"expects {want} and {spec.latent_channels} ({spec.kind} latents). The hub folder is not the "
+                         "model the lesson was written for: fetch the pinned revision again (hdai-lessons fetch 04.5)")
+
+
 def load_full(model: str = "flux-schnell", prompt: str = "a photo of a cat", reward_prompt: str = "a watercolor painting",
               height: int = 512, width: int = 512, device: "str | torch.device" = "cuda",
               dtype: torch.dtype = torch.bfloat16, flow_map: str = "one_step", teacher_substeps: int = 4,
@@ -432,6 +447,7 @@ def load_full(model: str = "flux-schnell", prompt: str = "a photo of a cat", rew
         if getattr(pipe, name, None) is not None:
             setattr(pipe, name, None)  # free memory: prompts are encoded
     shape = (spec.latent_channels, height // spec.vae_scale, width // spec.vae_scale)
+    check_latent_layout(pipe.transformer, pipe.vae, spec)
     if gradient_checkpointing:
         pipe.transformer.enable_gradient_checkpointing()
     vel = DiffusersVelocity(pipe.transformer.requires_grad_(False), spec.kind, shape, cond)
