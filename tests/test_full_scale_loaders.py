@@ -164,3 +164,46 @@ def test_flux_folder_with_the_wrong_latent_layout_is_rejected(tmp_path, monkeypa
     _fake_cache(monkeypatch, {"black-forest-labs/FLUX.1-schnell": flux, "openai/clip-vit-large-patch14": clip})
     with pytest.raises(ValueError, match="in_channels"):
         load_full("flux-schnell", height=64, width=64, device="cpu", dtype=torch.float32, max_sequence_length=16)
+
+
+# ------------------------------------------------------------------------------------------ 03.4 Minari
+def test_sope_prior_data_loads_a_minari_dataset_from_minaris_own_storage(tmp_path, monkeypatch):
+    """A dataset recorded with Minari's DataCollector and stored in Minari's layout loads through the
+    lesson's ``load_prior`` as D4RL transitions ``(o_t, a_t, r_t, o_{t+1})``. (Pendulum stands in for
+    MuJoCo Hopper: the storage layout does not depend on the environment.)"""
+    minari = pytest.importorskip("minari")
+    import gymnasium as gym
+    import numpy as np
+
+    from hdai_lessons.sope.benchmark import Task, load_prior
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    from minari.data_collector import EpisodeBuffer
+
+    env = gym.make("Pendulum-v1", max_episode_steps=7)
+    rng = np.random.default_rng(0)
+    buffers = []
+    for ep in range(3):
+        obs, _ = env.reset(seed=ep)
+        o, a, r, te, tr = [obs], [], [], [], []
+        done = False
+        while not done:
+            act = rng.uniform(-2, 2, size=1).astype(np.float32)
+            obs, rew, term, trunc, _ = env.step(act)
+            o.append(obs), a.append(act), r.append(rew), te.append(term), tr.append(trunc)
+            done = term or trunc
+        buffers.append(EpisodeBuffer(id=ep, seed=ep, observations=np.stack(o), actions=np.stack(a),
+                                     rewards=np.asarray(r), terminations=np.asarray(te), truncations=np.asarray(tr),
+                                     infos={}))
+    minari.create_dataset_from_buffers("hdai/pendulum/test-v0", buffers, env=env, algorithm_name="uniform random",
+                                       author="hdai-lessons", author_email="course@example.org",
+                                       code_permalink="https://example.org", description="test")
+    data = load_prior(Task(env_id="Pendulum-v1", dataset="hdai/pendulum/test-v0"))
+    ds = minari.load_dataset("hdai/pendulum/test-v0")
+    first = next(iter(ds.iterate_episodes()))
+    assert len(data["rewards"]) == 3 * 7
+    np.testing.assert_allclose(data["observations"][:7], first.observations[:-1], rtol=1e-6)
+    np.testing.assert_allclose(data["next_observations"][:7], first.observations[1:], rtol=1e-6)
+    np.testing.assert_allclose(data["actions"][:7], first.actions, rtol=1e-6)
+    with pytest.raises(FileNotFoundError, match="hdai-lessons fetch 03.4"):
+        load_prior(Task(env_id="Pendulum-v1", dataset="mujoco/hopper/expert-v0"))
