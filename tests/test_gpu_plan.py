@@ -54,3 +54,29 @@ def test_gpu_check_plan_exits_nonzero_when_a_path_does_not_fit(capsys):
     out = capsys.readouterr().out
     assert all(lesson in out for lesson in ("01.4", "02.4", "03.4", "04.5", "05.4"))
     assert main(["gpu-check", "--plan", "--gpu-gb", "1"]) == 1
+
+
+def test_gpu_check_runs_every_full_scale_path_at_tiny_size_on_a_cpu(capsys):
+    """The on-GPU check's code path (real classes, each lesson's trainer/guidance/pipeline step) at tiny size."""
+    from hdai_lessons.course.cli import main
+
+    assert main(["gpu-check", "--tiny", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    for lesson in ("01.4", "02.4", "03.4", "04.5", "05.4"):
+        assert f"\n{lesson}  " in out
+    assert "tokens/s" in out
+
+
+def test_gpu_check_without_a_gpu_names_the_alternatives(monkeypatch, capsys):
+    import torch
+
+    from hdai_lessons.course.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["gpu-check"]) != 0
+    err = capsys.readouterr().err
+    assert "gpu-check --plan" in err and "--tiny --device cpu" in err
+
+
+def test_architecture_files_build_with_their_published_sizes():
+    assert 83e6 < n_params(build_on_meta("flux1-schnell-vae")) < 85e6            # FLUX's VAE: 83.8M

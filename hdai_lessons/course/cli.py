@@ -183,11 +183,25 @@ def _cmd_workshop(args: argparse.Namespace) -> int:
 
 
 def _cmd_gpu_check(args: argparse.Namespace) -> int:
-    from hdai_lessons.course.gpu_plan import format_plans, full_scale_plans
+    if args.plan:
+        from hdai_lessons.course.gpu_plan import format_plans, full_scale_plans
 
-    plans = full_scale_plans()
-    print(format_plans(plans, args.gpu_gb))
-    too_big = [p.lesson for p in plans if not p.fits(args.gpu_gb)]
+        plans = full_scale_plans()
+        print(format_plans(plans, args.gpu_gb))
+        too_big = [p.lesson for p in plans if not p.fits(args.gpu_gb)]
+    else:
+        import torch
+
+        from hdai_lessons.course.gpu_check import format_checks, full_scale_checks
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else None)
+        if device is None:
+            raise UsageError("gpu-check runs every full-scale path on a CUDA GPU and none is visible here; "
+                             "plan the memory on this CPU with `hdai-lessons gpu-check --plan`, or try the code "
+                             "path at tiny size with `hdai-lessons gpu-check --tiny --device cpu`")
+        rows = full_scale_checks(device, tiny=args.tiny)
+        print(format_checks(rows, args.gpu_gb))
+        too_big = [r.lesson for r in rows if r.peak_gib is not None and r.peak_gib > args.gpu_gb]
     if too_big:
         print(f"\n{len(too_big)} path(s) do not fit {args.gpu_gb:g} GiB: {', '.join(too_big)}", file=sys.stderr)
         return 1
@@ -253,9 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("workshop", help="write slides/INSTRUCTOR.md (agendas, checklist) from the lessons")
     s.add_argument("--check", action="store_true", help="only report whether it is current")
     s.set_defaults(func=_cmd_workshop)
-    s = sub.add_parser("gpu-check", help="plan each full-scale path's peak GPU memory on this CPU (--plan)")
-    s.add_argument("--plan", action="store_true", required=True,
-                   help="build the real-size architectures on the meta device and plan memory (the only mode so far)")
+    s = sub.add_parser("gpu-check", help="run every full-scale path at real size with random weights on a GPU "
+                                          "and measure it; --plan: plan its memory on this CPU instead")
+    s.add_argument("--plan", action="store_true",
+                   help="build the real-size architectures on the meta device and plan memory (no GPU needed)")
+    s.add_argument("--tiny", action="store_true", help="tiny architectures of the same classes (tries the code path)")
+    s.add_argument("--device", default=None, help="torch device (default: cuda when visible)")
     s.add_argument("--gpu-gb", type=float, default=80.0, help="target GPU memory in GiB (default 80)")
     s.set_defaults(func=_cmd_gpu_check)
     s = sub.add_parser("readme", help="rewrite the lesson map in README.md from the notebooks")
