@@ -80,3 +80,13 @@ def test_gpu_check_without_a_gpu_names_the_alternatives(monkeypatch, capsys):
 
 def test_architecture_files_build_with_their_published_sizes():
     assert 83e6 < n_params(build_on_meta("flux1-schnell-vae")) < 85e6            # FLUX's VAE: 83.8M
+
+
+def test_micro_batches_and_checkpointing_shrink_the_planned_activations():
+    whole = plan_group_rl("x", "y", SMALL_QWEN, RLVRConfig(prompts_per_step=4, K=2, max_new_tokens=8), 8, "fp32")
+    micro = plan_group_rl("x", "y", SMALL_QWEN, RLVRConfig(prompts_per_step=4, K=2, max_new_tokens=8,
+                                                            micro_batch_prompts=1), 8, "fp32")
+    ckpt = plan_group_rl("x", "y", SMALL_QWEN, RLVRConfig(prompts_per_step=4, K=2, max_new_tokens=8,
+                                                           micro_batch_prompts=1, gradient_checkpointing=True), 8, "fp32")
+    assert micro.parts["activations"] == pytest.approx(whole.parts["activations"] / 4)
+    assert ckpt.parts["activations"] < micro.parts["activations"]

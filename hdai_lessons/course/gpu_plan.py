@@ -116,7 +116,9 @@ def _decoder_layer_bytes(model, prompt_len: int, seq_len: int, dtype: torch.dtyp
     pos = torch.arange(seq_len, device="meta").unsqueeze(0)
     pe = inner.rotary_emb(x, pos)
     layer = saved_tensor_bytes(lambda: inner.layers[0](x, attention_mask=None, position_ids=pos, position_embeddings=pe), model)
-    head = saved_tensor_bytes(lambda: response_logprobs(model.lm_head(inner.norm(x)), ids, prompt_len), model)
+    # the trainer scores response positions only: the LM head runs on the last T + 1 positions
+    head = saved_tensor_bytes(lambda: response_logprobs(model.lm_head(inner.norm(x)[:, prompt_len - 1:]),
+                                                        ids[:, prompt_len - 1:], 1), model)
     return layer, head
 
 
@@ -124,10 +126,14 @@ def plan_group_rl(lesson: str, what: str, arch: "str | dict", rl, prompt_len: in
     """The group-RL trainer (``lm.rl_trainer``) at full size: the larger of its update and its rollout.
 
     Update: fp32 master weights, gradients and AdamW's two moments (16 B/parameter); the saved
-    activations of ``prompts_per_step / minibatches × K`` sequences of ``prompt_len + max_new_tokens``
-    tokens (one chunk is forwarded at once), in the autocast dtype; and their log-softmax logits
-    over the whole vocabulary. Rollout: the KV cache of ``prompts_per_step × K`` sequences and the
-    prefill's logits at every prompt position (the sampler's first pass), in fp32.
+    activations of one forward/backward pass, ``micro_batch_prompts × K`` sequences of
+    ``prompt_len + max_new_tokens`` tokens (``prompts_per_step / minibatches × K`` when micro-batching
+    is off), in the autocast dtype, and their log-softmax logits at response positions only. With
+    ``gradient_checkpointing`` a layer keeps only its input (the hidden states) and one layer at a time
+    is recomputed. Rollout: the KV cache of ``prompts_per_step × K`` sequences and the logits of the
+    last position only (the sampler keeps no others), in fp32.
+
+    Prompts are counted K times (an upper bound: the trainer runs each prompt once per group).
     """
     act_dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float32
     model = build_on_meta(arch, act_dtype)
@@ -135,19 +141,25 @@ def plan_group_rl(lesson: str, what: str, arch: "str | dict", rl, prompt_len: in
     P = n_params(model)
     cfg = model.config
     L = prompt_len + rl.max_new_tokens
-    seqs = rl.prompts_per_step // rl.minibatches * rl.K
+    seqs = (getattr(rl, "micro_batch_prompts", 0) or rl.prompts_per_step // rl.minibatches) * rl.K   # one pass
     layer, head = _decoder_layer_bytes(model, prompt_len, L, act_dtype)
+    if getattr(rl, "gradient_checkpointing", False):
+        acts = (cfg.num_hidden_layers * L * cfg.hidden_size * act_dtype.itemsize + layer) * seqs
+    else:
+        acts = layer * cfg.num_hidden_layers * seqs
     update = {"weights (fp32 master)": 4 * P / GiB, "gradients": 4 * P / GiB, "AdamW moments": 8 * P / GiB,
-              "activations": layer * cfg.num_hidden_layers * seqs / GiB, "logits": head * seqs / GiB}
+              "activations": acts / GiB, "logits": head * seqs / GiB}
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     rollout_seqs = rl.prompts_per_step * rl.K
     kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * L * rollout_seqs * act_dtype.itemsize
     rollout = {"weights (fp32 master)": 4 * P / GiB, "gradients": 4 * P / GiB, "AdamW moments": 8 * P / GiB,
-               "KV cache": kv / GiB, "prefill logits": rollout_seqs * prompt_len * cfg.vocab_size * 4 / GiB}
+               "KV cache": kv / GiB, "last-position logits": rollout_seqs * cfg.vocab_size * 4 / GiB}   # the sampler keeps only the last position's logits
     plan = PathPlan(lesson, what, P)
     plan.parts = update if sum(update.values()) >= sum(rollout.values()) else rollout
-    plan.notes = (f"{seqs} sequences × {L} tokens per update ({rl.prompts_per_step} prompts / {rl.minibatches} "
-                  f"minibatches × K = {rl.K}), {mixed_precision} autocast; rollout peak "
+    ckpt = "on" if getattr(rl, "gradient_checkpointing", False) else "off"
+    plan.notes = (f"{seqs} sequences × {L} tokens per forward/backward pass ({rl.prompts_per_step} prompts / "
+                  f"{rl.minibatches} minibatches, micro-batches of {rl.micro_batch_prompts or 'all'} prompts, "
+                  f"K = {rl.K}), checkpointing {ckpt}, {mixed_precision} autocast; rollout peak "
                   f"{sum(rollout.values()):.1f} GiB, update peak {sum(update.values()):.1f} GiB")
     return plan
 

@@ -11,15 +11,24 @@ One iteration (Algorithm 1 of LPO; GRPO is the same loop with another loss):
    gradient clip, AdamW step. E · minibatches > 1 makes later updates off-policy (where LPO-rev and
    GRPO part ways).
 
+Memory and speed (the same code at every scale): a chunk is forwarded in micro-batches of
+``micro_batch_prompts`` prompts whose gradients accumulate into the chunk's one optimiser step
+(exactly the chunk's gradient, see ``_backward_chunk``); logits are computed at response positions
+only; each prompt is run once per group and its KV cache shared by its K responses, in sampling
+and in the update (``lm.sampling.prefill_shared``); optional activation checkpointing; bf16
+autocast on CUDA.
+
 The trainer takes the tiny ``Qwen2ForCausalLM`` or any ``AutoModelForCausalLM`` + tokenizer, runs
 under ``accelerate`` (one CPU, one GPU, or ``accelerate launch`` on several — each process samples
-its own prompts, DDP averages the gradients) and checkpoints atomically via ``hdai_lessons.core.checkpoint``
-(model + optimizer + RNG + history), so ``train`` resumes where a killed run stopped.
+its own prompts; the gradients are averaged over processes once per update) and checkpoints
+atomically via ``hdai_lessons.core.checkpoint`` (model + optimizer + RNG + history), so ``train``
+resumes where a killed run stopped.
 
 SFT warm-up is in ``lm.sft``; held-out pass@k in ``lm.evaluation``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from dataclasses import asdict, dataclass
@@ -75,6 +84,40 @@ class RLVRConfig:
     """Seed of prompt choice and sampling."""
     ckpt_every: int = 0
     """Save a checkpoint every this many steps into ``run_dir`` (0: only at the end of ``train``)."""
+    micro_batch_prompts: int = 0
+    """Prompts (each with its K responses) per forward/backward pass; their gradients accumulate into
+    one optimiser step per ``minibatches`` chunk, exactly the chunk's gradient (0: the whole chunk
+    in one pass). Bounds activation memory at full scale; changes no result beyond float rounding."""
+    gradient_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass instead of storing them
+    (``enable_activation_checkpointing``): less memory, about one more forward pass of compute. With
+    ``shared_prefix`` the prompt pass (one row per prompt) is not checkpointed, the response pass is."""
+    shared_prefix: bool = True
+    """In the update's forward pass, run each prompt once and share its KV cache across its K
+    responses (sampling always does). Exact; about 1/K of the prompt compute."""
+    bf16_autocast: bool = True
+    """On a CUDA device, run the forward passes under ``torch.autocast(bfloat16)`` (weights, gradients
+    and optimiser stay float32). Ignored on a CPU: the toy rungs stay float32."""
+
+
+#: RLVRConfig fields a resumed run may change: how long, how often saved, and how the update is
+#: executed (micro-batches, checkpointing, prefix sharing, autocast), none of which changes the algorithm.
+RESUMABLE_CHANGES = ("steps", "ckpt_every", "micro_batch_prompts", "gradient_checkpointing", "shared_prefix",
+                     "bf16_autocast")
+
+
+def enable_activation_checkpointing(model) -> None:
+    """Turn on a ``transformers`` model's per-layer activation checkpointing (non-reentrant).
+
+    Lessons 01.4, 02.4 (``RLVRConfig.gradient_checkpointing``); no paper equation.
+    """
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):          # transformers ≥ 5.2x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    elif hasattr(model, "gradient_checkpointing_enable"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    else:
+        raise ValueError("gradient_checkpointing needs a transformers model (gradient_checkpointing_enable)")
 
 
 def _unwrap(model, accelerator):
@@ -112,15 +155,19 @@ class GroupRLTrainer:
             raise ValueError(f"group-based RLVR needs K ≥ 2 responses per prompt, got {self.cfg.K}")
         if self.cfg.prompts_per_step % self.cfg.minibatches:
             raise ValueError(f"prompts_per_step={self.cfg.prompts_per_step} must divide into minibatches={self.cfg.minibatches}")
+        if self.cfg.micro_batch_prompts < 0:
+            raise ValueError(f"micro_batch_prompts must be ≥ 0 (0: the whole chunk), got {self.cfg.micro_batch_prompts}")
         self.task, self.problems = task, list(train_problems)
         self.tokenizer = tokenizer
         if tokenizer.padding_side != "left":
             tokenizer.padding_side = "left"
         device = next(model.parameters()).device
         self.accelerator = accelerator or Accelerator(cpu=device.type == "cpu")
+        if self.cfg.gradient_checkpointing:
+            enable_activation_checkpointing(model)
         if self.cfg.optimizer == "adamw":
             optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
-                                          betas=tuple(self.cfg.betas))
+                                          betas=tuple(self.cfg.betas), foreach=True)   # one kernel per op, not per tensor
         elif self.cfg.optimizer == "sgd":
             optimizer = torch.optim.SGD(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         else:
@@ -139,19 +186,30 @@ class GroupRLTrainer:
         """Sample K responses per problem and score them: ``(Rollout, rewards (B, K))``."""
         policy = _unwrap(self.model, self.accelerator)
         prompts = format_prompts(self.tokenizer, [p.prompt for p in problems], self.cfg.chat_template)
-        with self.accelerator.autocast():
+        with self._autocast():
             ro = sample_groups(policy, self.tokenizer, prompts, self.cfg.K, self.cfg.max_new_tokens,
                                self.cfg.temperature, self.cfg.top_p)
         rewards = torch.tensor([[self.task.reward(p, c) for c in group] for p, group in zip(problems, ro.texts)],
                                dtype=torch.float32, device=ro.mask.device)  # (B, K)
         return ro, rewards
 
+    def _autocast(self):
+        """bf16 autocast on CUDA (``cfg.bf16_autocast``), else the accelerator's own (a no-op on a CPU)."""
+        if self.cfg.bf16_autocast and self.accelerator.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return self.accelerator.autocast()
+
     def _logp(self, ro, rows: slice, with_entropy: bool = False):
-        """``(b, K, T)`` token log-probs of the rollout's prompts in ``rows`` under the current policy."""
+        """``(b, K, T)`` token log-probs of the rollout's prompts in ``rows`` under the current policy.
+
+        Logits only at response positions; with ``cfg.shared_prefix`` each prompt is run once for its
+        K responses (``lm.sampling.response_logits``).
+        """
         K, T = self.cfg.K, ro.mask.shape[-1]
         flat = slice(rows.start * K, rows.stop * K)                        # rows of (B*K, L)
         out = sequence_logprobs(self.model, ro.input_ids[flat], ro.attention_mask[flat], ro.prompt_len,
-                                with_entropy=with_entropy, temperature=self.cfg.temperature)
+                                with_entropy=with_entropy, temperature=self.cfg.temperature,
+                                group_size=K if self.cfg.shared_prefix else 1)
         if with_entropy:
             lp, ent = out
             return lp.view(-1, K, T), ent.view(-1, K, T)                 # (b, K, T)
@@ -171,6 +229,11 @@ class GroupRLTrainer:
 
         Args: logp ``(b, K, T)`` with grad, old_logp ``(b, K, T)``, mask ``(b, K, T)``, rewards ``(b, K)``,
         extras: ``prompt_extras``'s tensors restricted to the chunk's ``b`` rows.
+
+        Rows (prompts) may interact only through quantities that do not depend on ``logp`` (batch
+        normalisers computed from ``mask`` or ``rewards``: a token-mean over the batch, REINFORCE++'s
+        batch statistics, CAT's batch-normalised weights), as every loss of the course does: the
+        micro-batched update relies on it (``_backward_chunk``).
         """
         raise NotImplementedError("a GroupRLTrainer subclass defines the loss (see RLVRTrainer)")
 
@@ -178,8 +241,72 @@ class GroupRLTrainer:
         """JSON-able settings a subclass adds to each checkpoint (e.g. its loss configuration)."""
         return {}
 
+    def _backward_chunk(self, ro, rows: slice, old: "torch.Tensor | None", rewards: torch.Tensor,
+                        extras: dict[str, torch.Tensor], with_entropy: bool = False) -> tuple[dict[str, float], float]:
+        """Accumulate the gradient of one chunk's loss, in micro-batches of ``cfg.micro_batch_prompts`` prompts.
+
+        The chunk's loss ``L(logp)`` couples its rows only through constants (normalisers from the mask
+        and rewards, see ``compute_loss``), so its gradient is the sum over micro-batches of the
+        gradient of ``L`` evaluated with that micro-batch's rows carrying the graph and every other row
+        a constant: each micro-batch calls ``compute_loss`` on the whole chunk (``(b, K, T)``: cheap
+        next to the forward pass), so every normaliser is the whole chunk's, and backpropagates
+        through its own rows only. The sum is exactly the whole-chunk gradient (up to float rounding);
+        the statistics are then computed once on the whole chunk's log-probs.
+
+        Args:
+            ro: the ``Rollout``; rows: the chunk's prompts; old: ``(b, K, T)`` π_b log-probs (``None``:
+                on-policy, π_b = π_θ); rewards ``(b, K)``; extras: the chunk's rows of ``prompt_extras``.
+            with_entropy: also return the mean policy entropy over the chunk's response tokens.
+        Returns:
+            ``(stats, entropy)`` (entropy NaN when not asked).
+        """
+        b = rows.stop - rows.start
+        micro = min(self.cfg.micro_batch_prompts or b, b)
+        mask = ro.mask[rows]
+        if micro == b:                                                   # one pass over the whole chunk
+            with self._autocast():
+                out = self._logp(ro, rows, with_entropy)
+                logp, ent = out if with_entropy else (out, None)
+                loss, stats = self.compute_loss(logp, logp.detach() if old is None else old, mask, rewards, extras)
+            self.accelerator.backward(loss)
+        else:
+            fill = old if old is not None else torch.zeros_like(mask)    # a constant at the other rows
+            pieces, ents = [], []
+            for lo in range(0, b, micro):
+                hi = min(lo + micro, b)
+                with self._autocast():
+                    out = self._logp(ro, slice(rows.start + lo, rows.start + hi), with_entropy)
+                    lp, e = out if with_entropy else (out, None)
+                    full = torch.cat([fill[:lo], lp, fill[hi:]])           # (b, K, T), graph at rows lo..hi
+                    loss, _ = self.compute_loss(full, full.detach() if old is None else old, mask, rewards, extras)
+                self.accelerator.backward(loss)
+                pieces.append(lp.detach())
+                ents.append(e)
+            logp = torch.cat(pieces)
+            ent = torch.cat(ents) if with_entropy else None
+            with torch.no_grad():
+                _, stats = self.compute_loss(logp, logp if old is None else old, mask, rewards, extras)
+        entropy = float((ent * mask).sum() / mask.sum().clamp_min(1.0)) if with_entropy else float("nan")
+        return stats, entropy
+
+    def _average_gradients(self) -> None:
+        """Mean of the accumulated gradients over processes (one all-reduce; several processes only)."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if not grads:
+            return
+        flat = self.accelerator.reduce(torch.cat([g.reshape(-1) for g in grads]), reduction="mean")
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
     def step(self) -> dict[str, float]:
-        """One RLVR iteration (rollout → reward → E × minibatches updates); returns its metrics."""
+        """One RLVR iteration (rollout → reward → E × minibatches updates); returns its metrics.
+
+        Each update accumulates its chunk's gradient over micro-batches (``_backward_chunk``), then
+        clips and takes one optimiser step. On several processes the gradients are averaged once per
+        update (the backward passes run under ``no_sync``; a shared-prefix forward is two calls).
+        """
         cfg = self.cfg
         self.model.train()
         problems = [self.problems[self.rng.randrange(len(self.problems))] for _ in range(cfg.prompts_per_step)]
@@ -187,11 +314,13 @@ class GroupRLTrainer:
         extras = self.prompt_extras(ro, rewards)                         # each (B, …)
         B = len(problems)
         chunk = B // cfg.minibatches
+        micro = min(cfg.micro_batch_prompts or chunk, chunk)
         single_update = cfg.inner_epochs == 1 and cfg.minibatches == 1
         old_logp = None
         if not single_update:                                            # π_b before any update
-            with torch.no_grad(), self.accelerator.autocast():
-                old_logp = torch.cat([self._logp(ro, slice(i, i + chunk)) for i in range(0, B, chunk)]).detach()
+            with torch.no_grad(), self._autocast():
+                old_logp = torch.cat([self._logp(ro, slice(i, min(i + micro, B))) for i in range(0, B, micro)])
+        many = self.accelerator.num_processes > 1
         first_stats: dict[str, float] = {}
         last_stats: dict[str, float] = {}
         entropy = float("nan")
@@ -199,20 +328,18 @@ class GroupRLTrainer:
         for epoch in range(cfg.inner_epochs):
             for i in range(0, B, chunk):
                 rows = slice(i, i + chunk)
-                with self.accelerator.autocast():
-                    if epoch == 0 and i == 0:
-                        logp, ent = self._logp(ro, rows, with_entropy=True)
-                        m = ro.mask[rows]
-                        entropy = float((ent * m).sum() / m.sum().clamp_min(1.0))
-                    else:
-                        logp = self._logp(ro, rows)
-                    old = logp.detach() if single_update else old_logp[rows]
-                    loss, stats = self.compute_loss(logp, old, ro.mask[rows], rewards[rows],
-                                                    {k: v[rows] for k, v in extras.items()})
-                self.accelerator.backward(loss)
+                first = epoch == 0 and i == 0
+                with (self.accelerator.no_sync(self.model) if many else contextlib.nullcontext()):
+                    stats, ent = self._backward_chunk(ro, rows, None if single_update else old_logp[rows],
+                                                      rewards[rows], {k: v[rows] for k, v in extras.items()},
+                                                      with_entropy=first)
+                if many:
+                    self._average_gradients()
+                if first:
+                    entropy = ent
                 if cfg.max_grad_norm and cfg.max_grad_norm > 0:
                     gn = self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                    grad_norms.append(float(gn))
+                    grad_norms.append(gn)
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -231,7 +358,7 @@ class GroupRLTrainer:
             "sum_abs_c": first_stats.get("sum_abs_c", float("nan")),
             "sum_abs_c_last": last_stats.get("sum_abs_c", float("nan")),
             "clip_frac_last": last_stats.get("clip_frac", float("nan")),
-            "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else float("nan"),
+            "grad_norm": float(torch.stack(grad_norms).double().mean()) if grad_norms else float("nan"),
         }
         metrics = self._reduce(metrics)
         self.history.append(metrics)
@@ -281,15 +408,15 @@ class GroupRLTrainer:
         return path
 
     def fingerprint(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the saved one (all but ``steps`` and ``ckpt_every``,
-        which a resume may extend or change), as JSON values."""
-        cfg = {k: v for k, v in asdict(self.cfg).items() if k not in ("steps", "ckpt_every")}
+        """The settings a resumed run must share with the saved one (all but ``RESUMABLE_CHANGES``: the
+        length, checkpoint interval and memory/speed settings, which a resume may change), as JSON values."""
+        cfg = {k: v for k, v in asdict(self.cfg).items() if k not in RESUMABLE_CHANGES}
         return json.loads(json.dumps({"cfg": cfg, **self.checkpoint_extra()}))
 
     def _check_fingerprint(self, extra: dict[str, Any]) -> None:
         """Refuse to continue a saved run with other settings (``--loss lpo_rev --K 2`` on a GRPO, K = 4 run)."""
         now = self.fingerprint()
-        saved = {"cfg": {k: v for k, v in extra.get("cfg", {}).items() if k not in ("steps", "ckpt_every")},
+        saved = {"cfg": {k: v for k, v in extra.get("cfg", {}).items() if k not in RESUMABLE_CHANGES},
                  **{k: extra[k] for k in now if k != "cfg" and k in extra}}
         diffs = [f"{k}: saved {saved['cfg'].get(k)!r}, now {v!r}" for k, v in now["cfg"].items()
                  if k in saved["cfg"] and saved["cfg"][k] != v]

@@ -51,7 +51,7 @@ class FullScaleConfig:
     """Toy/smoke: operands of the generated GSM8K-format problems are 1..this (small answers, so a
     barely-trained tiny model is sometimes right and groups carry a learning signal)."""
     dtype: str = "float32"
-    """Master weights dtype (use ``accelerate launch --mixed_precision bf16`` for bf16 compute)."""
+    """Master weights dtype (on a GPU the forward passes run in bf16 autocast: ``RLVRConfig.bf16_autocast``)."""
 
     @classmethod
     def for_scale(cls, scale=None) -> "FullScaleConfig":
@@ -65,7 +65,7 @@ class FullScaleConfig:
                     n_train=512, n_eval=32, eval_samples=4, eval_ks=(1, 4), sft_steps=120),
             full=cls(rl=RLVRConfig(steps=60, prompts_per_step=32, K=8, inner_epochs=1, minibatches=2, lr=1e-6,
                                    weight_decay=0.1, max_new_tokens=320, temperature=1.0, chat_template=True,
-                                   warmup_updates=4, ckpt_every=10),
+                                   warmup_updates=4, ckpt_every=10, micro_batch_prompts=1),
                      n_train=None, n_eval=200, eval_samples=8, eval_ks=(1, 8)),
         )
 
