@@ -174,8 +174,10 @@ def test_lesson_configs_document_every_field_and_grow_with_the_scale():
 
     from hdai_lessons.unified.shapes import WorldConfig
 
+    from hdai_lessons.unified.editing import EditorConfig
+
     for cls in (WorldConfig, UnderstandingConfig, GenerationConfig, MMDiTConfig, MLLMConfig, UnderstandingLessonConfig,
-                TextToImageLessonConfig, UnifiedLessonConfig, FullConfig):
+                TextToImageLessonConfig, UnifiedLessonConfig, FullConfig, EditorConfig):
         assert {f.name for f in fields(cls)} == set(field_docs(cls)), cls.__name__
     for cls in (UnderstandingLessonConfig, TextToImageLessonConfig, UnifiedLessonConfig):
         assert cls.for_scale("toy") == cls()
@@ -187,3 +189,50 @@ def test_lesson_configs_document_every_field_and_grow_with_the_scale():
     with pytest.raises(ValueError, match="ablation arm"):
         u.ablation_arm("both")
     assert FullConfig.for_scale("full").size is None and FullConfig.for_scale("toy") == FullConfig()
+
+
+def _tiny_editor(seed=0):
+    from hdai_lessons.unified.editing import ResidualEditor
+
+    torch.manual_seed(seed)
+    mllm = TinyMLLM(MLLMConfig(d=32, layers=1))
+    model = MMDiT(MMDiTConfig(dim=32, heads=2, layers=1, cond_dim=32, rope_axes=(4, 6, 6)))
+    return ResidualEditor(model), mllm
+
+
+def test_residual_editor_starts_as_an_exact_copy_and_keeps_text_to_image():
+    """Zero-initialised residual head: x̂₁ = source, so Euler sampling returns the source (any w); without
+    references the editor is the plain MMDiT; v = (x̂₁ − x_t)/(1 − t) on the linear path."""
+    from hdai_lessons.unified.train import sample_gen_batch, to_model
+
+    ed, mllm = _tiny_editor()
+    w = ShapesWorld()
+    b = sample_gen_batch(w, 3, _g(0), edit=True)
+    cond = MLLMConditioner(mllm)
+    for guidance in (1.0, 4.0):
+        out = sample(ed, cond, b.prompt, _g(1), source=b.source, steps=4, guidance=guidance)
+        assert torch.allclose(out, b.source, atol=1e-5)
+    x, t = torch.randn(3, 3, 24, 24, generator=_g(2)), torch.tensor([0.1, 0.5, 0.9])
+    c, m = cond(b.prompt, b.source)
+    refs = to_model(b.source).unsqueeze(1)
+    v = ed(x, 1000 * t, c, m, refs)
+    assert torch.allclose(x + (1 - t).view(-1, 1, 1, 1) * v, refs[:, 0], atol=1e-5)  # Euler to t = 1 lands on x̂₁
+    c2, m2 = cond(b.prompt)
+    assert torch.equal(ed(x, 1000 * t, c2, m2), ed.mmdit(x, 1000 * t, c2, m2))
+
+
+def test_edit_loss_trains_dropped_rows_towards_the_source_and_joint_training_reaches_the_mllm():
+    from hdai_lessons.unified.editing import EditorConfig, edit_loss, train_editor
+
+    g = _g(3)
+    x1h, tgt, src = (torch.randn(4, 3, 4, 4, generator=g) for _ in range(3))
+    dropped = torch.tensor([True, False, True, False])
+    per_row = torch.stack([((x1h[i] - (src[i] if dropped[i] else tgt[i])) ** 2).sum() for i in range(4)])
+    assert torch.allclose(edit_loss(x1h, tgt, src, dropped), per_row.mean())
+    assert torch.allclose(edit_loss(src, tgt, src, torch.ones(4, dtype=torch.bool)), torch.tensor(0.0))
+    ed, mllm = _tiny_editor(1)
+    hist = train_editor(ed, MLLMConditioner(mllm, freeze=False), ShapesWorld(),
+                        EditorConfig(steps=40, batch=8, edit_frac=1.0, alpha_ntp=0.5), _g(4))
+    assert len(hist["edit"]) == 40 and len(hist["ntp"]) == 40 and hist["t2i"] == []
+    assert all(math.isfinite(v) for v in hist["edit"] + hist["ntp"])
+    assert any(p.grad is not None for p in mllm.parameters())  # joint: the MLLM was trained too

@@ -8,6 +8,8 @@
   multi-axis RoPE on image tokens), weight-compatible with diffusers' ``JoyImageEditTransformer3DModel``; 05.2.
 - ``conditioning``: the MLLM's last hidden states (template dropped) as the MMDiT's condition; 05.3.
 - ``guidance``: classifier-free guidance with norm rescaling; 05.2–05.4.
+- ``editing``: the toy's residual editor (the edit as a residual on the source, image-space loss, "no instruction
+  → keep the image"), a toy-only device that JoyAI-Image does not use; 05.3.
 - ``train``: the training stages (understanding, generation, editing), the flow-matching sampler and the
   lessons' sizes (``UnderstandingLessonConfig`` 05.1, ``TextToImageLessonConfig`` 05.2, ``UnifiedLessonConfig`` 05.3).
 - ``full``: the real JoyAI-Image through diffusers' ``JoyImageEditPipeline`` (tiny configs in CI) and

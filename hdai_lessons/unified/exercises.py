@@ -10,8 +10,9 @@ from hdai_lessons.course.checkers import Case, Exercise, Mistake, register
 from hdai_lessons.unified.conditioning import condition_from_hidden
 from hdai_lessons.unified.guidance import cfg_combine, cfg_rescaled
 from hdai_lessons.unified.mllm import answer_loss, causal_self_attention, patchify
-from hdai_lessons.unified.mmdit import adaln_modulate, apply_rope, joint_attention, rope_frequencies, rope_positions
-from hdai_lessons.unified.train import masked_flow_loss
+from hdai_lessons.unified.mmdit import (adaln_modulate, apply_rope, joint_attention, rope_frequencies, rope_positions,
+                                        same_position_attention)
+from hdai_lessons.unified.editing import edit_loss
 
 
 def _g(seed: int) -> torch.Generator:
@@ -241,6 +242,44 @@ register(Exercise(
 ))
 
 
+def _spa_cases() -> list[Case]:
+    g = _g(11)
+    u = torch.randn(16, generator=g, dtype=torch.float64)
+    return [Case((u, 3, (4, 6, 6), 10000.0), label="3×3 grid, θ = 10000"),
+            Case((u * 3, 4, (4, 6, 6), 10.0), label="4×4 grid, θ = 10, larger content"),
+            Case((torch.randn(8, generator=g, dtype=torch.float64) * 2, 5, (2, 2, 4), 100.0), label="5×5 grid, other axes")]
+
+
+def _spa_parts(u, grid, axes, theta):
+    d = u.shape[-1]
+    cos, sin = rope_frequencies(rope_positions(2, grid, grid), axes, theta)
+    r = apply_rope(u.expand(1, 1, 2 * grid * grid, d), cos, sin)[0, 0]
+    return r[: grid * grid], r[grid * grid:], u.expand(grid * grid, d), d
+
+
+def _spa_rotate_half(u, grid, axes, theta):
+    d = u.shape[-1]
+    cos, sin = rope_frequencies(rope_positions(2, grid, grid), axes, theta)
+    x = u.expand(2 * grid * grid, d)
+    r = x * cos + torch.cat([-x[:, d // 2:], x[:, : d // 2]], -1) * sin
+    q, k = r[: grid * grid], r[grid * grid:]
+    return torch.softmax(q @ k.T / math.sqrt(d), -1).diagonal()
+
+
+register(Exercise(
+    id="05.2.4", title="copy attention: the weight a target token puts on the source token at its own position",
+    reference=same_position_attention, cases=_spa_cases, difficulty=2, importance=2, minutes=12,
+    mistakes=[
+        Mistake("keys not rotated", lambda u, g, a, t: (lambda q, k, u0, d: torch.softmax(q @ u0.T / math.sqrt(d), -1).diagonal())(*_spa_parts(u, g, a, t)),
+                "rotate the keys too: RoPE acts on q AND k, so the score depends on the offset between them."),
+        Mistake("no 1/√d", lambda u, g, a, t: (lambda q, k, u0, d: torch.softmax(q @ k.T, -1).diagonal())(*_spa_parts(u, g, a, t)),
+                "scaled dot-product attention divides the scores by √d (d = the head dim)."),
+        Mistake("rotate-half pairs", _spa_rotate_half,
+                "JoyImage's RoPE rotates ADJACENT channel pairs (x₂ᵢ, x₂ᵢ₊₁) (interleaved, `apply_rope`), not (xᵢ, xᵢ₊d/₂)."),
+    ],
+))
+
+
 # ---------------------------------------------------------------------------- lesson 05.3
 def _cond_cases() -> list[Case]:
     g = _g(6)
@@ -283,25 +322,31 @@ register(Exercise(
 ))
 
 
-def _flow_cases() -> list[Case]:
+def _edit_loss_cases() -> list[Case]:
     g = _g(7)
-    v = torch.randn(3, 2, 3, 4, 4, generator=g, dtype=torch.float64)
-    u = torch.randn(3, 2, 3, 4, 4, generator=g, dtype=torch.float64)
-    return [Case((v, u, torch.tensor([[1, 0], [1, 0], [1, 0]])), label="target item 0, reference item 1"),
-            Case((v, u, torch.tensor([[0, 1], [1, 0], [0, 1]])), label="target position varies"),
-            Case((v[:, :1], u[:, :1], torch.ones(3, 1)), label="text → image (no reference)")]
+    x1h, tgt, src = (torch.randn(4, 3, 4, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    return [Case((x1h, tgt, src, torch.tensor([False, True, False, True])), label="two of four instructions dropped"),
+            Case((x1h, tgt, src, torch.tensor([True, False, False, False])), label="one dropped"),
+            Case((x1h[:2] * 2, tgt[:2], src[:2], torch.tensor([False, False])), label="none dropped")]
 
 
 register(Exercise(
-    id="05.3.2", title="the editing loss: flow matching on target tokens only", reference=masked_flow_loss,
-    cases=_flow_cases, grad_wrt=(0,), difficulty=1, importance=3, minutes=8,
+    id="05.3.2", title="the editing loss: image space, and a dropped instruction means keep the image",
+    reference=edit_loss, cases=_edit_loss_cases, grad_wrt=(0,), difficulty=1, importance=3, minutes=8,
     mistakes=[
-        Mistake("loss on every item", lambda v, u, m: (v - u).pow(2).flatten(2).sum(-1).mean(),
-                "reference items are clean inputs, not predictions: multiply by the target mask."),
-        Mistake("mean over values instead of sum", lambda v, u, m: ((v - u).pow(2).flatten(2).mean(-1) * m).sum() / m.sum(),
-                "the course's CFM loss sums the squared error over an item's values (then averages over items)."),
-        Mistake("divided by all items", lambda v, u, m: ((v - u).pow(2).flatten(2).sum(-1) * m).sum() / m.numel(),
-                "average over the target items only: divide by the mask's sum."),
+        Mistake("dropped rows still trained on the target",
+                lambda x1h, tgt, src, d: (x1h - tgt).pow(2).flatten(1).sum(-1).mean(),
+                "with the instruction dropped, the only thing the model can be asked to do is keep the image: "
+                "the row's target is the SOURCE. Otherwise the unconditional branch means 'some edit' and CFG pushes away from edits."),
+        Mistake("dropped rows left out of the loss",
+                lambda x1h, tgt, src, d: ((x1h - tgt).pow(2).flatten(1).sum(-1) * (~d)).sum() / (~d).sum().clamp_min(1),
+                "keep the dropped rows in the loss (their target is the source): they are what trains the unconditional branch."),
+        Mistake("mean over values instead of sum",
+                lambda x1h, tgt, src, d: (x1h - torch.where(d.view(-1, 1, 1, 1), src, tgt)).pow(2).mean(),
+                "the course's losses sum the squared error over an image's values, then average over the batch."),
+        Mistake("source and target swapped",
+                lambda x1h, tgt, src, d: (x1h - torch.where(d.view(-1, 1, 1, 1), tgt, src)).pow(2).flatten(1).sum(-1).mean(),
+                "rows WITH an instruction are trained towards the edited target; only dropped rows towards the source."),
     ],
 ))
 

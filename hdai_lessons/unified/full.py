@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hdai_lessons.core.assets import Asset, require
+from hdai_lessons.core.assets import registered_asset, require
 from hdai_lessons.core.scale import Scale, by_scale, get_scale
 
 EDIT_REPO = "jdopensource/JoyAI-Image-Edit-Diffusers"
@@ -304,7 +304,7 @@ def load_edit_pipeline(scale: "Scale | str | None" = None, device: "str | torch.
     s = get_scale(scale)
     if s is not Scale.FULL:
         return tiny_edit_pipeline()
-    pipe = load_edit_pipeline_from(require(Asset("model", EDIT_REPO), LESSON), dtype=torch.bfloat16)
+    pipe = load_edit_pipeline_from(require(registered_asset(LESSON, EDIT_REPO), LESSON), dtype=torch.bfloat16)
     return pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 

@@ -123,6 +123,33 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rot * sin
 
 
+def same_position_attention(content: torch.Tensor, grid: int, axes_dims: "tuple[int, ...]", theta: float) -> torch.Tensor:
+    """How much a target token attends to the source token at its own (row, col) when position is the only cue.
+
+    Lesson 05.2 (exercise 05.2.4); JoyAI-Image digest § "Positional encoding" (3-D RoPE on image tokens) and
+    § "Editing / source-image conditioning" (the source is item 1, the target item 0).
+
+    Every query (target item 0) and every key (source item 1) carries the same content vector ``content``,
+    as in a flat region of an untouched cell; only RoPE tells the tokens apart. Query i is
+    R(0, r_i, c_i)·u, key j is R(1, r_j, c_j)·u (``rope_positions``, ``rope_frequencies``, ``apply_rope``); the
+    attention over the g² source keys is softmax_j(q_i·k_j / √d). To *copy* the source, target token i
+    should put its weight on key i.
+
+    Args:
+        content: ``(d,)`` with d = Σ axes_dims (one head); grid: g (tokens per side); axes_dims, theta: as
+        ``rope_frequencies``.
+    Returns:
+        ``(g²,)``: for each target position i, the attention weight on the source token at the same position.
+    """
+    d = content.shape[-1]
+    cos, sin = rope_frequencies(rope_positions(2, grid, grid), axes_dims, theta)  # (2·g², d): item 0, then item 1
+    u = content.expand(1, 1, 2 * grid * grid, d)  # (1, 1, 2g², d)
+    rotated = apply_rope(u, cos, sin)[0, 0]  # (2g², d)
+    q, k = rotated[: grid * grid], rotated[grid * grid:]  # target queries, source keys
+    attn = torch.softmax(q @ k.T / math.sqrt(d), dim=-1)  # (g², g²): rows = target tokens
+    return attn.diagonal()
+
+
 def adaln_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """adaLN: ``LayerNorm(x)·(1 + scale) + shift`` (LayerNorm without learned affine, over features).
 
@@ -345,6 +372,15 @@ class MMDiT(nn.Module):
         Returns:
             ``(B, C, H, W)`` the prediction for the target.
         """
+        return self.unpatchify(self.proj_out(self.target_features(x, timestep, cond, cond_mask, refs)))
+
+    def target_features(self, x: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor,
+                        cond_mask: "torch.Tensor | None" = None, refs: "torch.Tensor | None" = None) -> torch.Tensor:
+        """The target item's final tokens after the output LayerNorm, ``(B, g², d)``: what ``proj_out`` reads.
+
+        Lesson 05.3 (the toy editor's residual head reads them too; ``editing.ResidualEditor``).
+        Arguments as ``forward``.
+        """
         B = x.shape[0]
         if x.dim() != 4 or x.shape[1:] != (self.cfg.channels, self.cfg.image_size, self.cfg.image_size):
             raise ValueError(f"x must be (B, {self.cfg.channels}, {self.cfg.image_size}, {self.cfg.image_size}), got {tuple(x.shape)}")
@@ -361,8 +397,7 @@ class MMDiT(nn.Module):
         rope = (cos.to(x.device), sin.to(x.device))
         for blk in self.blocks:
             img, txt = blk(img, txt, vec, rope, cond_mask)
-        out = self.proj_out(F.layer_norm(img[:, : self.grid ** 2].float(), (img.shape[-1],), eps=1e-6))  # target tokens
-        return self.unpatchify(out)
+        return F.layer_norm(img[:, : self.grid ** 2].float(), (img.shape[-1],), eps=1e-6)  # target tokens (B, g², d)
 
 
 # ---------------------------------------------------------------------------- diffusers interop

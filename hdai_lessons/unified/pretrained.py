@@ -9,7 +9,9 @@ ready modules.
 - ``unified-mllm``: the tiny MLLM after stage 1 (understanding).
 - ``unified-mmdit-t2i``: an MMDiT (6×6 patches) + word conditioner trained for text → image (lesson 05.2).
 - ``unified-mmdit``: an MMDiT trained on the frozen stage-1 MLLM's states for text → image and
-  editing (stages 2–3; lesson 05.3).
+  editing (stages 2–3; lessons 05.3–05.4), with JoyAI-Image's plain flow-matching editing.
+- ``unified-editor``: ``unified-mmdit`` fine-tuned as the toy's residual editor (``editing.ResidualEditor``,
+  a toy-only device; lesson 05.3).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ T2I_STEPS = 2500
 UNIFIED_STEPS = 2500
 UNIFIED_BATCH = 48
 UNIFIED_PHASE2_STEPS = 3500
+EDITOR_STEPS = 10000
 # Lesson 05.2's shipped model keeps 6×6 patches (108 values per 64-wide token): it follows the text but its
 # samples keep some noise — the token-width bottleneck that lesson discusses. 05.3's model uses 4×4 patches.
 T2I_CONFIG = MMDiTConfig(patch=6)
@@ -114,3 +117,40 @@ def load_unified() -> tuple[MMDiT, MLLMConditioner]:
     model = MMDiT(MMDiTConfig(cond_dim=MLLMConfig().d))
     _load(data_path("unified-mmdit"), {"mmdit": model})
     return model, MLLMConditioner(load_mllm(), freeze=True)
+
+
+def editor_config() -> "EditorConfig":
+    """The settings ``build_editor`` trains with (lesson 05.3 quotes them)."""
+    from hdai_lessons.unified.editing import EditorConfig
+
+    return EditorConfig(steps=EDITOR_STEPS, batch=32, lr=1e-3, edit_frac=0.7, p_uncond=0.15)
+
+
+def build_editor(out_path: Path, seed: int) -> None:
+    """The toy's residual editor: ``unified-mmdit`` + a zero-initialised residual head, fine-tuned on the
+    stage-3 mix (``EDITOR_STEPS`` steps, 70 % editing with the image-space loss and "no instruction → keep
+    the image"; text → image with plain flow matching), MLLM frozen.
+
+    Builds lesson 05.3's shipped editor; JoyAI-Image digest § "Training stages" (3) with the toy-only
+    device of ``editing.ResidualEditor``. Needs ``unified-mllm`` and ``unified-mmdit`` in place.
+    """
+    from hdai_lessons.unified.editing import ResidualEditor, train_editor
+
+    g = seed_everything(seed)
+    model, cond = load_unified()
+    editor = ResidualEditor(model)
+    train_editor(editor, cond, ShapesWorld(WorldConfig()), editor_config(), g)
+    _save(out_path, {"editor": editor})
+
+
+def load_editor() -> tuple["ResidualEditor", MLLMConditioner]:
+    """The shipped toy editor (``unified-editor``) and a frozen ``MLLMConditioner`` around the stage-1 MLLM.
+
+    Lesson 05.3; the toy-only residual editor of ``editing.ResidualEditor`` on JoyAI-Image's interface
+    (digest § "Core idea").
+    """
+    from hdai_lessons.unified.editing import ResidualEditor
+
+    editor = ResidualEditor(MMDiT(MMDiTConfig(cond_dim=MLLMConfig().d)))
+    _load(data_path("unified-editor"), {"editor": editor})
+    return editor, MLLMConditioner(load_mllm(), freeze=True)

@@ -354,39 +354,77 @@ class TextToImageLessonConfig:
     """Captions per sampling seed in the guidance comparison."""
     n_eval_seeds: int = 10
     """Paired sampling seeds: the lesson uses ``ctx.seed``, ``ctx.seed + 1``, …"""
+    n_weak: int = 64
+    """Captions per sampling seed in the guidance comparison on the weak live model."""
+    n_weak_seeds: int = 3
+    """Paired sampling seeds of that comparison."""
 
     @classmethod
     def for_scale(cls, scale: "Scale | str | None") -> "TextToImageLessonConfig":
         """The rung's sizes (smoke: seconds; toy: a few minutes on a CPU; full: a GPU)."""
-        return by_scale(scale, smoke=cls(live=GenerationConfig(steps=3, batch=8), euler_steps=2, n_eval=8, n_eval_seeds=1),
+        return by_scale(scale, smoke=cls(live=GenerationConfig(steps=3, batch=8), euler_steps=2, n_eval=8, n_eval_seeds=1, n_weak=8, n_weak_seeds=2),
                         toy=cls(),
                         full=cls(live=GenerationConfig(steps=20_000, batch=256), euler_steps=50, n_eval=512))
 
 
 @dataclass
-class UnifiedLessonConfig:
-    """Lesson 05.3's sizes: live stage-3 steps, the shipped model's evaluation, the frozen-vs-joint ablation."""
+class EditorConfig:
+    """Settings of the toy editor's training (``editing.train_editor``; lesson 05.3, ``pretrained.build_editor``)."""
 
-    stage3: GenerationConfig = field(default_factory=lambda: GenerationConfig(steps=40, batch=32, edit_frac=1.0, lr=5e-4))
-    """The live stage-3 (editing) steps on a copy of the shipped MMDiT."""
+    steps: int = 1500
+    """Optimiser steps."""
+    batch: int = 32
+    """Examples per step."""
+    lr: float = 1e-3
+    """AdamW learning rate (cosine-decayed)."""
+    edit_frac: float = 0.6
+    """Probability that a step is an editing batch (the rest: text → image, to keep generation)."""
+    p_uncond: float = 0.1
+    """Instruction / caption dropout for classifier-free guidance."""
+    etypes: tuple = EDIT_TYPES
+    """Edit types trained on."""
+    alpha_ntp: float = 0.0
+    """Weight of L_NTP when the conditioner's MLLM is not frozen (joint fine-tuning, L = L + α L_NTP)."""
+
+
+
+def _editor_config(**kw) -> EditorConfig:
+    return EditorConfig(**kw)
+
+
+@dataclass
+class UnifiedLessonConfig:
+    """Lesson 05.3's sizes: the live editing-loss runs, the shipped models' evaluation, the frozen-vs-joint ablation."""
+
+    demo: EditorConfig = field(default_factory=lambda: _editor_config(steps=30, batch=16, lr=1e-3, edit_frac=1.0, p_uncond=0.5))
+    """Each of the two live stage-3 runs (your editing loss; the "dropped rows still trained on the target"
+    mistake) from the base MMDiT with a fresh zero-initialised residual head (half the instructions dropped,
+    so the unconditional branch is trained within a few steps)."""
+    n_demo: int = 32
+    """Edits on which the live runs' unconditional branch ("no instruction") is compared with the source."""
     n_eval: int = 48
-    """Captions (and edits) per sampling seed in the evaluation of the shipped model."""
-    n_eval_seeds: int = 3
+    """Captions (and edits) per sampling seed in the evaluation of the shipped models."""
+    n_eval_seeds: int = 4
     """Paired sampling seeds of that evaluation: ``ctx.seed``, ``ctx.seed + 1``, …"""
     euler_steps: int = 20
     """Euler steps per sample."""
     per_type: int = 100
     """QA evaluation questions per question type and seed."""
-    ablation: GenerationConfig = field(default_factory=lambda: GenerationConfig(steps=100, batch=32, edit_frac=0.5, lr=5e-4))
-    """Each ablation arm's training from the shipped model (the stage-3 mix: half text → image, half editing)."""
+    edit_guidance: float = 1.0
+    """The guidance scale the lesson recommends for the toy editor (JoyAI-Image samples with 4; the lesson
+    reports both)."""
+    gen_guidance: float = 4.0
+    """The guidance scale of text → image (JoyAI-Image's 4)."""
+    ablation: EditorConfig = field(default_factory=lambda: _editor_config(steps=40, batch=16, lr=5e-4, edit_frac=0.7, p_uncond=0.15))
+    """Each ablation arm's training from the shipped editor (the stage-3 mix: 70 % editing, 30 % text → image)."""
     joint_alpha_ntp: float = 0.5
-    """α of the "joint" arm (L = L_FM + α L_NTP); the "frozen" arm has α = 0 and a frozen MLLM."""
-    n_abl_seeds: int = 4
+    """α of the "joint" arm (L = L_edit/FM + α L_NTP); the "frozen" arm has α = 0 and a frozen MLLM."""
+    n_abl_seeds: int = 3
     """Training seeds per ablation arm: ``ctx.seed``, ``ctx.seed + 1``, …"""
     n_abl: int = 40
     """Captions (and edits) per seed in the ablation's evaluation."""
 
-    def ablation_arm(self, arm: str) -> GenerationConfig:
+    def ablation_arm(self, arm: str) -> "EditorConfig":
         """The training settings of ablation arm ``"frozen"`` or ``"joint"``."""
         if arm not in ("frozen", "joint"):
             raise ValueError(f"unknown ablation arm {arm!r}; choose 'frozen' or 'joint'")
@@ -394,12 +432,13 @@ class UnifiedLessonConfig:
 
     @classmethod
     def for_scale(cls, scale: "Scale | str | None") -> "UnifiedLessonConfig":
-        """The rung's sizes (smoke: seconds; toy: a few minutes on a CPU; full: a GPU)."""
+        """The rung's sizes (smoke: seconds; toy: about a minute on a CPU; full: a GPU)."""
         return by_scale(
             scale,
-            smoke=cls(stage3=GenerationConfig(steps=2, batch=4, edit_frac=1.0), n_eval=6, n_eval_seeds=1, euler_steps=2,
-                      per_type=8, ablation=GenerationConfig(steps=2, batch=4, edit_frac=0.5, lr=5e-4), n_abl_seeds=1, n_abl=6),
+            smoke=cls(demo=_editor_config(steps=2, batch=4, edit_frac=1.0, p_uncond=0.5), n_demo=4, n_eval=6, n_eval_seeds=2,
+                      euler_steps=2, per_type=8, ablation=_editor_config(steps=2, batch=4, lr=5e-4, edit_frac=0.7),
+                      n_abl_seeds=2, n_abl=6),
             toy=cls(),
-            full=cls(stage3=GenerationConfig(steps=2000, batch=128, edit_frac=1.0, lr=5e-4), n_eval=512, euler_steps=50,
-                     per_type=300, ablation=GenerationConfig(steps=3000, batch=128, edit_frac=0.5, lr=5e-4), n_abl=256),
+            full=cls(demo=_editor_config(steps=500, batch=64, edit_frac=1.0, p_uncond=0.5), n_demo=256, n_eval=512, euler_steps=50,
+                     per_type=300, ablation=_editor_config(steps=3000, batch=128, lr=5e-4, edit_frac=0.7), n_abl_seeds=5, n_abl=256),
         )
