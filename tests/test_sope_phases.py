@@ -5,6 +5,7 @@ from hdai_lessons.sope.buffers import ReplayBuffer
 from hdai_lessons.sope.flops import NetDims, mlp_forward_flops, online_update_flops, stabilisation_update_flops, total_flops
 from hdai_lessons.sope.phases import (PhaseConfig, code_improved, dm_value_estimate, phase_stop_point, run_phase,
                                       sope_improved, validation_sizes)
+from hdai_lessons.sope.rng import run_generators
 from hdai_lessons.sope.sac import SACConfig, SACPopulation
 
 
@@ -65,3 +66,39 @@ def test_flops_accounting():
     assert stabilisation_update_flops(d) == pi + 2 * q + 6 * q
     no_val = total_flops(d, 10, 5, 1000, count_validation=False)
     assert total_flops(d, 10, 5, 1000) > no_val == 10 * online_update_flops(d) + 5 * stabilisation_update_flops(d)
+
+
+def test_a_phase_computes_only_its_active_runs_and_a_run_is_the_same_alone():
+    """``run_phase`` trains only the runs still in their phase, so a run's phase (its length, checks, trace and
+    the critics it leaves behind) is the same, bitwise on one float path, alone or beside runs whose phases end
+    earlier or later; runs without a phase are left untouched."""
+    cfg = PhaseConfig(every=100, e_max=60, check_every=10, patience=20, val_batch=32)
+    max_len, adaptive = torch.tensor([0, 25, 60, 60]), torch.tensor([False, False, True, False])
+
+    def phase(runs):
+        pop = SACPopulation(runs, 3, 1, 2.0, SACConfig(hidden=(16, 16), dropout=0.01))
+        _, on, off, _ = _pop_and_buffers(len(runs))
+        for k, r in enumerate(runs):                       # run r's data whatever its position
+            g = torch.Generator().manual_seed(100 + r)
+            for buf in (on, off):
+                for v in buf.data.values():
+                    v[k] = torch.randn(v[k].shape, generator=g).abs() if v is buf.data["act"] else torch.randn(v[k].shape, generator=g)
+                buf.data["term"][k] = 0.0
+        gens = run_generators(runs, "batch", 0)
+        before = [p.detach().clone() for p in pop.critic.parameters()]
+        log = run_phase(pop, on, off, max_len[runs], adaptive[runs], cfg, 16, gens, None, 300)
+        return pop, log, before
+
+    together, log_t, before_t = phase([0, 1, 2, 3])
+    assert log_t.lengths[0] == 0 and log_t.lengths[1] == 25 and log_t.lengths[3] == 60 and log_t.lengths[2] < 60
+    for p, b in zip(together.critic.parameters(), before_t):
+        assert torch.equal(p.detach()[0], b[0])            # no phase: untouched
+    for r in (1, 2, 3):
+        alone, log_a, _ = phase([r])
+        assert log_a.lengths == [log_t.lengths[r]] and log_a.checks == [log_t.checks[r]]
+        for p, q in zip([*alone.critic.parameters(), *alone.critic_target.parameters()],
+                        [*together.critic.parameters(), *together.critic_target.parameters()]):
+            assert torch.equal(p.detach()[0], q.detach()[r]), r
+        if r == 2:                                          # SOPE's trace while it was in its phase
+            mine = [row[2] for row in log_t.trace_J if row[2] == row[2]]
+            assert [row[0] for row in log_a.trace_J] == mine

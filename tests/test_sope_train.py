@@ -118,3 +118,16 @@ def test_lesson_configs_resolve_the_scale_once_and_document_every_field():
     assert bench.train.total_steps == 2000   # SOPE can stop at 200, 300, …, 1000 (issue 13: not only 500 or 1000)
     assert full.train.sac.dropout == TASKS[full.task].dropout == 0.001
     assert OPELessonConfig.for_scale("smoke").sizes == (20, 100)
+
+
+def test_reward_shift_moves_training_rewards_but_not_evaluation_returns():
+    """``TrainConfig.reward_shift`` (lesson 03.3, section 7) is added to the rewards the learner trains on, online and
+    prior, while evaluation returns stay in the environment's units."""
+    prior = {"expert": load_npz(data_path("sope-pendulum-expert"))}
+    kw = dict(total_steps=20, warmup=20, batch_per_source=8, eval_every=20, eval_episodes=1, sac=SACConfig(hidden=(8, 8), dropout=0.0))
+    plain = train_population([RunSpec("SACfD", 0, "expert")], _cfg(**kw), prior)
+    shifted = train_population([RunSpec("SACfD", 0, "expert")], _cfg(reward_shift=16.3, **kw), prior)
+    for buf in ("online", "prior"):
+        a, b = plain.state[buf].data["rew"][:, :20], shifted.state[buf].data["rew"][:, :20]
+        torch.testing.assert_close(b, a + 16.3)
+    np.testing.assert_array_equal(plain.returns, shifted.returns)     # no update ran: same policy, same units

@@ -14,8 +14,14 @@ locomotion tasks accepts values up to ``ε|J*|`` *worse* than the best: we use t
 
 Every run draws from its own generators (``rng``): its batches from its batch stream (``gen[r]``), its
 hold-out split from a generator keyed by (its seed, the phase's environment step) and the DM signal's
-action noise from one keyed by (its seed, step, check). A run that has stopped draws nothing more, so a
-run's phase is the same whether or not longer phases run beside it.
+action noise from one keyed by (its seed, step, check). Only the runs still in their phase are computed
+(``SACPopulation.select``), and a run that has stopped draws nothing more, so a run's phase is the same whether
+or not longer phases run beside it.
+
+Inside a phase the policy and α are frozen, so the phase is policy evaluation and ``Ĵ_val`` drifts towards its
+fixed point: from below (critic above its fixed point) it rises and the phase stops at ``P``; from above it falls,
+and the phase runs until the fall per check drops below ``ε|J*|`` (stopping ``P`` later) or to ``E_max`` (lesson 03.3,
+section 7).
 """
 from __future__ import annotations
 
@@ -134,10 +140,14 @@ class PhaseLog:
 def run_phase(pop: SACPopulation, online, prior, max_len: torch.Tensor, adaptive: torch.Tensor, cfg: PhaseConfig,
               batch_per_source: int, gen: "list[torch.Generator] | torch.Generator", use_prior: "torch.Tensor | None",
               env_step: int) -> PhaseLog:
-    """One stabilisation phase for all runs in lockstep (critic-only, expectile τ = 0.5 loss).
+    """One stabilisation phase (critic-only, expectile τ = 0.5 loss) for every run with ``max_len[r] > 0``.
 
-    ``Ĵ_val`` is traced for every run while any run is still in its phase; for non-adaptive runs the
-    "validation" rows are their most recent transitions, which stay in training (nothing is held out).
+    Only the runs still in their phase are computed: the phase trains a ``pop.select``-ed population of them,
+    and each time runs leave (SPEQ-O2O's fixed length reached, SOPE's patience exhausted) they are written back
+    and the population shrinks. A run's phase is therefore the same arithmetic, and its numbers the same,
+    whichever runs are in their phase beside it. ``Ĵ_val`` is traced for the runs in their phase at each check
+    (``nan`` for the others); for non-adaptive runs the "validation" rows are their most recent transitions,
+    which stay in training (nothing is held out).
 
     Args:
         max_len: ``(R,)`` longest phase per run (0 = no phase, e.g. SACfD; ``L`` for SPEQ-O2O; ``E_max`` for SOPE).
@@ -148,6 +158,8 @@ def run_phase(pop: SACPopulation, online, prior, max_len: torch.Tensor, adaptive
     Lesson 03.3; SOPE digest, "Algorithm (pseudo-code)", the ``if t % K == 0`` block (SPEQ-O2O: the same block without
     the split and the early stop, "Notes on the loop").
     """
+    from hdai_lessons.sope.buffers import symmetric_batch
+
     R = pop.R
     if int(max_len.max()) <= 0:
         return PhaseLog(env_step, [0] * R, checks=[0] * R)
@@ -161,33 +173,65 @@ def run_phase(pop: SACPopulation, online, prior, max_len: torch.Tensor, adaptive
     parts = [v["obs"] for v in (val_on, val_off) if v is not None]
     val_obs = torch.cat(parts, dim=1) if parts else None                 # (R, |V_on| + |V_off|, o)
     log = PhaseLog(env_step, [0] * R)
-    val_gens = lambda e: run_generators(pop.seeds, "validation", pop.salt, env_step, e)   # noqa: E731
     try:
-        J_star = dm_value_estimate(pop, val_obs, val_gens(0)) if val_obs is not None else torch.zeros(R)
-        log.trace_e.append(0)
-        log.trace_J.append(J_star.tolist())
-        checks = hold.long() * int(val_obs is not None)
-        count = torch.zeros(R, dtype=torch.long)
-        stopped = torch.zeros(R, dtype=torch.bool)
+        cur = (max_len > 0).nonzero().flatten().tolist()                   # runs in their phase, in run order
+        sub = pop.select(cur)
+        nan = float("nan")
+
+        def check(e: int) -> torch.Tensor:                                  # Ĵ_val of the runs in ``cur``
+            g = run_generators([pop.seeds[r] for r in cur], "validation", pop.salt, env_step, e)
+            J = dm_value_estimate(sub, val_obs[cur], g)                    # (len(cur),)
+            row = [nan] * R
+            for r, j in zip(cur, J.tolist()):
+                row[r] = j
+            log.trace_e.append(e)
+            log.trace_J.append(row)
+            return J
+
+        def leave(stay: "list[int]") -> None:                               # write the population back, shrink it
+            nonlocal cur, sub
+            pop.absorb(sub, cur)
+            cur = stay
+            sub = pop.select(cur) if cur else None
+
+        checks = torch.zeros(R, dtype=torch.long)
         length = torch.zeros(R, dtype=torch.long)
-        from hdai_lessons.sope.buffers import symmetric_batch
+        count = torch.zeros(R, dtype=torch.long)
+        J_star = torch.zeros(R)
+        if val_obs is not None:
+            J_star[cur] = check(0)
+            checks[cur] = hold[cur].long()
+        else:
+            log.trace_e.append(0)
+            log.trace_J.append([0.0] * R)
         for e in range(int(max_len.max())):
-            in_phase = (e < max_len) & ~stopped
-            if e > 0 and e % cfg.check_every == 0 and val_obs is not None and bool(in_phase.any()):
-                J = dm_value_estimate(pop, val_obs, val_gens(e))
-                log.trace_e.append(e)
-                log.trace_J.append(J.tolist())
-                checks += (hold & in_phase).long()
-                better = sope_improved(J, J_star, cfg.eps)
-                J_star = torch.where(better & hold, J, J_star)
-                count = torch.where(better, torch.zeros_like(count), count + cfg.check_every)
-                stopped |= hold & (count >= cfg.patience)
-            active = (e < max_len) & ~stopped
-            if not bool(active.any()):
+            stay = [r for r in cur if e < int(max_len[r])]                  # fixed lengths reached
+            if stay != cur:
+                leave(stay)
+            if not cur:
                 break
-            batch = symmetric_batch(online, prior, batch_per_source, gen, use_prior, mask=active)
-            pop.critic_update(batch, mask=active, loss="expectile")
-            length += active.long()
+            if e > 0 and e % cfg.check_every == 0 and val_obs is not None:
+                J = check(e)
+                idx = torch.tensor(cur)
+                checks[idx] += hold[idx].long()
+                better = sope_improved(J, J_star[idx], cfg.eps)
+                J_star[idx] = torch.where(better & hold[idx], J, J_star[idx])
+                count[idx] = torch.where(better, 0, count[idx] + cfg.check_every)
+                stay = [r for r in cur if not (bool(hold[r]) and int(count[r]) >= cfg.patience)]   # patience spent
+                if stay != cur:
+                    leave(stay)
+                if not cur:
+                    break
+            mask = torch.zeros(R, dtype=torch.bool)
+            mask[cur] = True
+            batch = symmetric_batch(online, prior, batch_per_source, gen, use_prior, mask=mask)
+            if len(cur) < R:
+                idx = torch.tensor(cur)
+                batch = {k: v.index_select(0, idx) for k, v in batch.items()}
+            sub.critic_update(batch, loss="expectile")
+            length[cur] += 1
+        if cur:
+            leave([])
         log.lengths = length.tolist()
         log.checks = checks.tolist()
     finally:
@@ -213,8 +257,9 @@ def phase_study(pop: SACPopulation, online, prior, n_updates: int, cfg: PhaseCon
     """Run one long critic-only phase *without* stopping and trace both validation signals.
 
     Holds out SOPE's split, runs ``n_updates`` stabilisation steps, and every ``cfg.check_every`` records
-    ``Ĵ_val`` (DM, actor-aligned) and ``Ĵ_TD`` on the held-out data. Restores the split afterwards.
-    Returns ``{"e": (K,), "J_val": (K, R), "J_td": (K, R)}`` as tensors; the stopping rule can then be
+    ``Ĵ_val`` (DM, actor-aligned) and ``Ĵ_TD`` on the held-out data, and ``Ĵ_TD`` on as many fixed *training*
+    rows (drawn once from the rows the phase trains on). Restores the split afterwards.
+    Returns ``{"e": (K,), "J_val": (K, R), "J_td": (K, R), "J_td_train": (K, R)}`` as tensors; the stopping rule can then be
     replayed offline with ``phase_stop_point`` for any patience. ``gen``: the runs' batch generators
     (``TrainResult.state["gens"]``); the split and the validation noise come from each run's seed, as in ``run_phase``.
 
@@ -228,7 +273,11 @@ def phase_study(pop: SACPopulation, online, prior, n_updates: int, cfg: PhaseCon
     v_on = online.hold_out(n_on, split_gens)
     v_off = prior.hold_out(n_off, split_gens) if prior is not None and n_off > 0 else None
     val = v_on if v_off is None else {k: torch.cat([v_on[k], v_off[k]], dim=1) for k in v_on}
-    es, jv, jt = [], [], []
+    train_gens = run_generators(pop.seeds, "holdout", pop.salt, step, 1)
+    t_on = online.sample(v_on["obs"].shape[1], train_gens)                # training rows (the split is held out)
+    t_off = prior.sample(v_off["obs"].shape[1], train_gens) if v_off is not None else None
+    train = t_on if t_off is None else {k: torch.cat([t_on[k], t_off[k]], dim=1) for k in t_on}
+    es, jv, jt, jtt = [], [], [], []
     try:
         for e in range(n_updates + 1):
             if e % cfg.check_every == 0:
@@ -236,10 +285,11 @@ def phase_study(pop: SACPopulation, online, prior, n_updates: int, cfg: PhaseCon
                 g = run_generators(pop.seeds, "validation", pop.salt, step, e)
                 jv.append(dm_value_estimate(pop, val["obs"], g))
                 jt.append(td_validation_error(pop, val, run_generators(pop.seeds, "validation", pop.salt, step, e, 1)))
+                jtt.append(td_validation_error(pop, train, run_generators(pop.seeds, "validation", pop.salt, step, e, 2)))
             if e < n_updates:
                 pop.critic_update(symmetric_batch(online, prior, batch_per_source, gen, use_prior), loss="expectile")
     finally:
         online.restore()
         if prior is not None:
             prior.restore()
-    return {"e": torch.tensor(es), "J_val": torch.stack(jv), "J_td": torch.stack(jt)}
+    return {"e": torch.tensor(es), "J_val": torch.stack(jv), "J_td": torch.stack(jt), "J_td_train": torch.stack(jtt)}

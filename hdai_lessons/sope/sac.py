@@ -4,7 +4,9 @@ Every parameter carries a leading run dimension ``R``: run ``r`` has its own act
 targets and temperature, and never sees another run's data or gradients. Batched matmuls make
 ``R`` runs cost little more than one on a CPU (the networks are tiny, the cost is Python overhead),
 which is how lessons 03.2/03.3 compare several arms × seeds within a minute. ``MaskedAdam``
-updates only the runs whose mask is on, so e.g. only SOPE runs continue a stabilisation phase.
+updates only the runs whose mask is on (one fused Adam call over the active runs' slices), and
+``SACPopulation.select`` / ``absorb`` carve out the runs still in a stabilisation phase so that only they are
+computed. ``scripts/bench_sac_population.py`` times one update against a plain single-run SAC.
 
 Equations follow the official SOPE code (see the digest, "Losses"):
 
@@ -24,6 +26,7 @@ nothing, so a run's trajectory does not depend on the other runs in the populati
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -139,7 +142,7 @@ class BatchedLayerNorm(nn.Module):
     def forward(self, x: torch.Tensor, runs: "torch.Tensor | None" = None) -> torch.Tensor:      # x: (M, B, d)
         w, b = (self.weight, self.bias) if runs is None else (self.weight[runs], self.bias[runs])
         d = x.shape[-1]
-        return F.layer_norm(x, (d,)) * w.reshape(-1, 1, d) + b.reshape(-1, 1, d)
+        return torch.addcmul(b.reshape(-1, 1, d), F.layer_norm(x, (d,)), w.reshape(-1, 1, d))     # LN(x)·w + b, one op
 
 
 class BatchedMLP(nn.Module):
@@ -169,7 +172,7 @@ class BatchedMLP(nn.Module):
                     u = per_run_uniform(gens, (x.shape[0] // len(gens), *x.shape[1:]), mask).view_as(x)
                 keep = u >= self.dropout                        # (M, B, d); cheaper than F.dropout on CPU
                 x = x * keep / (1.0 - self.dropout)
-            x = F.relu(norm(x) if isinstance(norm, nn.Identity) else norm(x, runs))
+            x = torch.relu_(norm(x) if isinstance(norm, nn.Identity) else norm(x, runs))   # in place: a fresh tensor
         return self.head(x, runs)
 
 
@@ -227,20 +230,37 @@ class TanhGaussianActor(nn.Module):
         without ``gens`` the global torch RNG is used."""
         mu, log_std = self(obs, runs)
         if deterministic:
+            eps = torch.zeros_like(mu)
             u = mu
         else:
             eps = torch.randn_like(mu) if gens is None else per_run_normal(gens, mu.shape[1:], mask)
             u = mu + log_std.exp() * eps
-        return self.act_max * torch.tanh(u), tanh_gaussian_log_prob(u, mu, log_std)
+        t = torch.tanh(u)
+        # tanh_gaussian_log_prob(u, mu, log_std) with (u − μ)/σ = ε and tanh(u) reused: the same equation, fewer ops
+        logp = (-0.5 * eps**2 - log_std - (0.5 * math.log(2 * math.pi)) - torch.log(1 - t**2 + 1e-6)).sum(-1)
+        return self.act_max * t, logp
 
 
 # ----------------------------------------------------------------------------- optimisation
+def _rows(cache: dict, t: torch.Tensor) -> "tuple[torch.Tensor, ...]":
+    """``t.unbind(0)`` (one view per run), cached while ``t`` keeps its storage (parameters and optimiser
+    state are only ever updated in place, so the views stay valid)."""
+    hit = cache.get(id(t))
+    if hit is None or hit[0] is not t or hit[1] != t.data_ptr():
+        hit = (t, t.data_ptr(), t.unbind(0))
+        cache[id(t)] = hit
+    return hit[2]
+
+
 class MaskedAdam(torch.optim.Optimizer):
     """Adam whose every parameter has a leading run dim ``R``; ``step(mask)`` updates only runs with ``mask[r]``.
 
-    Runs that are masked out keep parameters, moments *and* step counts unchanged, so each run follows
-    exactly the Adam trajectory it would follow alone. Param groups carry a ``name`` ("actor", "critic",
-    "alpha") and are stepped separately with ``step(name, mask)``.
+    Each run is its own Adam: its own moments and its own step count (so its own bias correction). The
+    update runs as one fused Adam call (``torch._fused_adam_``) over the per-run slices ``p[r]`` of every
+    parameter of the active runs: runs outside the mask are simply not in the list, so they keep parameters,
+    moments *and* step counts unchanged, and a run's arithmetic is the same slice by slice whatever runs beside
+    it. Param groups carry a ``name`` ("actor", "critic", "alpha") and are stepped separately with
+    ``step(name, mask)``; every parameter of a stepped group must have a gradient.
 
     Lessons 03.2–03.3; SOPE digest, "Networks" (Adam, lr 3e-4), run by run.
     """
@@ -248,6 +268,7 @@ class MaskedAdam(torch.optim.Optimizer):
     def __init__(self, groups: list[dict], n_runs: int, lr: float = 3e-4, betas=(0.9, 0.999), eps: float = 1e-8):
         super().__init__(groups, dict(lr=lr, betas=betas, eps=eps))
         self.n_runs = n_runs
+        self._views: dict = {}
         for group in self.param_groups:
             for p in group["params"]:
                 if p.shape[0] != n_runs:
@@ -255,45 +276,48 @@ class MaskedAdam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, name: str, mask: "torch.Tensor | None" = None):  # type: ignore[override]
-        mask = torch.ones(self.n_runs, dtype=torch.bool) if mask is None else mask.bool()
-        everyone = bool(mask.all())
+        runs = range(self.n_runs) if mask is None else mask.bool().nonzero().flatten().tolist()
+        if len(runs) == 0:
+            return
         for group in self.param_groups:
             if group["name"] != name:
                 continue
-            b1, b2 = group["betas"]
+            ps, gs, ms, vs, ts = [], [], [], [], []
             for p in group["params"]:
                 if p.grad is None:
-                    continue
+                    raise ValueError(f"a parameter of group {name!r} has no gradient")
                 st = self.state[p]
                 if not st:
-                    st["step"] = torch.zeros(self.n_runs)
+                    st["step"] = torch.zeros(self.n_runs, device=p.device)
                     st["exp_avg"] = torch.zeros_like(p)
                     st["exp_avg_sq"] = torch.zeros_like(p)
-                mk = mask.view(-1, *([1] * (p.dim() - 1)))                      # (R, 1, ...)
-                st["step"] += mask.float()
-                t = st["step"].clamp_min(1).view(mk.shape)
-                if everyone:                                                    # fast path: plain Adam
-                    st["exp_avg"].mul_(b1).add_(p.grad, alpha=1 - b1)
-                    st["exp_avg_sq"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                else:                     # the same float operations as the fast path, so a run's step is
-                    m_new = st["exp_avg"].mul(b1).add_(p.grad, alpha=1 - b1)    # bitwise the same masked or not
-                    v_new = st["exp_avg_sq"].mul(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                    st["exp_avg"].copy_(torch.where(mk, m_new, st["exp_avg"]))
-                    st["exp_avg_sq"].copy_(torch.where(mk, v_new, st["exp_avg_sq"]))
-                upd = group["lr"] * (st["exp_avg"] / (1 - b1**t)) / ((st["exp_avg_sq"] / (1 - b2**t)).sqrt() + group["eps"])
-                p.sub_(upd if everyone else upd * mk)
+                P, M, V, T = (_rows(self._views, x) for x in (p, st["exp_avg"], st["exp_avg_sq"], st["step"]))
+                G = p.grad.unbind(0)
+                for r in runs:
+                    ps.append(P[r]), gs.append(G[r]), ms.append(M[r]), vs.append(V[r]), ts.append(T[r])
+            b1, b2 = group["betas"]
+            torch._foreach_add_(ts, 1.0)
+            torch._fused_adam_(ps, gs, ms, vs, [], ts, lr=group["lr"], beta1=b1, beta2=b2, weight_decay=0.0,
+                               eps=group["eps"], amsgrad=False, maximize=False)
 
 
 @torch.no_grad()
-def polyak_update(target: nn.Module, online: nn.Module, tau: float, mask: "torch.Tensor | None" = None) -> None:
-    """``θ̄ ← (1−τ)θ̄ + τθ`` for runs with ``mask[r]`` (all runs when ``mask`` is None).
+def polyak_update(target: nn.Module, online: nn.Module, tau: float, mask: "torch.Tensor | None" = None,
+                  _cache: "dict | None" = None) -> None:
+    """``θ̄ ← (1−τ)θ̄ + τθ`` (``torch._foreach_lerp_``) for runs with ``mask[r]`` (all runs when ``mask`` is None).
+
+    With a mask, only the active runs' slices ``θ̄[r]`` are touched (the others keep their bits).
 
     Lesson 03.2; SOPE digest, "Losses" (Targets: ``θ̄ ← 0.995·θ̄ + 0.005·θ`` after every critic step)."""
-    for pt, p in zip(target.parameters(), online.parameters()):
-        new = (1 - tau) * pt + tau * p
-        if mask is not None:
-            new = torch.where(mask.view(-1, *([1] * (p.dim() - 1))), new, pt)
-        pt.copy_(new)
+    tp, op = list(target.parameters()), list(online.parameters())
+    if mask is None:
+        torch._foreach_lerp_(tp, op, tau)
+        return
+    _cache = {} if _cache is None else _cache
+    runs = mask.bool().nonzero().flatten().tolist()
+    rows_t = [_rows(_cache, t) for t in tp]
+    rows_o = [_rows(_cache, o) for o in op]
+    torch._foreach_lerp_([x[r] for x in rows_t for r in runs], [x[r] for x in rows_o for r in runs], tau)
 
 
 @dataclass
@@ -361,6 +385,60 @@ class SACPopulation(nn.Module):
         """``(R, E, obs) → (R, E, act)``; stochastic actions draw from each run's own generator."""
         return self.actor.sample(obs, deterministic, self.gens)[0]
 
+    def select(self, runs: "list[int]") -> "SACPopulation":
+        """A population of only the runs ``runs`` (indices into this one), in that order: copies of their
+        actors, critics, targets, temperatures and optimiser state, sharing their generator *objects* (so what
+        the sub-population draws advances the runs' own streams). Train it, then ``absorb`` it back.
+
+        A stabilisation phase trains the runs still in their phase this way, so it costs what those runs cost,
+        and a run's arithmetic is the same whichever runs are in the phase beside it.
+
+        Lesson 03.3 (course machinery: the paper trains one run at a time)."""
+        idx = torch.as_tensor(list(runs), dtype=torch.long)
+        sub = SACPopulation.__new__(SACPopulation)
+        nn.Module.__init__(sub)
+        sub.cfg, sub.R = self.cfg, len(idx)
+        sub.seeds, sub.salt = [self.seeds[r] for r in idx.tolist()], self.salt
+        sub.gens = [self.gens[r] for r in idx.tolist()]
+        for name in ("actor", "critic", "critic_target"):
+            mod = copy.deepcopy(getattr(self, name))
+            with torch.no_grad():
+                for q, p in zip(mod.parameters(), getattr(self, name).parameters()):
+                    q.data = p.data.index_select(0, idx)
+            setattr(sub, name, mod)
+        sub.log_alpha = nn.Parameter(self.log_alpha.data.index_select(0, idx))
+        sub.target_entropy = self.target_entropy
+        groups = [{"params": list(sub.critic.parameters()), "name": "critic"},
+                  {"params": list(sub.actor.parameters()), "name": "actor"},
+                  {"params": [sub.log_alpha], "name": "alpha"}]
+        for g, mine in zip(groups, self.opt.param_groups):
+            g.update({k: v for k, v in mine.items() if k != "params"})
+        sub.opt = MaskedAdam(groups, n_runs=sub.R, lr=self.cfg.lr)
+        for mine, theirs in zip(self.opt.param_groups, sub.opt.param_groups):
+            for p, q in zip(mine["params"], theirs["params"]):
+                if self.opt.state[p]:
+                    sub.opt.state[q] = {k: v.index_select(0, idx) for k, v in self.opt.state[p].items()}
+        return sub
+
+    @torch.no_grad()
+    def absorb(self, sub: "SACPopulation", runs: "list[int]") -> None:
+        """Write a ``select(runs)`` population back into runs ``runs`` (parameters, temperatures, optimiser state).
+
+        Lesson 03.3 (course machinery)."""
+        idx = torch.as_tensor(list(runs), dtype=torch.long)
+        for name in ("actor", "critic", "critic_target"):
+            for p, q in zip(getattr(self, name).parameters(), getattr(sub, name).parameters()):
+                p.data.index_copy_(0, idx, q.data)
+        self.log_alpha.data.index_copy_(0, idx, sub.log_alpha.data)
+        for mine, theirs in zip(self.opt.param_groups, sub.opt.param_groups):
+            for p, q in zip(mine["params"], theirs["params"]):
+                if sub.opt.state[q]:
+                    st = self.opt.state[p]
+                    if not st:
+                        st.update(step=torch.zeros(self.R, device=p.device), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                    for k, v in sub.opt.state[q].items():
+                        st[k].index_copy_(0, idx, v)
+
     def td_target(self, batch, mask=None, gens=None, runs=None) -> torch.Tensor:
         """``(R, B)`` soft TD targets (no gradient); noise from ``gens`` (default: the runs' own) for runs in
         ``mask``. With ``runs`` (indices), ``batch`` and ``gens`` cover only those runs and so does the result."""
@@ -382,13 +460,17 @@ class SACPopulation(nn.Module):
     def critic_update(self, batch, mask=None, loss: str = "mse") -> torch.Tensor:
         """One critic gradient step + Polyak for runs in ``mask``; returns the ``(R,)`` losses (0 for the others).
 
-        When only some runs are in ``mask`` (a stabilisation phase that has stopped for the others) only those
-        runs are computed: the same per-run arithmetic, at the cost of the active runs alone.
+        When only some runs are in ``mask`` only those runs are computed: the same per-run arithmetic, at the cost
+        of the active runs alone (a stabilisation phase goes further and trains a ``select``-ed population of the
+        runs still in their phase).
 
         Lessons 03.2–03.3; SOPE digest, "Losses" (online critic loss; in a phase, the expectile loss) and "Targets"."""
-        self.opt.zero_grad(set_to_none=True)
+        critic_params = self._group_params("critic")
+        for p in critic_params:
+            p.grad = None
         if mask is None or bool(mask.all()):
-            lq = self.critic_loss(batch, loss, mask)
+            lq = self.critic_loss(batch, loss, None)
+            mask = None
         else:
             runs = mask.nonzero().squeeze(1)
             sub = {k: v[runs] for k, v in batch.items()}
@@ -396,24 +478,53 @@ class SACPopulation(nn.Module):
             lq = torch.zeros(self.R).index_put((runs,), lq_sub)
         lq.sum().backward()
         self.opt.step("critic", mask)
-        polyak_update(self.critic_target, self.critic, self.cfg.tau, mask)
+        self._polyak(mask)
         return lq.detach()
+
+    def _group_params(self, name: str) -> list:
+        return next(g["params"] for g in self.opt.param_groups if g["name"] == name)
+
+    @torch.no_grad()
+    def _polyak(self, mask=None) -> None:
+        """``θ̄[r] ← lerp(θ̄[r], θ[r], τ)`` slice by slice, for every run (or the runs in ``mask``): a run's target
+        update is the same arithmetic whatever runs beside it."""
+        cache = self.__dict__.setdefault("_row_views", {})
+        runs = range(self.R) if mask is None else mask.bool().nonzero().flatten().tolist()
+        if "_polyak_pairs" not in self.__dict__:
+            self._polyak_pairs = (list(self.critic_target.parameters()), list(self.critic.parameters()))
+        tp, op = self._polyak_pairs
+        rows_t = [_rows(cache, t) for t in tp]
+        rows_o = [_rows(cache, o) for o in op]
+        torch._foreach_lerp_([x[r] for x in rows_t for r in runs], [x[r] for x in rows_o for r in runs], self.cfg.tau)
 
     def update(self, batch, mask=None) -> dict[str, torch.Tensor]:
         """One online SAC step (UTD = 1): critic, then actor on the same batch, then α, then Polyak.
 
+        The actor step differentiates through the critics with their parameters frozen (no critic gradients are
+        computed); α's gradient ``−mean_B(log π + H̄)`` is written directly (the loss is linear in log α).
+
         Lesson 03.2; SOPE digest, "Algorithm (pseudo-code)": "critic step on L_Q; actor step on L_π; α step; Polyak
         update θ̄"."""
         lq = self.critic_update(batch, mask, "mse")
-        self.opt.zero_grad(set_to_none=True)
-        a, logp = self.actor.sample(batch["obs"], gens=self.gens, mask=mask)
-        q_pi = self.critic(batch["obs"], a, self.gens, mask)                   # (R, N, B)
-        la = actor_objective(logp, q_pi, self.alpha)                          # (R,)
-        la.sum().backward()
+        actor_params, critic_params = self._group_params("actor"), self._group_params("critic")
+        for p in actor_params:
+            p.grad = None
+        for p in critic_params:
+            p.requires_grad_(False)
+        try:
+            a, logp = self.actor.sample(batch["obs"], gens=self.gens, mask=mask)
+            q_pi = self.critic(batch["obs"], a, self.gens, mask)                   # (R, N, B)
+            la = actor_objective(logp, q_pi, self.alpha)                          # (R,)
+            la.sum().backward()
+        finally:
+            for p in critic_params:
+                p.grad = None
+                p.requires_grad_(True)
         self.opt.step("actor", mask)
-        self.opt.zero_grad(set_to_none=True)
-        l_alpha = -(self.log_alpha.unsqueeze(-1) * (logp.detach() + self.target_entropy)).mean(-1)   # (R,)
-        l_alpha.sum().backward()
+        # L(α) = −mean_B[log α · (log π + H̄)]  ⇒  ∂L/∂ log α = −mean_B(log π + H̄), per run
+        self.log_alpha.grad = -(logp.detach() + self.target_entropy).mean(-1)
         self.opt.step("alpha", mask)
-        self.opt.zero_grad(set_to_none=True)
+        for p in actor_params:
+            p.grad = None
+        self.log_alpha.grad = None
         return {"critic": lq, "actor": la.detach(), "alpha": self.alpha.squeeze(-1)}

@@ -84,6 +84,9 @@ class TrainConfig:
     """The stabilisation phases' settings (used by SPEQ-O2O and SOPE runs)."""
     sample_seed: int = 0
     """Salt of every run's batch/noise/split/eval streams (each also keyed by the run's seed)."""
+    reward_shift: float = 0.0
+    """Added to every reward the learner trains on (online and prior); evaluation returns stay in the environment's
+    units. Lesson 03.3 shifts Pendulum's rewards (in [−16.3, 0]) to be positive, so Q > 0 as on MuJoCo."""
     checkpoint_dir: "str | None" = None
     """Atomic checkpoints at eval points go here; training resumes from the latest (None: no checkpoints)."""
     show_progress: bool = True
@@ -236,6 +239,8 @@ def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, 
     pop = SACPopulation([s.seed for s in specs], obs_dim, act_dim, act_max, cfg.sac, salt=cfg.sample_seed)
     online = ReplayBuffer(R, cfg.total_steps, obs_dim, act_dim)
     prior, use_prior = _prior_buffer(specs, priors)
+    if prior is not None and cfg.reward_shift:
+        prior.data["rew"] += cfg.reward_shift
     max_len, adaptive = _phase_plan(specs, cfg.phases)
     gens = run_generators([s.seed for s in specs], "batch", cfg.sample_seed)   # each run's replay sampler
     rngs = [np.random.default_rng(s.seed) for s in specs]
@@ -282,7 +287,7 @@ def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, 
         for r, e in enumerate(envs):
             o2, rew[r], te, tr, _ = e.step(act[r])
             nxt[r], term[r], done[r] = o2, float(te), te or tr      # store termination, never truncation
-        online.add(obs, act, rew, nxt, term)
+        online.add(obs, act, rew + cfg.reward_shift, nxt, term)
         for r, e in enumerate(envs):
             obs[r] = e.reset(seed=specs[r].seed * 1_000_003 + t)[0] if done[r] else nxt[r]
         if t > cfg.warmup and t % cfg.phases.every == 0 and int(max_len.max()) > 0:
@@ -373,12 +378,25 @@ class StabilisationLessonConfig:
     """SPEQ-short's fixed phase length (critic updates)."""
     long_phase: int = 2000
     """SPEQ-long's fixed phase length, and SOPE's maximum E_max."""
+    adapt_train: TrainConfig = field(default_factory=lambda: _adaptive_regime(replace(TrainConfig.for_scale("toy"), total_steps=2500,
+                                                                                      eval_episodes=4)))
+    """The second comparison, SPEQ-long vs SOPE where SOPE can adapt: rewards shifted by +16.3 (Q > 0, below its
+    fixed point at a phase's start), γ = 0.95 and τ = 0.02 (policy evaluation converges within E_max updates)."""
+    n_adapt_seeds: int = 4
+    """Paired seeds per arm of the second comparison: ``ctx.seed, ctx.seed + 1, …``."""
 
     @classmethod
     def for_scale(cls, scale) -> "StabilisationLessonConfig":
         from hdai_lessons.core.scale import by_scale
 
         smoke, full = TrainConfig.for_scale("smoke"), TrainConfig.for_scale("full")
-        return by_scale(scale, smoke=cls(train=smoke, study_train=smoke, n_study=60, n_seeds=2, short_phase=10, long_phase=40),
+        return by_scale(scale, smoke=cls(train=smoke, study_train=smoke, n_study=60, n_seeds=2, short_phase=10, long_phase=40,
+                                         adapt_train=_adaptive_regime(smoke), n_adapt_seeds=2),
                         toy=cls(),
-                        full=cls(train=full, study_train=full, n_study=40_000, n_seeds=5, short_phase=2000, long_phase=20_000))
+                        full=cls(train=full, study_train=full, n_study=40_000, n_seeds=5, short_phase=2000, long_phase=20_000,
+                                 adapt_train=_adaptive_regime(full), n_adapt_seeds=5))
+
+
+def _adaptive_regime(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with Pendulum's rewards shifted to be positive (+16.3), γ = 0.95 and τ = 0.02 (lesson 03.3, section 7)."""
+    return replace(cfg, reward_shift=16.3, sac=replace(cfg.sac, gamma=0.95, tau=0.02))
