@@ -6,7 +6,10 @@
 - ``collect``: roll any policy in a gymnasium environment into D4RL-layout arrays
   (``observations, actions, rewards, next_observations, terminals, timeouts``).
 - ``save_npz`` / ``load_npz``: plain ``.npz`` files (``allow_pickle=False``), the course's shipped format.
-- ``build_pendulum_expert`` / ``build_pendulum_poor``: the manifest generators of ``data/sope/``.
+- ``mountaincar_bang_bang_action``: push in the direction of motion ("bang-bang") for ``MountainCarContinuous-v0``,
+  a task whose reward a random policy almost never finds (lesson 03.2's exploration task).
+- ``build_pendulum_expert`` / ``build_pendulum_poor`` / ``build_mountaincar_expert``: the manifest generators of
+  ``data/sope/``.
 - ``episodes_to_transitions``: Minari episodes (``T+1`` observations) → D4RL transitions.
 - ``load_minari``: the real Minari ``mujoco/<env>/<quality>-v0`` datasets at full scale (lazy import).
 - ``make_env``: ``gymnasium.make`` with a clear message when the MuJoCo extra is missing.
@@ -44,6 +47,23 @@ def pendulum_swingup_action(obs: np.ndarray, noise: float, rng: np.random.Genera
     if random_frac > 0:
         u = np.where(rng.random(u.shape) < random_frac, rng.uniform(-2.0, 2.0, u.shape), u)
     return np.clip(u, -2.0, 2.0)[:, None]
+
+
+def mountaincar_bang_bang_action(obs: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """Scripted controller for ``MountainCarContinuous-v0``; ``obs (E, 2) = [position, velocity]`` → ``(E, 1)`` in [−1, 1].
+
+    Full force in the direction the car already moves, ``a = sign(velocity)`` (``+1`` at rest), plus Gaussian
+    noise of scale ``noise``. The engine is too weak to drive up the right hill directly; pushing along the
+    velocity adds energy on every swing (the work ``a·v ≥ 0``), so the car rocks higher each time and reaches
+    the flag (position ≥ 0.45) in about 100 steps. Each step costs ``0.1·a²`` and the flag pays ``+100``, so an
+    episode returns about 90, while an agent that never finds the flag learns to keep ``a ≈ 0`` (return 0).
+
+    Lesson 03.2; the SOPE digest's optional exploration demo ("Toy experiment for the course": ``MountainCarContinuous-v0``
+    with a bang-bang prior ``a = sign(velocity)`` plus noise).
+    """
+    vel = obs[:, 1]
+    u = np.where(vel >= 0, 1.0, -1.0) + noise * rng.standard_normal(vel.shape)
+    return np.clip(u, -1.0, 1.0)[:, None]
 
 
 def make_env(env_id: str, **kwargs):
@@ -146,6 +166,14 @@ build_pendulum_expert.__doc__ = "Manifest generator: 20 Pendulum-v1 episodes (40
 build_pendulum_poor = _pendulum_builder(1.0, 0.8)
 build_pendulum_poor.__doc__ = ("Manifest generator: 20 Pendulum-v1 episodes of the swing-up with σ = 1.0 noise and 80 % "
                                "of actions replaced by uniform-random ones (a poor, near-random prior).")
+
+
+def build_mountaincar_expert(out_path: Path, seed: int) -> None:
+    """Manifest generator: 20 ``MountainCarContinuous-v0`` episodes of the bang-bang controller, noise 0.1.
+
+    Lesson 03.2; SOPE digest, "Toy experiment for the course" (the MountainCarContinuous bang-bang prior)."""
+    data = collect("MountainCarContinuous-v0", lambda o, rng: mountaincar_bang_bang_action(o, 0.1, rng), 20, seed)
+    save_npz(out_path, data)
 
 
 def episodes_to_transitions(observations: "list[np.ndarray]", actions: "list[np.ndarray]", rewards: "list[np.ndarray]",
