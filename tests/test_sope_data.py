@@ -49,8 +49,10 @@ def test_mujoco_missing_names_the_extra():
         make_env("Hopper-v5")
 
 
-@pytest.mark.skipif(HAS_MINARI, reason="minari is installed; this checks the message shown without it")
-def test_minari_missing_names_the_extra():
+def test_minari_missing_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "minari", None)          # as if it were not installed
     with pytest.raises(ImportError, match=r"pip install -e \.\[mujoco\]"):
         load_minari("mujoco/hopper/expert-v0")
 

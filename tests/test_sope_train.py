@@ -95,9 +95,10 @@ def test_lesson_configs_resolve_the_scale_once_and_document_every_field():
     from hdai_lessons.core.config import field_docs
     from hdai_lessons.sope.benchmark import TASKS, BenchmarkLessonConfig
     from hdai_lessons.sope.ope import OPELessonConfig
-    from hdai_lessons.sope.train import SACfDLessonConfig, StabilisationLessonConfig
+    from hdai_lessons.sope.prior_study import PriorDataLessonConfig
+    from hdai_lessons.sope.train import StabilisationLessonConfig
 
-    configs = (TrainConfig, PhaseConfig, SACConfig, OPELessonConfig, SACfDLessonConfig, StabilisationLessonConfig,
+    configs = (TrainConfig, PhaseConfig, SACConfig, OPELessonConfig, PriorDataLessonConfig, StabilisationLessonConfig,
                BenchmarkLessonConfig)
     for cls in configs:
         assert set(field_docs(cls)) == {f.name for f in fields(cls)}, cls.__name__
@@ -110,7 +111,8 @@ def test_lesson_configs_resolve_the_scale_once_and_document_every_field():
     assert (toy.total_steps, toy.warmup, toy.batch_per_source, toy.eval_every, toy.eval_episodes) == (3000, 500, 64, 250, 2)
     assert toy.phases == PhaseConfig(every=500, e_max=2000, check_every=100, patience=500, val_batch=64)
     assert toy.sac == SACConfig(hidden=(64, 64), dropout=0.0, lr=1e-3)
-    assert SACfDLessonConfig().train.eval_episodes == 4 and SACfDLessonConfig().n_seeds == 8
+    prior = PriorDataLessonConfig()
+    assert prior.n_seeds >= 5 and prior.pendulum.eval_episodes >= 5 and prior.mountaincar.eval_episodes >= 5  # issue 13
     stab = StabilisationLessonConfig()
     assert (stab.train.total_steps, stab.study_train.total_steps, stab.study_train.eval_every, stab.n_study) == (2500, 1500, 1500, 3000)
     bench, full = BenchmarkLessonConfig(), BenchmarkLessonConfig.for_scale("full")

@@ -14,7 +14,7 @@ One concept per file:
 - ``flops``: the paper's analytic FLOP accounting (plus the validation passes);
 - ``train``: the online loop with atomic checkpoint/resume;
 - configs (the scale is resolved once, in ``for_scale``): ``train.TrainConfig`` (with ``sac.SACConfig`` and
-  ``phases.PhaseConfig``) and one per lesson: ``ope.OPELessonConfig`` (03.1), ``train.SACfDLessonConfig`` (03.2),
+  ``phases.PhaseConfig``) and one per lesson: ``ope.OPELessonConfig`` (03.1), ``prior_study.PriorDataLessonConfig`` (03.2),
   ``train.StabilisationLessonConfig`` (03.3), ``benchmark.BenchmarkLessonConfig`` (03.4);
 - ``benchmark``: the paper's protocol (tasks, score bounds, normalised scores, TFLOPs) at any scale;
 - ``assets``: fetching the Minari datasets for full scale (``hdai-lessons fetch 03.4``);

@@ -100,7 +100,7 @@ class TrainConfig:
         lr 1e−3 (3e−4), critic dropout 0 (Pendulum has no table entry; Hopper's is 0.001), 500 warm-up steps (5000),
         3000 steps evaluated every 250 on 2 episodes, phases every 500 steps of at most 2000 updates.
         ``full`` keeps the paper's networks and batches and runs 20k steps. A lesson changes what it needs
-        with ``dataclasses.replace`` in its own ``for_scale`` (``SACfDLessonConfig``, ``StabilisationLessonConfig``,
+        with ``dataclasses.replace`` in its own ``for_scale`` (``prior_study.PriorDataLessonConfig``, ``StabilisationLessonConfig``,
         ``benchmark.BenchmarkLessonConfig``).
         """
         from hdai_lessons.core.scale import by_scale
@@ -339,24 +339,6 @@ def summarise(result: TrainResult, last: int = 2) -> dict[str, dict[str, float]]
             "n_seeds": len(rows),
         }
     return out
-
-
-@dataclass
-class SACfDLessonConfig:
-    """Lesson 03.2's sizes: SAC vs SACfD with expert or poor prior data on Pendulum-v1 (the SAC and SACfD rows
-    of the SOPE digest's "Baselines"; its "Toy experiment for the course", plot (b))."""
-
-    n_seeds: int = 8
-    """Paired seeds per arm: ``ctx.seed, ctx.seed + 1, …``."""
-    train: TrainConfig = field(default_factory=lambda: replace(TrainConfig.for_scale("toy"), eval_episodes=4))
-    """The online loop: ``TrainConfig.for_scale``'s rung (toy: 4 evaluation episodes instead of 2)."""
-
-    @classmethod
-    def for_scale(cls, scale) -> "SACfDLessonConfig":
-        from hdai_lessons.core.scale import by_scale
-
-        return by_scale(scale, smoke=cls(n_seeds=2, train=TrainConfig.for_scale("smoke")), toy=cls(),
-                        full=cls(n_seeds=5, train=TrainConfig.for_scale("full")))
 
 
 @dataclass
