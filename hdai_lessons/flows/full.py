@@ -393,6 +393,8 @@ def check_latent_layout(transformer: nn.Module, vae: nn.Module, spec: FullModel)
 
     FLUX: ``in_channels`` = 4 × the VAE's latent channels (2×2 packing, ``pack_latents``); SD3:
     ``in_channels`` = latent channels. Either way the VAE must have ``spec.latent_channels``.
+
+    Lesson 04.5; FMRG "Full-scale lesson options", Option A ("Ungated alternatives": FLUX.1-schnell, SD3.5).
     """
     want = spec.latent_channels * (4 if spec.kind == "flux" else 1)
     got_t, got_v = transformer.config.in_channels, getattr(vae.config, "latent_channels", None)
