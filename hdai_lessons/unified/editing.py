@@ -30,7 +30,8 @@ from hdai_lessons.core.progress import progress
 from hdai_lessons.flows.cfm import linear_path, sample_times
 from hdai_lessons.unified.mmdit import MMDiT
 from hdai_lessons.unified.shapes import ShapesWorld
-from hdai_lessons.unified.train import EditorConfig, GenerationConfig, drop_prompts, flow_step_loss, sample_gen_batch, to_model
+from hdai_lessons.unified.train import (EditorConfig, GenerationConfig, drop_prompts, flow_step_loss, joint_update,
+                                        sample_gen_batch, to_model)
 
 
 class ResidualEditor(nn.Module):
@@ -111,9 +112,6 @@ def train_editor(editor: ResidualEditor, conditioner, world: ShapesWorld, cfg: E
     Lesson 05.3; JoyAI-Image digest § "Training stages" (3) and § "Algorithm (pseudo-code)" (L = L_gen + α L_und),
     with the toy-only residual editor. Returns per-step losses ``{"edit": [...], "t2i": [...], "ntp": [...]}``.
     """
-    from hdai_lessons.unified.mllm import mllm_step_loss
-    from hdai_lessons.unified.shapes import sample_qa_batch
-
     joint = cfg.alpha_ntp > 0 and not getattr(conditioner, "freeze", True) and hasattr(conditioner, "mllm")
     params = [p for p in editor.parameters() if p.requires_grad]
     if joint:
@@ -131,16 +129,8 @@ def train_editor(editor: ResidualEditor, conditioner, world: ShapesWorld, cfg: E
         else:
             loss = flow_step_loss(editor.mmdit, conditioner, b, generator, gen_cfg)
         hist["edit" if edit else "t2i"].append(float(loss.detach()))
-        if joint:
-            qa = sample_qa_batch(world, cfg.batch // 2, generator)
-            ntp = mllm_step_loss(conditioner.mllm, qa.images, qa.question, qa.answer)
-            loss = loss + cfg.alpha_ntp * ntp
-            hist["ntp"].append(float(ntp.detach()))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
+        joint_update(loss, conditioner, world, generator, cfg.batch // 2, cfg.alpha_ntp if joint else 0.0, hist,
+                     opt, sched, params)
     editor.eval()
     return hist
 

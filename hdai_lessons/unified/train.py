@@ -264,18 +264,30 @@ def train_generation(model, conditioner, world: ShapesWorld, cfg: GenerationConf
         b = sample_gen_batch(world, cfg.batch, generator, edit, cfg.etypes)
         loss = flow_step_loss(model, conditioner, b, generator, cfg)
         hist["fm"].append(float(loss.detach()))
-        if joint:
-            qa = sample_qa_batch(world, cfg.batch // 2, generator)
-            ntp = mllm_step_loss(conditioner.mllm, qa.images, qa.question, qa.answer)
-            loss = loss + cfg.alpha_ntp * ntp
-            hist["ntp"].append(float(ntp.detach()))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
+        joint_update(loss, conditioner, world, generator, cfg.batch // 2, cfg.alpha_ntp if joint else 0.0, hist,
+                     opt, sched, params)
     model.eval()
     return hist
+
+
+def joint_update(loss: torch.Tensor, conditioner, world: ShapesWorld, generator: torch.Generator, qa_batch: int,
+                 alpha_ntp: float, hist: dict, opt: torch.optim.Optimizer, sched, params: list) -> None:
+    """One optimiser step on ``loss`` (+ ``alpha_ntp`` × the MLLM's next-token loss on a fresh QA batch of
+    ``qa_batch`` examples when ``alpha_ntp > 0``: stage-3 joint training), gradient norm clipped to 1.
+
+    Lesson 05.3; JoyAI-Image digest § "Training stages" (stage 3: the MLLM keeps its understanding loss while
+    the generator trains on its states).
+    """
+    if alpha_ntp > 0:
+        qa = sample_qa_batch(world, qa_batch, generator)
+        ntp = mllm_step_loss(conditioner.mllm, qa.images, qa.question, qa.answer)
+        loss = loss + alpha_ntp * ntp
+        hist["ntp"].append(float(ntp.detach()))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
 
 
 @torch.no_grad()
