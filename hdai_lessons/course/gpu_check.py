@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import torch
 
-from hdai_lessons.course.gpu_plan import GiB, architecture, build_on_meta, n_params
+from hdai_lessons.course.gpu_plan import GiB, build_on_meta, n_params
 
 # Dense bf16 peak of the GPUs the course is run on (FLOP/s), for model FLOP utilisation.
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}

@@ -16,6 +16,7 @@ ready modules.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -26,7 +27,11 @@ from hdai_lessons.unified.conditioning import MLLMConditioner, WordConditioner
 from hdai_lessons.unified.mllm import MLLMConfig, TinyMLLM
 from hdai_lessons.unified.mmdit import MMDiT, MMDiTConfig
 from hdai_lessons.unified.shapes import ShapesWorld, WorldConfig
-from hdai_lessons.unified.train import GenerationConfig, UnderstandingConfig, train_generation, train_understanding
+from hdai_lessons.unified.train import (EditorConfig, GenerationConfig, UnderstandingConfig, train_generation,
+                                        train_understanding)
+
+if TYPE_CHECKING:
+    from hdai_lessons.unified.editing import ResidualEditor
 
 MLLM_STEPS = 3500
 T2I_STEPS = 2500
