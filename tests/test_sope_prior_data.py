@@ -12,7 +12,7 @@ from hdai_lessons.sope.buffers import ReplayBuffer
 from hdai_lessons.sope.prior_data import (D4RL_KEYS, collect, episode_returns, load_npz,
                                           mountaincar_bang_bang_action)
 from hdai_lessons.sope.prior_study import (FLAG_REWARD, MOUNTAINCAR, PriorDataLessonConfig, auc, flag_reached,
-                                           run_rows, target_time_constants)
+                                           target_time_constants)
 from hdai_lessons.sope.sac import polyak_update
 from hdai_lessons.sope.train import RunSpec, TrainConfig, TrainResult
 
@@ -97,7 +97,7 @@ def test_auc_pairs_by_seed_and_skips_warmup():
     # runs listed out of seed order: auc must come back seed-ordered so two arms pair seed by seed
     res = _fake_result([("SAC", 1), ("SACfD", 0), ("SAC", 0), ("SACfD", 1)],
                        [[-9, 1, 3], [-9, 10, 20], [-9, 2, 4], [-9, 30, 50]], np.zeros((4, 5)))
-    assert run_rows(res, "SAC") == [2, 0]
+    assert res.rows(name="SAC") == [2, 0]
     np.testing.assert_allclose(auc(res, "SAC", warmup=250), [3.0, 2.0])          # seeds 0, 1; the step-250 point dropped
     np.testing.assert_allclose(auc(res, "SACfD", warmup=250), [15.0, 40.0])
     np.testing.assert_allclose(auc(res, "SAC", warmup=0), [-1.0, -5 / 3])

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,13 +85,10 @@ def _read_lock() -> dict[str, str]:
 
 
 def _write_lock(lock: dict[str, str]) -> None:
-    """Replace the lock file atomically (a crash leaves the old file or the new one, never half)."""
-    path = lock_path()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".assets.lock.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(dict(sorted(lock.items())), f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Replace the lock file atomically (``core.checkpoint.atomic_write_text``)."""
+    from hdai_lessons.core.checkpoint import atomic_write_text   # imports torch; fetch and require need it only here
+
+    atomic_write_text(lock_path(), json.dumps(dict(sorted(lock.items())), indent=1) + "\n")
 
 
 def pinned_revision(asset: Asset) -> str:

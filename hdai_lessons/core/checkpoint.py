@@ -52,7 +52,11 @@ class CheckpointError(RuntimeError):
     """
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` atomically (a crash leaves the old file or the new one, never half).
+
+    Course infrastructure used by every lesson (no lesson or paper equation of its own).
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         f.write(text)
@@ -174,7 +178,7 @@ def save_checkpoint(
         for name in _TENSOR_FILES:
             _fsync_file(tmp / name)
         meta["sha256"] = {name: _sha256(tmp / name) for name in _TENSOR_FILES}
-        _atomic_write_text(tmp / "state.json", json.dumps(meta))          # last: marks the folder complete
+        atomic_write_text(tmp / "state.json", json.dumps(meta))          # last: marks the folder complete
         if final.exists():                                              # move aside, never delete first
             aside = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".old-step-{step:08d}-"))
             os.replace(final, aside / final.name)
@@ -184,7 +188,7 @@ def save_checkpoint(
             os.replace(aside / final.name, final)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _atomic_write_text(run_dir / LATEST, json.dumps({"dir": final.name, "step": int(step)}))
+    atomic_write_text(run_dir / LATEST, json.dumps({"dir": final.name, "step": int(step)}))
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
     others = [p for _, p in _step_dirs(run_dir) if p != final]

@@ -94,14 +94,6 @@ def target_time_constants(tau: float, n_updates: int) -> float:
     return -n_updates * math.log1p(-tau)
 
 
-def run_rows(result: TrainResult, name: str) -> list[int]:
-    """Indices of the runs named ``name`` (``RunSpec.name``), in seed order (so two arms pair by seed).
-
-    Lesson 03.2; course machinery for paired comparisons."""
-    rows = [i for i, s in enumerate(result.specs) if s.name == name]
-    return sorted(rows, key=lambda i: result.specs[i].seed)
-
-
 def auc(result: TrainResult, name: str, warmup: int) -> np.ndarray:
     """``(n_seeds,)`` each run's mean evaluation return over the evaluations after ``warmup`` steps (the area
     under its learning curve from the first update on), seed-ordered.
@@ -109,7 +101,7 @@ def auc(result: TrainResult, name: str, warmup: int) -> np.ndarray:
     Lesson 03.2; the paper's curves of return against environment steps (SOPE digest, "Evaluation metric")
     summarised as one number per run."""
     after = [i for i, t in enumerate(result.steps) if t > warmup]
-    return result.returns[run_rows(result, name)][:, after].mean(1)
+    return result.returns[result.rows(name=name)][:, after].mean(1)
 
 
 def flag_reached(result: TrainResult, name: str) -> np.ndarray:
@@ -119,7 +111,7 @@ def flag_reached(result: TrainResult, name: str) -> np.ndarray:
     Lesson 03.2; the exploration bottleneck of the SOPE digest's MountainCar demo."""
     online = result.state["online"]
     rew = online.data["rew"][:, : online.size]                     # (R, T)
-    return (rew[run_rows(result, name)] > FLAG_REWARD).any(1).numpy()
+    return (rew[result.rows(name=name)] > FLAG_REWARD).any(1).numpy()
 
 
 def plot_curves(ax, result: TrainResult, names: "list[str]", warmup: int, labels: "dict | None" = None, **style) -> None:
@@ -128,7 +120,7 @@ def plot_curves(ax, result: TrainResult, names: "list[str]", warmup: int, labels
     Lesson 03.2; SOPE digest, "Toy experiment for the course", plot (b)."""
     labels = labels or {}
     for name in names:
-        R = result.returns[run_rows(result, name)]                  # (seeds, n_evals)
+        R = result.returns[result.rows(name=name)]                  # (seeds, n_evals)
         m, s = R.mean(0), R.std(0)
         line, = ax.plot(result.steps, m, label=labels.get(name, name), **style)
         ax.fill_between(result.steps, m - s, m + s, alpha=0.15, color=line.get_color())

@@ -135,8 +135,10 @@ class TrainResult:
     state: "dict | None" = None         # {"population", "online", "prior", "use_prior", "gens"} after training
 
     def rows(self, **match) -> list[int]:
-        """Indices of runs whose spec fields equal ``match`` (e.g. ``arm="SOPE"``)."""
-        return [i for i, s in enumerate(self.specs) if all(getattr(s, k) == v for k, v in match.items())]
+        """Indices of runs whose spec fields equal ``match`` (e.g. ``arm="SOPE"`` or ``name="SPEQ-long"``), in
+        seed order, so the rows of two arms pair by seed."""
+        rows = [i for i, s in enumerate(self.specs) if all(getattr(s, k) == v for k, v in match.items())]
+        return sorted(rows, key=lambda i: self.specs[i].seed)
 
     def final_return(self, last: int = 3) -> np.ndarray:
         """``(R,)`` mean of the last ``last`` evaluations (the paper averages the last 10)."""
