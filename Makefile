@@ -17,7 +17,7 @@ RUN_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
            HDAI_PROGRESS=0 HDAI_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYDEVD_DISABLE_FILE_VALIDATION=1
 NBVAL_ONE := --nbval-lax --nbval-current-env --nbval-cell-timeout=400 \
              --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
-NBVAL := -n $(JOBS) --dist loadfile $(NBVAL_ONE)
+NBVAL := -n $(JOBS) --dist loadfile --no-loadscope-reorder $(NBVAL_ONE)
 
 .PHONY: help setup lab test test-unit test-notebooks test-notebooks-perturbed test-learner course notebooks exercises readme doctor slides clean
 

@@ -1,9 +1,43 @@
-"""nbval runs: print each notebook's wall time (sum of its cells) at the end of the session."""
+"""nbval runs: longest notebooks first, and each notebook's wall time printed at the end of the session.
+
+Two workers (``pytest -n 2 --dist loadfile --no-loadscope-reorder``) take whole notebooks in collection
+order, so the order is the schedule: starting with the longest (``nbval_durations.json``, measured) keeps
+one long lesson from running alone at the end. ``HDAI_RECORD_NBVAL_TIMES=1`` rewrites that file from the
+session's measured times (toy-scale solution notebooks only).
+"""
 from __future__ import annotations
 
+import json
+import os
 from collections import defaultdict
+from pathlib import Path
 
+_TIMES_FILE = Path(__file__).with_name("nbval_durations.json")
+_UNKNOWN_S = 60.0          # a notebook with no measured time yet is scheduled like a one-minute lesson
 _durations: dict[str, float] = defaultdict(float)
+
+
+def _lesson_key(nodeid: str) -> str:
+    """``notebooks/learner/03_sope/x.ipynb::Cell 3`` → ``03_sope/x.ipynb`` (a learner copy costs like its lesson)."""
+    path = nodeid.split("::")[0].replace("\\", "/")
+    parts = [p for p in path.split("/") if p not in ("notebooks", "learner")]
+    return "/".join(parts[-2:])
+
+
+def _measured() -> dict[str, float]:
+    try:
+        return {str(k): float(v) for k, v in json.loads(_TIMES_FILE.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    if not any(item.nodeid.split("::")[0].endswith(".ipynb") for item in items):
+        return
+    cost, first = _measured(), {}
+    for i, item in enumerate(items):
+        first.setdefault(_lesson_key(item.nodeid), i)
+    items.sort(key=lambda it: (-cost.get(_lesson_key(it.nodeid), _UNKNOWN_S), first[_lesson_key(it.nodeid)]))
 
 
 def pytest_runtest_logreport(report):
@@ -18,3 +52,7 @@ def pytest_terminal_summary(terminalreporter):
     for path, secs in sorted(_durations.items(), key=lambda kv: -kv[1]):
         terminalreporter.write_line(f"{secs:7.1f} s  {path}")
     terminalreporter.write_line(f"{sum(_durations.values()):7.1f} s  total (sum over notebooks)")
+    if os.environ.get("HDAI_RECORD_NBVAL_TIMES") == "1":
+        times = _measured()
+        times.update({_lesson_key(p): round(s, 1) for p, s in _durations.items() if "/learner/" not in p})
+        _TIMES_FILE.write_text(json.dumps(dict(sorted(times.items())), indent=1) + "\n")
