@@ -1,4 +1,6 @@
 """The online loop: SAC learns Pendulum-v1 in a short seeded budget; checkpoint/resume continues a run."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -114,7 +116,14 @@ def test_lesson_configs_resolve_the_scale_once_and_document_every_field():
     prior = PriorDataLessonConfig()
     assert prior.n_seeds >= 5 and prior.pendulum.eval_episodes >= 5 and prior.mountaincar.eval_episodes >= 5  # issue 13
     stab = StabilisationLessonConfig()
-    assert (stab.train.total_steps, stab.study_train.total_steps, stab.study_train.eval_every, stab.n_study) == (2500, 1500, 1500, 3000)
+    assert (stab.train.total_steps, stab.study_train.total_steps, stab.study_train.eval_every, stab.n_study) == (2500, 1500, 1500, 2000)
+    assert stab.train.phases == PhaseConfig(every=500, e_max=1000, check_every=50, patience=250, val_batch=64)
+    assert (stab.train.reward_shift, stab.train.sac.gamma, stab.train.sac.tau) == (16.3, 0.95, 0.04)
+    assert (stab.short_phase, stab.long_phase, stab.n_seeds) == (250, 1000, 4)     # issue 13: ≥ 4 paired seeds
+    assert stab.train.share_prefix and not TrainConfig().share_prefix   # the lesson shares its arms' common prefix
+    # policy evaluation (~1/((1−γ)τ) critic updates) fits in E_max, so SOPE can stop a phase in between (issue 13)
+    assert 1 / ((1 - stab.train.sac.gamma) * stab.train.sac.tau) <= stab.train.phases.e_max / 2
+    assert stab.study_train.reward_shift == 0 and stab.study_train.sac.gamma == 0.99   # the traced phase: raw rewards
     bench, full = BenchmarkLessonConfig(), BenchmarkLessonConfig.for_scale("full")
     assert bench.train.phases == PhaseConfig(every=500, e_max=1000, check_every=100, patience=200, val_batch=64)
     assert bench.train.total_steps == 2000   # SOPE can stop at 200, 300, …, 1000 (issue 13: not only 500 or 1000)
@@ -123,7 +132,7 @@ def test_lesson_configs_resolve_the_scale_once_and_document_every_field():
 
 
 def test_reward_shift_moves_training_rewards_but_not_evaluation_returns():
-    """``TrainConfig.reward_shift`` (lesson 03.3, section 7) is added to the rewards the learner trains on, online and
+    """``TrainConfig.reward_shift`` (lesson 03.3, section 5) is added to the rewards the learner trains on, online and
     prior, while evaluation returns stay in the environment's units."""
     prior = {"expert": load_npz(data_path("sope-pendulum-expert"))}
     kw = dict(total_steps=20, warmup=20, batch_per_source=8, eval_every=20, eval_episodes=1, sac=SACConfig(hidden=(8, 8), dropout=0.0))
@@ -133,3 +142,55 @@ def test_reward_shift_moves_training_rewards_but_not_evaluation_returns():
         a, b = plain.state[buf].data["rew"][:, :20], shifted.state[buf].data["rew"][:, :20]
         torch.testing.assert_close(b, a + 16.3)
     np.testing.assert_array_equal(plain.returns, shifted.returns)     # no update ran: same policy, same units
+
+
+def test_runs_identical_until_the_first_phase_are_trained_once_and_copied_bit_for_bit():
+    """``TrainConfig.share_prefix``: runs with the same seed and prior data train once until the first phase and
+    are copied there (weights, optimiser, buffers, generators, environments); every number is the same as when
+    each trains on its own, on one float path."""
+    from hdai_lessons.sope.train import _fork_plan
+
+    prior = {"expert": load_npz(data_path("sope-pendulum-expert"))}
+    cfg = _cfg(total_steps=300, warmup=100, batch_per_source=16, eval_every=50, eval_episodes=2,
+               sac=SACConfig(hidden=(16, 16), dropout=0.01, lr=1e-3),
+               phases=PhaseConfig(every=100, e_max=60, check_every=10, patience=20, val_batch=16), share_prefix=True)
+    specs = [RunSpec(arm, s, "expert", 60 if arm != "SACfD" else 0) for s in (0, 1) for arm in ("SACfD", "SPEQ-O2O", "SOPE")]
+    specs.append(RunSpec("SAC", 0))
+    assert _fork_plan(specs, cfg) == ([0, 3, 6], [0, 0, 0, 1, 1, 1, 2], 200)
+    shared = train_population(specs, cfg, prior)
+    plain = train_population(specs, replace(cfg, share_prefix=False), prior)
+    for k in ("returns", "online_updates", "critic_updates", "flops"):
+        np.testing.assert_array_equal(getattr(shared, k), getattr(plain, k), err_msg=k)
+    np.testing.assert_array_equal(shared.phase_lengths(), plain.phase_lengths())
+    for a, b in zip(shared.phases, plain.phases):                # the validation traces too (nan: not in a phase)
+        np.testing.assert_array_equal(np.array(a.trace_J), np.array(b.trace_J))
+    for a, b in zip(shared.state["population"].parameters(), plain.state["population"].parameters()):
+        assert torch.equal(a, b)
+    assert torch.equal(shared.state["online"].data["obs"], plain.state["online"].data["obs"])
+    assert (shared.phase_lengths()[2] < 60).any()               # SOPE stopped early somewhere: the phases differ
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "MountainCarContinuous-v0"])
+def test_evaluation_steps_the_bare_env_with_the_same_returns_as_the_wrappers(env_id):
+    """``evaluate`` steps ``env.unwrapped`` and applies the time limit itself: the returns equal those of stepping
+    ``gymnasium.make``'s wrapped envs (TimeLimit truncation included: these policies never finish early)."""
+    from hdai_lessons.sope.prior_data import make_env
+    from hdai_lessons.sope.sac import SACPopulation
+    from hdai_lessons.sope.train import eval_seed, evaluate
+
+    env = make_env(env_id)
+    pop = SACPopulation([0, 1, 2], env.observation_space.shape[0], 1, float(env.action_space.high[0]),
+                        SACConfig(hidden=(8, 8), dropout=0.0))
+    fast = evaluate(pop, env_id, 2, 250)
+    ref = np.zeros((3, 2))
+    for r in range(3):
+        for j in range(2):
+            e = make_env(env_id)
+            o, _ = e.reset(seed=eval_seed(pop.seeds[r], 250, j, pop.salt))
+            done = False
+            while not done:
+                a = pop.act(torch.as_tensor(o, dtype=torch.float32).view(1, 1, -1).expand(3, 1, -1).contiguous(), deterministic=True)
+                o, rew, term, trunc, _ = e.step(a[r, 0].numpy())
+                ref[r, j] += rew
+                done = term or trunc
+    np.testing.assert_array_equal(fast, ref.mean(1))

@@ -67,6 +67,17 @@ class ReplayBuffer:
         self.size += 1
         self.active[:] = self.size
 
+    def select(self, runs: "list[int]") -> "ReplayBuffer":
+        """A copy holding runs ``runs`` (indices, repeats allowed) in that order: their rows, size and split.
+
+        Lesson 03.3 (course machinery: runs identical until the first phase are trained once, then copied)."""
+        idx = torch.as_tensor(list(runs), dtype=torch.long)
+        out = ReplayBuffer.__new__(ReplayBuffer)
+        out.R, out.capacity, out.size = len(idx), self.capacity, self.size
+        out.data = {k: v.index_select(0, idx) for k, v in self.data.items()}
+        out.active, out.held = self.active.index_select(0, idx), self.held.index_select(0, idx)
+        return out
+
     def sample_indices(self, batch_size: int, gen: "torch.Generator | list[torch.Generator]",
                        mask: "torch.Tensor | None" = None) -> torch.Tensor:
         """``(R, batch_size)`` uniform indices into each run's active rows (with replacement).

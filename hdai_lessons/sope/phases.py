@@ -21,7 +21,7 @@ or not longer phases run beside it.
 Inside a phase the policy and α are frozen, so the phase is policy evaluation and ``Ĵ_val`` drifts towards its
 fixed point: from below (critic above its fixed point) it rises and the phase stops at ``P``; from above it falls,
 and the phase runs until the fall per check drops below ``ε|J*|`` (stopping ``P`` later) or to ``E_max`` (lesson 03.3,
-section 7).
+section 5).
 """
 from __future__ import annotations
 

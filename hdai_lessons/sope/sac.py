@@ -282,7 +282,7 @@ class MaskedAdam(torch.optim.Optimizer):
         for group in self.param_groups:
             if group["name"] != name:
                 continue
-            ps, gs, ms, vs, ts = [], [], [], [], []
+            ps, gs, ms, vs, ts, steps = [], [], [], [], [], []
             for p in group["params"]:
                 if p.grad is None:
                     raise ValueError(f"a parameter of group {name!r} has no gradient")
@@ -293,10 +293,16 @@ class MaskedAdam(torch.optim.Optimizer):
                     st["exp_avg_sq"] = torch.zeros_like(p)
                 P, M, V, T = (_rows(self._views, x) for x in (p, st["exp_avg"], st["exp_avg_sq"], st["step"]))
                 G = p.grad.unbind(0)
+                steps.append(st["step"])
                 for r in runs:
                     ps.append(P[r]), gs.append(G[r]), ms.append(M[r]), vs.append(V[r]), ts.append(T[r])
             b1, b2 = group["betas"]
-            torch._foreach_add_(ts, 1.0)
+            if mask is None:                       # each active run's step count + 1 (whole (R,) tensors: fewer ops)
+                torch._foreach_add_(steps, 1.0)
+            else:
+                idx = torch.tensor(runs)
+                for T in steps:
+                    T.index_add_(0, idx, torch.ones(len(runs)))
             torch._fused_adam_(ps, gs, ms, vs, [], ts, lr=group["lr"], beta1=b1, beta2=b2, weight_decay=0.0,
                                eps=group["eps"], amsgrad=False, maximize=False)
 

@@ -22,6 +22,7 @@ their initial weights, warm-up data and evaluation states (paired comparisons).
 """
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass, field, replace
 
@@ -87,6 +88,10 @@ class TrainConfig:
     reward_shift: float = 0.0
     """Added to every reward the learner trains on (online and prior); evaluation returns stay in the environment's
     units. Lesson 03.3 shifts Pendulum's rewards (in [−16.3, 0]) to be positive, so Q > 0 as on MuJoCo."""
+    share_prefix: bool = False
+    """Train runs that are identical until the first phase (same seed and prior data; the arms differ only in
+    their phases) once, and copy them there (environments by ``copy.deepcopy``): the same numbers, bit for bit,
+    for less compute. Off when checkpointing; lesson 03.3 turns it on (Pendulum-v1, checked by a test)."""
     checkpoint_dir: "str | None" = None
     """Atomic checkpoints at eval points go here; training resumes from the latest (None: no checkpoints)."""
     show_progress: bool = True
@@ -198,6 +203,25 @@ def eval_seed(run_seed: int, step: int, episode: int, salt: int = 0) -> int:
     return derive_seed(run_seed, salt, STREAMS["eval"], step, episode) % (1 << 31)
 
 
+_MAKE_WRAPPERS = ("TimeLimit", "OrderEnforcing", "PassiveEnvChecker")
+
+
+def _steppers(envs: "list[list]") -> "tuple[list[list], float]":
+    """Each env's ``step`` and the episodes' step limit. Episodes that all start together need no per-env
+    ``TimeLimit``: when the wrappers are exactly ``gymnasium.make``'s defaults (which pass observations, rewards and
+    flags through unchanged once reset), step the bare env and truncate at ``spec.max_episode_steps`` here, the
+    same results with less Python per step; otherwise step through the wrappers (limit ∞)."""
+    e0 = envs[0][0]
+    chain, w = [], e0
+    while hasattr(w, "env"):
+        chain.append(type(w).__name__)
+        w = w.env
+    limit = getattr(e0.spec, "max_episode_steps", None)
+    if tuple(chain) == _MAKE_WRAPPERS and limit:
+        return [[e.unwrapped.step for e in row] for row in envs], float(limit)
+    return [[e.step for e in row] for row in envs], float("inf")
+
+
 def evaluate(pop: SACPopulation, env_id: str, episodes: int, step: int) -> np.ndarray:
     """``(R,)`` mean return of ``episodes`` deterministic episodes per run (all ``R·E`` envs step together).
 
@@ -210,21 +234,53 @@ def evaluate(pop: SACPopulation, env_id: str, episodes: int, step: int) -> np.nd
     envs = [[make_env(env_id) for _ in range(episodes)] for _ in range(R)]
     obs = np.stack([np.stack([e.reset(seed=eval_seed(pop.seeds[r], step, j, pop.salt))[0] for j, e in enumerate(row)])
                     for r, row in enumerate(envs)])
+    steppers, limit = _steppers(envs)
     ret = np.zeros((R, episodes))
     alive = np.ones((R, episodes), dtype=bool)
+    t = 0
     while alive.any():
         act = pop.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=True).numpy()   # (R, E, a)
+        t += 1
         for r in range(R):
             for j in range(episodes):
                 if alive[r, j]:
-                    o2, rew, term, trunc, _ = envs[r][j].step(act[r, j])
+                    o2, rew, term, trunc, _ = steppers[r][j](act[r, j])
                     obs[r, j] = o2
                     ret[r, j] += rew
-                    alive[r, j] = not (term or trunc)
+                    alive[r, j] = not (term or trunc or t >= limit)
     for row in envs:
         for e in row:
             e.close()
     return ret.mean(1)
+
+
+def _fork_plan(specs: list[RunSpec], cfg: TrainConfig) -> "tuple[list[int], list[int], int] | None":
+    """``(lead, src, t_fork)`` when some runs are identical until the first phase, else None.
+
+    Runs with the same seed and the same prior data (or none) share initial weights, generators, warm-up data
+    and every update until the first phase, whatever their arm; ``lead`` holds the first run of each such group,
+    ``src[r]`` the position in ``lead`` of run ``r``'s group and ``t_fork`` the step of the first phase."""
+    if not cfg.share_prefix or cfg.checkpoint_dir:
+        return None
+    max_len, _ = _phase_plan(specs, cfg.phases)
+    every = cfg.phases.every
+    t_fork = (cfg.warmup // every + 1) * every                  # the first t > warmup with t % every == 0
+    if int(max_len.max()) <= 0 or t_fork > cfg.total_steps:
+        return None
+    lead, pos, src = [], {}, []
+    for i, s in enumerate(specs):
+        key = (s.seed, s.prior if (s.prior is not None and s.arm != "SAC") else None)
+        if key not in pos:
+            pos[key] = len(lead)
+            lead.append(i)
+        src.append(pos[key])
+    return (lead, src, t_fork) if len(lead) < len(specs) else None
+
+
+def _clone_generator(g: torch.Generator) -> torch.Generator:
+    out = torch.Generator()
+    out.set_state(g.get_state())
+    return out
 
 
 def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, dict[str, np.ndarray]] | None" = None) -> TrainResult:
@@ -233,6 +289,10 @@ def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, 
     Lessons 03.2–03.4; SOPE digest, "Algorithm (pseudo-code)" (the whole loop; "Notes on the loop" for SPEQ-O2O and
     SACfD)."""
     priors = priors or {}
+    all_specs, fork = specs, _fork_plan(specs, cfg)
+    if fork is not None:                      # train one run per group until the first phase, then copy it
+        lead, src, t_fork = fork
+        specs = [all_specs[i] for i in lead]
     R = len(specs)
     envs = [make_env(cfg.env_id) for _ in specs]
     obs_dim = envs[0].observation_space.shape[0]
@@ -280,6 +340,21 @@ def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, 
     obs = np.stack([e.reset(seed=s.seed * 1_000_003 + start)[0] for e, s in zip(envs, specs)])
     steps = range(start, cfg.total_steps + 1)
     for t in progress(steps, desc="env steps", total=len(steps)) if cfg.show_progress else steps:
+        if fork is not None and t == t_fork:  # copy every run's state (weights, optimiser, buffers, generators, env)
+            specs, R = all_specs, len(all_specs)
+            old_envs, envs = envs, [copy.deepcopy(envs[j]) for j in src]
+            for e in old_envs:
+                e.close()
+            obs, rngs, gens = obs[src], [copy.deepcopy(rngs[j]) for j in src], [_clone_generator(gens[j]) for j in src]
+            pop = pop.select(src)
+            pop.gens = [_clone_generator(g) for g in pop.gens]
+            online = online.select(src)
+            if prior is not None:
+                prior = prior.select(src)
+            use_prior = use_prior[src]                                  # the same within a group
+            max_len, adaptive = _phase_plan(specs, cfg.phases)          # the arms' own phases from here on
+            n_online, n_stab, n_val_states = n_online[src], n_stab[src], n_val_states[src]
+            hist = {k: v if k == "steps" else [[row[j] for j in src] for row in v] for k, v in hist.items()}
         if t <= cfg.warmup:
             act = np.stack([rng.uniform(-act_max, act_max, size=act_dim) for rng in rngs])
         else:
@@ -345,42 +420,52 @@ def summarise(result: TrainResult, last: int = 2) -> dict[str, dict[str, float]]
 
 @dataclass
 class StabilisationLessonConfig:
-    """Lesson 03.3's sizes: one long phase traced in detail, then SACfD vs SPEQ-O2O (short and long fixed
-    phases) vs SOPE (the SOPE digest's "Toy experiment for the course", plots (a), (b) and (d))."""
+    """Lesson 03.3's sizes: one long phase traced in detail (raw Pendulum rewards), then SACfD vs SPEQ-O2O (short
+    and long fixed phases) vs SOPE in the regime where SOPE can adapt (the SOPE digest's "Toy experiment for the
+    course", plots (a), (b) and (d))."""
 
-    train: TrainConfig = field(default_factory=lambda: replace(TrainConfig.for_scale("toy"), total_steps=2500,
-                                                               eval_episodes=4))
-    """The arms' online loop (its ``phases`` also set the traced phase's check interval, patience and ε)."""
+    train: TrainConfig = field(default_factory=lambda: _adaptive_regime(_lesson_toy()))
+    """The arms' online loop: rewards shifted by +16.3 (Q > 0, below its fixed point at a phase's start), γ = 0.95
+    and τ = 0.04, so policy evaluation takes about 1/((1−γ)τ) = 500 critic updates, half of E_max = 1000; phases
+    every 500 steps, m = 50, P = 250 (its ``phases`` also set the traced phase's check interval, patience and ε)."""
     study_train: TrainConfig = field(default_factory=lambda: replace(TrainConfig.for_scale("toy"), total_steps=1500,
                                                                      eval_every=1500))
-    """The SACfD warm-up run whose buffers and critics the traced phase starts from (toy: 1500 steps)."""
-    n_study: int = 3000
-    """Critic-only updates of the traced phase (never stopped, so any patience can be replayed)."""
-    n_seeds: int = 6
+    """The SACfD warm-up run whose buffers and critics the traced phase starts from (toy: 1500 steps, raw rewards,
+    γ = 0.99, τ = 0.005)."""
+    n_study: int = 2000
+    """Critic-only updates of the traced phase (never stopped, so any patience can be replayed; toy: 2·E_max)."""
+    n_seeds: int = 4
     """Paired seeds per arm: ``ctx.seed, ctx.seed + 1, …``."""
     short_phase: int = 250
-    """SPEQ-short's fixed phase length (critic updates)."""
-    long_phase: int = 2000
+    """SPEQ-short's fixed phase length (critic updates): SOPE's shortest phase, P."""
+    long_phase: int = 1000
     """SPEQ-long's fixed phase length, and SOPE's maximum E_max."""
-    adapt_train: TrainConfig = field(default_factory=lambda: _adaptive_regime(replace(TrainConfig.for_scale("toy"), total_steps=2500,
-                                                                                      eval_episodes=4)))
-    """The second comparison, SPEQ-long vs SOPE where SOPE can adapt: rewards shifted by +16.3 (Q > 0, below its
-    fixed point at a phase's start), γ = 0.95 and τ = 0.02 (policy evaluation converges within E_max updates)."""
-    n_adapt_seeds: int = 4
-    """Paired seeds per arm of the second comparison: ``ctx.seed, ctx.seed + 1, …``."""
 
     @classmethod
     def for_scale(cls, scale) -> "StabilisationLessonConfig":
         from hdai_lessons.core.scale import by_scale
 
         smoke, full = TrainConfig.for_scale("smoke"), TrainConfig.for_scale("full")
-        return by_scale(scale, smoke=cls(train=smoke, study_train=smoke, n_study=60, n_seeds=2, short_phase=10, long_phase=40,
-                                         adapt_train=_adaptive_regime(smoke), n_adapt_seeds=2),
+        shared = lambda c: replace(_adaptive_regime(c), share_prefix=True)
+        return by_scale(scale, smoke=cls(train=shared(smoke), study_train=smoke, n_study=60, n_seeds=2,
+                                         short_phase=20, long_phase=40),
                         toy=cls(),
-                        full=cls(train=full, study_train=full, n_study=40_000, n_seeds=5, short_phase=2000, long_phase=20_000,
-                                 adapt_train=_adaptive_regime(full), n_adapt_seeds=5))
+                        full=cls(train=shared(full), study_train=full, n_study=40_000, n_seeds=5,
+                                 short_phase=5000, long_phase=20_000))
+
+
+def _lesson_toy() -> TrainConfig:
+    """The toy loop with lesson 03.3's phases: every 500 steps, E_max = 1000, m = 50, P = 250, 2500 steps, 4 episodes."""
+    toy = TrainConfig.for_scale("toy")
+    return replace(toy, total_steps=2500, eval_episodes=4, share_prefix=True,
+                   phases=replace(toy.phases, e_max=1000, check_every=50, patience=250))
 
 
 def _adaptive_regime(cfg: TrainConfig) -> TrainConfig:
-    """``cfg`` with Pendulum's rewards shifted to be positive (+16.3), γ = 0.95 and τ = 0.02 (lesson 03.3, section 7)."""
-    return replace(cfg, reward_shift=16.3, sac=replace(cfg.sac, gamma=0.95, tau=0.02))
+    """``cfg`` in the regime where SOPE can adapt (lesson 03.3, section 5): Pendulum's rewards shifted to be positive
+    (+16.3, so Q > 0 and a critic starts a phase below its fixed point), γ = 0.95, and τ chosen so that policy
+    evaluation, about ``1/((1−γ)τ)`` critic updates, fits in half of E_max: ``τ = 2/((1−γ)·E_max)``, at most 0.04
+    and at least the paper's 0.005 (toy: E_max = 1000 → τ = 0.04; full: E_max = 20,000 → 0.005)."""
+    gamma = 0.95
+    tau = round(min(0.04, max(0.005, 2.0 / ((1.0 - gamma) * cfg.phases.e_max))), 6)
+    return replace(cfg, reward_shift=16.3, sac=replace(cfg.sac, gamma=gamma, tau=tau))
