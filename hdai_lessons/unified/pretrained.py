@@ -33,12 +33,18 @@ from hdai_lessons.unified.train import (EditorConfig, GenerationConfig, Understa
 if TYPE_CHECKING:
     from hdai_lessons.unified.editing import ResidualEditor
 
-MLLM_STEPS = 3500
+MLLM_STEPS = 6000
+MLLM_QTYPES = ("colour", "colour", "colour", "shape", "count", "position", "position")
+"""The shipped MLLM's question mix (a type listed k times is drawn k times as often). Under the uniform mix
+the colour of a named shape on a two-object scene stays at the binding chance (0.5) after 3500 steps:
+finding *which* patches hold "the circle" is the hardest thing the toy asks, and only ~9 % of uniform
+examples ask it. Three times as many colour questions (and twice as many position questions) bind it."""
 T2I_STEPS = 2500
 UNIFIED_STEPS = 2500
 UNIFIED_BATCH = 48
 UNIFIED_PHASE2_STEPS = 3500
-EDITOR_STEPS = 10000
+EDITOR_STEPS = 20000
+EDITOR_EDIT_FRAC = 0.6
 # Lesson 05.2's shipped model keeps 6×6 patches (108 values per 64-wide token): it follows the text but its
 # samples keep some noise — the token-width bottleneck that lesson discusses. 05.3's model uses 4×4 patches.
 T2I_CONFIG = MMDiTConfig(patch=6)
@@ -58,13 +64,14 @@ def _load(path: Path, modules: dict) -> None:
 
 
 def build_mllm(out_path: Path, seed: int) -> None:
-    """Stage 1: train the tiny MLLM on QA + captions (``MLLM_STEPS`` steps).
+    """Stage 1: train the tiny MLLM on QA + captions (``MLLM_STEPS`` steps at batch 64, question mix
+    ``MLLM_QTYPES``).
 
     Builds lesson 05.1's shipped checkpoint; JoyAI-Image digest § "Training stages" (1).
     """
     g = seed_everything(seed)
     mllm = TinyMLLM(MLLMConfig())
-    train_understanding(mllm, ShapesWorld(WorldConfig()), UnderstandingConfig(steps=MLLM_STEPS, batch=64), g)
+    train_understanding(mllm, ShapesWorld(WorldConfig()), UnderstandingConfig(steps=MLLM_STEPS, batch=64, qtypes=MLLM_QTYPES), g)
     _save(out_path, {"mllm": mllm})
 
 
@@ -128,12 +135,12 @@ def editor_config() -> "EditorConfig":
     """The settings ``build_editor`` trains with (lesson 05.3 quotes them)."""
     from hdai_lessons.unified.editing import EditorConfig
 
-    return EditorConfig(steps=EDITOR_STEPS, batch=32, lr=1e-3, edit_frac=0.7, p_uncond=0.15)
+    return EditorConfig(steps=EDITOR_STEPS, batch=32, lr=1e-3, edit_frac=EDITOR_EDIT_FRAC, p_uncond=0.15)
 
 
 def build_editor(out_path: Path, seed: int) -> None:
     """The toy's residual editor: ``unified-mmdit`` + a zero-initialised residual head, fine-tuned on the
-    stage-3 mix (``EDITOR_STEPS`` steps, 70 % editing with the image-space loss and "no instruction → keep
+    stage-3 mix (``EDITOR_STEPS`` steps, ``EDITOR_EDIT_FRAC`` = 60 % editing with the image-space loss and "no instruction → keep
     the image"; text → image with plain flow matching), MLLM frozen.
 
     Builds lesson 05.3's shipped editor; JoyAI-Image digest § "Training stages" (3) with the toy-only

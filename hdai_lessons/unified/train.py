@@ -47,7 +47,7 @@ class UnderstandingConfig:
     caption_frac: float = 0.25
     """Fraction of "describe the image" examples (the rest are questions)."""
     qtypes: tuple = QUESTION_TYPES
-    """Question types trained on."""
+    """Question types trained on, drawn uniformly from this tuple (a type listed twice is asked twice as often)."""
 
 
 def train_understanding(model: TinyMLLM, world: ShapesWorld, cfg: UnderstandingConfig, generator: torch.Generator,
@@ -110,7 +110,7 @@ class UnderstandingLessonConfig:
     """Lesson 05.1's sizes: the live stage-1 runs and the evaluation sets that score them."""
 
     stage1: UnderstandingConfig = field(default_factory=lambda: UnderstandingConfig(steps=600, batch=32))
-    """The live runs' stage-1 settings (the shipped ``unified-mllm`` saw 3500 steps at batch 64)."""
+    """The live runs' stage-1 settings (the shipped ``unified-mllm``: ``pretrained.MLLM_STEPS`` steps at batch 64, colour- and position-heavy mix ``pretrained.MLLM_QTYPES``)."""
     n_seeds: int = 4
     """Live runs, paired by seed: the lesson uses ``ctx.seed``, ``ctx.seed + 1``, …"""
     per_type: int = 200
