@@ -60,7 +60,7 @@ def train_understanding(model: TinyMLLM, world: ShapesWorld, cfg: UnderstandingC
     from hdai_lessons.unified.mllm import answer_loss
 
     loss_fn = loss_fn or answer_loss
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, foreach=True)   # bit-identical to the per-tensor loop, fewer ops
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.steps))
     losses = []
     model.train()
