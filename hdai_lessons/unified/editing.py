@@ -135,9 +135,6 @@ def train_editor(editor: ResidualEditor, conditioner, world: ShapesWorld, cfg: E
     return hist
 
 
-
-
-
 @torch.no_grad()
 def unconditional_copy_psnr(editor: ResidualEditor, conditioner, world: ShapesWorld, n: int, seed: int,
                             steps: int = 20) -> list[float]:

@@ -131,10 +131,8 @@ def load_unified() -> tuple[MMDiT, MLLMConditioner]:
     return model, MLLMConditioner(load_mllm(), freeze=True)
 
 
-def editor_config() -> "EditorConfig":
+def editor_config() -> EditorConfig:
     """The settings ``build_editor`` trains with (lesson 05.3 quotes them)."""
-    from hdai_lessons.unified.editing import EditorConfig
-
     return EditorConfig(steps=EDITOR_STEPS, batch=32, lr=1e-3, edit_frac=EDITOR_EDIT_FRAC, p_uncond=0.15)
 
 

@@ -400,15 +400,11 @@ class EditorConfig:
 
 
 
-def _editor_config(**kw) -> EditorConfig:
-    return EditorConfig(**kw)
-
-
 @dataclass
 class UnifiedLessonConfig:
     """Lesson 05.3's sizes: the live editing-loss runs, the shipped models' evaluation, the frozen-vs-joint ablation."""
 
-    demo: EditorConfig = field(default_factory=lambda: _editor_config(steps=30, batch=16, lr=1e-3, edit_frac=1.0, p_uncond=0.5))
+    demo: EditorConfig = field(default_factory=lambda: EditorConfig(steps=30, batch=16, lr=1e-3, edit_frac=1.0, p_uncond=0.5))
     """Each of the two live stage-3 runs (your editing loss; the "dropped rows still trained on the target"
     mistake) from the base MMDiT with a fresh zero-initialised residual head (half the instructions dropped,
     so the unconditional branch is trained within a few steps)."""
@@ -427,7 +423,7 @@ class UnifiedLessonConfig:
     reports both)."""
     gen_guidance: float = 4.0
     """The guidance scale of text → image (JoyAI-Image's 4)."""
-    ablation: EditorConfig = field(default_factory=lambda: _editor_config(steps=40, batch=16, lr=5e-4, edit_frac=0.7, p_uncond=0.15))
+    ablation: EditorConfig = field(default_factory=lambda: EditorConfig(steps=40, batch=16, lr=5e-4, edit_frac=0.7, p_uncond=0.15))
     """Each ablation arm's training from the shipped editor (the stage-3 mix: 70 % editing, 30 % text → image)."""
     joint_alpha_ntp: float = 0.5
     """α of the "joint" arm (L = L_edit/FM + α L_NTP); the "frozen" arm has α = 0 and a frozen MLLM."""
@@ -447,10 +443,10 @@ class UnifiedLessonConfig:
         """The rung's sizes (smoke: seconds; toy: about a minute on a CPU; full: a GPU)."""
         return by_scale(
             scale,
-            smoke=cls(demo=_editor_config(steps=2, batch=4, edit_frac=1.0, p_uncond=0.5), n_demo=4, n_eval=6, n_eval_seeds=2,
-                      euler_steps=2, per_type=8, ablation=_editor_config(steps=2, batch=4, lr=5e-4, edit_frac=0.7),
+            smoke=cls(demo=EditorConfig(steps=2, batch=4, edit_frac=1.0, p_uncond=0.5), n_demo=4, n_eval=6, n_eval_seeds=2,
+                      euler_steps=2, per_type=8, ablation=EditorConfig(steps=2, batch=4, lr=5e-4, edit_frac=0.7),
                       n_abl_seeds=2, n_abl=6),
             toy=cls(),
-            full=cls(demo=_editor_config(steps=500, batch=64, edit_frac=1.0, p_uncond=0.5), n_demo=256, n_eval=512, euler_steps=50,
-                     per_type=300, ablation=_editor_config(steps=3000, batch=128, lr=5e-4, edit_frac=0.7), n_abl_seeds=5, n_abl=256),
+            full=cls(demo=EditorConfig(steps=500, batch=64, edit_frac=1.0, p_uncond=0.5), n_demo=256, n_eval=512, euler_steps=50,
+                     per_type=300, ablation=EditorConfig(steps=3000, batch=128, lr=5e-4, edit_frac=0.7), n_abl_seeds=5, n_abl=256),
         )
