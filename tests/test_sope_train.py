@@ -8,7 +8,7 @@ import torch
 from hdai_lessons.sope.phases import PhaseConfig
 from hdai_lessons.sope.prior_data import load_npz
 from hdai_lessons.core.data import data_path
-from hdai_lessons.sope.sac import SACConfig
+from hdai_lessons.sope.sac import SACConfig, SACPopulation
 from hdai_lessons.sope.train import RunSpec, TrainConfig, train_population
 
 
@@ -66,6 +66,25 @@ def test_a_run_is_the_same_alone_or_beside_other_arms():
     assert together.returns[0, 0] == together.returns[1, 0] and not np.array_equal(together.returns[0], together.returns[1])
 
 
+def test_a_run_with_its_own_tau_is_the_same_as_in_a_population_at_that_tau():
+    """``RunSpec.tau`` overrides the config's Polyak rate for one run: a population mixing two rates gives each run
+    exactly what a population at its rate gives (lesson 03.2 trains its two τ in one population), and the shared
+    prefix never merges runs that differ in τ (they differ from the first update)."""
+    prior = {"expert": load_npz(data_path("sope-pendulum-expert"))}
+    cfg = _cfg(total_steps=240, warmup=100, batch_per_source=16, eval_every=60, eval_episodes=1,
+               sac=SACConfig(hidden=(16, 16), dropout=0.0, lr=1e-3, tau=0.02), share_prefix=True,
+               phases=PhaseConfig(every=100, e_max=40, check_every=10, patience=20, val_batch=16))
+    slow = replace(cfg, sac=replace(cfg.sac, tau=0.005))
+    mixed = train_population([RunSpec("SPEQ-O2O", 0, "expert", 40, tau=0.005), RunSpec("SPEQ-O2O", 0, "expert", 40)], cfg, prior)
+    at_slow = train_population([RunSpec("SPEQ-O2O", 0, "expert", 40)], slow, prior)
+    at_fast = train_population([RunSpec("SPEQ-O2O", 0, "expert", 40)], cfg, prior)
+    np.testing.assert_array_equal(mixed.returns[0], at_slow.returns[0])
+    np.testing.assert_array_equal(mixed.returns[1], at_fast.returns[0])
+    assert not np.array_equal(mixed.returns[0], mixed.returns[1])
+    with pytest.raises(ValueError, match="one τ per run"):
+        SACPopulation([0, 1], 3, 1, 2.0, cfg.sac, taus=[0.01])
+
+
 def test_unknown_arm_and_missing_prior_are_reported():
     with pytest.raises(ValueError, match="unknown arm"):
         train_population([RunSpec("RLPD", 0)], _cfg(total_steps=10, warmup=5, eval_every=10))
@@ -119,7 +138,7 @@ def test_lesson_configs_resolve_the_scale_once_and_document_every_field():
     assert (stab.train.total_steps, stab.study_train.total_steps, stab.study_train.eval_every, stab.n_study) == (2500, 1500, 1500, 2000)
     assert stab.train.phases == PhaseConfig(every=500, e_max=1000, check_every=50, patience=250, val_batch=64)
     assert (stab.train.reward_shift, stab.train.sac.gamma, stab.train.sac.tau) == (16.3, 0.95, 0.04)
-    assert (stab.short_phase, stab.long_phase, stab.n_seeds) == (250, 1000, 4)     # issue 13: ≥ 4 paired seeds
+    assert (stab.long_phase, stab.n_seeds) == (1000, 4)     # issue 13: ≥ 4 paired seeds
     assert stab.train.share_prefix and not TrainConfig().share_prefix   # the lesson shares its arms' common prefix
     # policy evaluation (~1/((1−γ)τ) critic updates) fits in E_max, so SOPE can stop a phase in between (issue 13)
     assert 1 / ((1 - stab.train.sac.gamma) * stab.train.sac.tau) <= stab.train.phases.e_max / 2

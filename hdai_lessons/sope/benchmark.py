@@ -47,8 +47,9 @@ TASKS = {
 def _toy_benchmark_train() -> TrainConfig:
     """Lesson 03.4's toy loop: 2000 steps, phases every 500 steps of at most E_max = 1000 updates, checked every
     m = 100 with patience P = 200, so a SOPE phase can stop at any of 200, 300, …, 1000 updates (SOPE digest,
-    "Stopping rule"). With P = 500 it could only stop at 500 or run to 1000 (issue 13)."""
-    return replace(TrainConfig.for_scale("toy"), total_steps=2000, eval_episodes=4,
+    "Stopping rule"). With P = 500 it could only stop at 500 or run to 1000 (issue 13). The arms of a seed train
+    once until the first phase (``share_prefix``: the same numbers, bit for bit)."""
+    return replace(TrainConfig.for_scale("toy"), total_steps=2000, eval_episodes=4, share_prefix=True,
                    phases=PhaseConfig(every=500, e_max=1000, check_every=100, patience=200, val_batch=64))
 
 

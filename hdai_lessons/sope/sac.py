@@ -357,13 +357,18 @@ class SACPopulation(nn.Module):
     A batch is a dict of ``obs (R,B,o)``, ``act (R,B,a)``, ``rew (R,B)``, ``next_obs (R,B,o)``, ``term (R,B)``.
     ``gens`` holds run ``r``'s noise generator (policy noise, dropout), seeded from ``(seeds[r], salt)``;
     runs outside ``mask`` draw nothing, so each run's stream depends on its own updates only.
+    ``taus``: one Polyak rate per run (default ``cfg.tau`` for every run).
 
     Lessons 03.2–03.4; SOPE digest, "Losses" and the "one SAC update (UTD = 1)" lines of "Algorithm (pseudo-code)".
     """
 
-    def __init__(self, seeds: "list[int]", obs_dim: int, act_dim: int, act_max: float, cfg: SACConfig, salt: int = 0):
+    def __init__(self, seeds: "list[int]", obs_dim: int, act_dim: int, act_max: float, cfg: SACConfig, salt: int = 0,
+                 taus: "list[float] | None" = None):
         super().__init__()
         self.cfg, self.R = cfg, len(seeds)
+        self.taus = [float(cfg.tau)] * self.R if taus is None else [float(t) for t in taus]
+        if len(self.taus) != self.R:
+            raise ValueError(f"{len(self.taus)} Polyak rates for {self.R} runs: give one τ per run (or none)")
         self.seeds, self.salt = [int(s) for s in seeds], int(salt)
         self.gens = run_generators(self.seeds, "noise", self.salt)
         hidden = tuple(cfg.hidden)
@@ -404,6 +409,7 @@ class SACPopulation(nn.Module):
         sub = SACPopulation.__new__(SACPopulation)
         nn.Module.__init__(sub)
         sub.cfg, sub.R = self.cfg, len(idx)
+        sub.taus = [self.taus[r] for r in idx.tolist()]
         sub.seeds, sub.salt = [self.seeds[r] for r in idx.tolist()], self.salt
         sub.gens = [self.gens[r] for r in idx.tolist()]
         for name in ("actor", "critic", "critic_target"):
@@ -501,7 +507,9 @@ class SACPopulation(nn.Module):
         tp, op = self._polyak_pairs
         rows_t = [_rows(cache, t) for t in tp]
         rows_o = [_rows(cache, o) for o in op]
-        torch._foreach_lerp_([x[r] for x in rows_t for r in runs], [x[r] for x in rows_o for r in runs], self.cfg.tau)
+        for tau in dict.fromkeys(self.taus[r] for r in runs):                 # one call per distinct τ (runs may differ)
+            same = [r for r in runs if self.taus[r] == tau]
+            torch._foreach_lerp_([x[r] for x in rows_t for r in same], [x[r] for x in rows_o for r in same], tau)
 
     def update(self, batch, mask=None) -> dict[str, torch.Tensor]:
         """One online SAC step (UTD = 1): critic, then actor on the same batch, then α, then Polyak.

@@ -51,6 +51,9 @@ class RunSpec:
     prior: "str | None" = None
     phase_len: int = 0
     label: str = ""
+    tau: "float | None" = None
+    """This run's Polyak rate τ of the target critics; None: the config's ``sac.tau``. Runs that differ only in τ
+    train in one population (lesson 03.2's τ comparison)."""
 
     @property
     def name(self) -> str:
@@ -91,7 +94,8 @@ class TrainConfig:
     share_prefix: bool = False
     """Train runs that are identical until the first phase (same seed and prior data; the arms differ only in
     their phases) once, and copy them there (environments by ``copy.deepcopy``): the same numbers, bit for bit,
-    for less compute. Off when checkpointing; lesson 03.3 turns it on (Pendulum-v1, checked by a test)."""
+    for less compute. Off when checkpointing; lessons 03.3 and 03.4 turn it on at toy scale (Pendulum-v1, checked
+    by a test)."""
     checkpoint_dir: "str | None" = None
     """Atomic checkpoints at eval points go here; training resumes from the latest (None: no checkpoints)."""
     show_progress: bool = True
@@ -269,7 +273,7 @@ def _fork_plan(specs: list[RunSpec], cfg: TrainConfig) -> "tuple[list[int], list
         return None
     lead, pos, src = [], {}, []
     for i, s in enumerate(specs):
-        key = (s.seed, s.prior if (s.prior is not None and s.arm != "SAC") else None)
+        key = (s.seed, s.prior if (s.prior is not None and s.arm != "SAC") else None, s.tau)
         if key not in pos:
             pos[key] = len(lead)
             lead.append(i)
@@ -298,7 +302,8 @@ def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, 
     obs_dim = envs[0].observation_space.shape[0]
     act_dim = envs[0].action_space.shape[0]
     act_max = float(envs[0].action_space.high[0])
-    pop = SACPopulation([s.seed for s in specs], obs_dim, act_dim, act_max, cfg.sac, salt=cfg.sample_seed)
+    pop = SACPopulation([s.seed for s in specs], obs_dim, act_dim, act_max, cfg.sac, salt=cfg.sample_seed,
+                        taus=[cfg.sac.tau if s.tau is None else s.tau for s in specs])
     online = ReplayBuffer(R, cfg.total_steps, obs_dim, act_dim)
     prior, use_prior = _prior_buffer(specs, priors)
     if prior is not None and cfg.reward_shift:
@@ -420,8 +425,8 @@ def summarise(result: TrainResult, last: int = 2) -> dict[str, dict[str, float]]
 
 @dataclass
 class StabilisationLessonConfig:
-    """Lesson 03.3's sizes: one long phase traced in detail (raw Pendulum rewards), then SACfD vs SPEQ-O2O (short
-    and long fixed phases) vs SOPE in the regime where SOPE can adapt (the SOPE digest's "Toy experiment for the
+    """Lesson 03.3's sizes: one long phase traced in detail (raw Pendulum rewards), then SACfD vs SPEQ-O2O (fixed
+    phases of SOPE's maximum length) vs SOPE in the regime where SOPE can adapt (the SOPE digest's "Toy experiment for the
     course", plots (a), (b) and (d))."""
 
     train: TrainConfig = field(default_factory=lambda: _adaptive_regime(_lesson_toy()))
@@ -436,8 +441,6 @@ class StabilisationLessonConfig:
     """Critic-only updates of the traced phase (never stopped, so any patience can be replayed; toy: 2·E_max)."""
     n_seeds: int = 4
     """Paired seeds per arm: ``ctx.seed, ctx.seed + 1, …``."""
-    short_phase: int = 250
-    """SPEQ-short's fixed phase length (critic updates): SOPE's shortest phase, P."""
     long_phase: int = 1000
     """SPEQ-long's fixed phase length, and SOPE's maximum E_max."""
 
@@ -447,11 +450,10 @@ class StabilisationLessonConfig:
 
         smoke, full = TrainConfig.for_scale("smoke"), TrainConfig.for_scale("full")
         shared = lambda c: replace(_adaptive_regime(c), share_prefix=True)
-        return by_scale(scale, smoke=cls(train=shared(smoke), study_train=smoke, n_study=60, n_seeds=2,
-                                         short_phase=20, long_phase=40),
+        return by_scale(scale, smoke=cls(train=shared(smoke), study_train=smoke, n_study=60, n_seeds=2, long_phase=40),
                         toy=cls(),
                         full=cls(train=shared(full), study_train=full, n_study=40_000, n_seeds=5,
-                                 short_phase=5000, long_phase=20_000))
+                                 long_phase=20_000))
 
 
 def _lesson_toy() -> TrainConfig:
