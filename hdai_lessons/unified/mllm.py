@@ -228,18 +228,20 @@ def build_qa_text(question: torch.Tensor, answer: torch.Tensor) -> tuple[torch.T
     Returns:
         ``tokens (B, L)`` right-padded and ``loss_mask (B, L)``: 1 on the answer tokens.
     """
-    rows, masks = [], []
-    for q, a in zip(question.tolist(), answer.tolist()):
-        q = [t for t in q if t != PAD]
-        a = [t for t in a if t != PAD]
-        rows.append(q + [ANS] + a)
-        masks.append([0] * (len(q) + 1) + [1] * len(a))
-    L = max(len(r) for r in rows)
-    tokens = torch.full((len(rows), L), PAD, dtype=torch.long)
-    mask = torch.zeros(len(rows), L)
-    for i, (r, m) in enumerate(zip(rows, masks)):
-        tokens[i, :len(r)] = torch.tensor(r)
-        mask[i, :len(m)] = torch.tensor(m, dtype=torch.float)
+    # Non-pad tokens keep their order: question token k of a row goes to slot k, <ans> follows the
+    # question, answer token k to slot (question length + 1 + k).
+    qk, ak = question != PAD, answer != PAD
+    qlen = qk.sum(1)
+    B, L = question.shape[0], int((qlen + 1 + ak.sum(1)).max())
+    dev = question.device
+    tokens = torch.full((B, L), PAD, dtype=torch.long, device=dev)
+    mask = torch.zeros(B, L, device=dev)
+    rows = torch.arange(B, device=dev)[:, None]
+    tokens[rows.expand_as(question)[qk], (qk.cumsum(1) - 1)[qk]] = question[qk].long()
+    tokens[rows[:, 0], qlen] = ANS
+    a_rows, a_pos = rows.expand_as(answer)[ak], (qlen[:, None] + ak.cumsum(1))[ak]
+    tokens[a_rows, a_pos] = answer[ak].long()
+    mask[a_rows, a_pos] = 1.0
     return tokens, mask
 
 

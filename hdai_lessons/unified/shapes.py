@@ -150,6 +150,14 @@ class ShapesWorld:
         self.rows = ROW_WORDS[self.cfg.grid]
         self.cols = COL_WORDS[self.cfg.grid]
         self.masks = {(s, z): shape_mask(s, z, self.cfg.cell) for s in SHAPES for z in SIZES}
+        # One painted (3, cell, cell) cell per (shape, size, colour), index 0 = an empty cell; render_batch
+        # gathers them, so an image costs one indexing op instead of three masked writes per object.
+        keys = [(s, z, k) for s in SHAPES for z in SIZES for k in COLOURS]
+        self._tile_id = {key: i + 1 for i, key in enumerate(keys)}
+        tiles = torch.zeros(len(keys) + 1, 3, self.cfg.cell, self.cfg.cell)
+        for i, (s, z, k) in enumerate(keys):
+            tiles[i + 1] = torch.tensor(RGB[k])[:, None, None] * self.masks[(s, z)]
+        self._tiles = tiles
 
     # ---------------------------------------------------------------- scenes and images
     def _pick(self, seq, g: torch.Generator):
@@ -172,19 +180,36 @@ class ShapesWorld:
 
     def render(self, scene: Scene) -> torch.Tensor:
         """The image of ``scene``: ``(3, H, W)`` float32 in [0, 1], black background."""
-        cfg = self.cfg
-        img = torch.zeros(3, cfg.size, cfg.size)
-        for o in scene.objects:
-            m = self.masks[(o.shape, o.size)]
-            ys, xs = o.row * cfg.cell, o.col * cfg.cell
-            patch = img[:, ys:ys + cfg.cell, xs:xs + cfg.cell]
-            for ch, v in enumerate(RGB[o.colour]):
-                patch[ch][m] = v
-        return img
+        return self.render_batch([scene])[0]
 
     def render_batch(self, scenes: "list[Scene]") -> torch.Tensor:
-        """``(B, 3, H, W)`` images in [0, 1]."""
-        return torch.stack([self.render(s) for s in scenes])
+        """``(B, 3, H, W)`` images in [0, 1]: each object's shape mask painted in its colour in its cell.
+
+        A scene has at most one object per cell, so the image is a ``grid × grid`` mosaic of painted cells
+        (``self._tiles``); a hand-made scene with two objects in one cell is painted object by object,
+        later ones over earlier ones.
+        """
+        cfg, g, n = self.cfg, self.cfg.grid, self.cfg.cell
+        idx = [0] * (len(scenes) * g * g)
+        layered = []
+        for b, scene in enumerate(scenes):
+            for o in scene.objects:
+                if not (0 <= o.row < g and 0 <= o.col < g):
+                    raise ValueError(f"object {o} lies outside the {g} × {g} grid")
+                j = (b * g + o.row) * g + o.col
+                if idx[j]:
+                    layered.append(b)
+                idx[j] = self._tile_id[(o.shape, o.size, o.colour)]
+        imgs = (self._tiles[torch.tensor(idx, dtype=torch.long)].view(len(scenes), g, g, 3, n, n)
+                .permute(0, 3, 1, 4, 2, 5).reshape(len(scenes), 3, cfg.size, cfg.size))
+        for b in set(layered):   # objects sharing a cell: paint them in order
+            img = torch.zeros(3, cfg.size, cfg.size)
+            for o in scenes[b].objects:
+                patch = img[:, o.row * n:(o.row + 1) * n, o.col * n:(o.col + 1) * n]
+                m = self.masks[(o.shape, o.size)]
+                patch.copy_(torch.where(m, self._tiles[self._tile_id[(o.shape, o.size, o.colour)]], patch))
+            imgs[b] = img
+        return imgs
 
     def cell_mask(self, cells: "set | list") -> torch.Tensor:
         """Boolean ``(H, W)`` mask of the given cells."""
@@ -320,10 +345,7 @@ class QABatch:
 def pad_rows(rows: "list[list[int]]", length: "int | None" = None) -> torch.Tensor:
     """Right-pad integer rows with ``<pad>`` into a ``(B, L)`` long tensor (lessons 05.1–05.4)."""
     L = length or max(len(r) for r in rows)
-    out = torch.full((len(rows), L), PAD, dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = torch.tensor(r[:L], dtype=torch.long)
-    return out
+    return torch.tensor([list(r[:L]) + [PAD] * (L - len(r[:L])) for r in rows], dtype=torch.long).reshape(len(rows), L)
 
 
 def sample_qa_batch(world: ShapesWorld, batch: int, g: torch.Generator,

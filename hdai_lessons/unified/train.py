@@ -109,7 +109,7 @@ def evaluate_understanding_breakdown(model: TinyMLLM, world: ShapesWorld, per_ty
 class UnderstandingLessonConfig:
     """Lesson 05.1's sizes: the live stage-1 runs and the evaluation sets that score them."""
 
-    stage1: UnderstandingConfig = field(default_factory=lambda: UnderstandingConfig(steps=600, batch=32))
+    stage1: UnderstandingConfig = field(default_factory=lambda: UnderstandingConfig(steps=500, batch=32))
     """The live runs' stage-1 settings (the shipped ``unified-mllm``: ``pretrained.MLLM_STEPS`` steps at batch 64, colour- and position-heavy mix ``pretrained.MLLM_QTYPES``)."""
     n_seeds: int = 4
     """Live runs, paired by seed: the lesson uses ``ctx.seed``, ``ctx.seed + 1``, …"""
