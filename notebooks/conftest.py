@@ -12,8 +12,9 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-_TIMES_FILE = Path(__file__).with_name("nbval_durations.json")
-_UNKNOWN_S = 60.0          # a notebook with no measured time yet is scheduled like a one-minute lesson
+from hdai_lessons.course.runner import MEASURED_TIMES, UNKNOWN_LESSON_S, measured_seconds
+
+_TIMES_FILE = Path(__file__).with_name(MEASURED_TIMES)
 _durations: dict[str, float] = defaultdict(float)
 
 
@@ -24,20 +25,13 @@ def _lesson_key(nodeid: str) -> str:
     return "/".join(parts[-2:])
 
 
-def _measured() -> dict[str, float]:
-    try:
-        return {str(k): float(v) for k, v in json.loads(_TIMES_FILE.read_text()).items()}
-    except (OSError, ValueError, AttributeError):
-        return {}
-
-
 def pytest_collection_modifyitems(session, config, items):
     if not any(item.nodeid.split("::")[0].endswith(".ipynb") for item in items):
         return
-    cost, first = _measured(), {}
+    cost, first = measured_seconds(), {}
     for i, item in enumerate(items):
         first.setdefault(_lesson_key(item.nodeid), i)
-    items.sort(key=lambda it: (-cost.get(_lesson_key(it.nodeid), _UNKNOWN_S), first[_lesson_key(it.nodeid)]))
+    items.sort(key=lambda it: (-cost.get(_lesson_key(it.nodeid), UNKNOWN_LESSON_S), first[_lesson_key(it.nodeid)]))
 
 
 def pytest_runtest_logreport(report):
@@ -53,6 +47,6 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"{secs:7.1f} s  {path}")
     terminalreporter.write_line(f"{sum(_durations.values()):7.1f} s  total (sum over notebooks)")
     if os.environ.get("HDAI_RECORD_NBVAL_TIMES") == "1":
-        times = _measured()
+        times = measured_seconds()
         times.update({_lesson_key(p): round(s, 1) for p, s in _durations.items() if "/learner/" not in p})
         _TIMES_FILE.write_text(json.dumps(dict(sorted(times.items())), indent=1) + "\n")

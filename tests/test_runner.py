@@ -86,3 +86,25 @@ def test_run_reports_progress_and_kernels_use_local_sockets(tmp_path, monkeypatc
     assert "without encryption" not in err
     if os.name == "posix":
         assert _local_kernel_manager_class(str(tmp_path))().transport == "ipc"
+
+
+def test_the_course_runs_the_longest_measured_lessons_first(tmp_path):
+    """``make course`` schedules like the nbval passes: by ``notebooks/nbval_durations.json``, longest first,
+    ties in catalogue order, a lesson with no measured time as a one-minute one."""
+    from dataclasses import replace
+
+    from hdai_lessons.course.catalogue import all_lessons
+    from hdai_lessons.course.runner import UNKNOWN_LESSON_S, longest_first, measured_seconds
+
+    lessons = all_lessons()
+    cost = measured_seconds()
+    assert len(cost) == len(lessons)                         # every lesson has a measured time
+    order = longest_first(lessons)
+    assert sorted(l.id for l in order) == sorted(l.id for l in lessons)
+    secs = [cost[l.path.parent.name + "/" + l.path.name] for l in order]
+    assert secs == sorted(secs, reverse=True) and secs[0] == max(cost.values())
+    stray = replace(lessons[0], id="99.1", path=tmp_path / "99_x" / "01_x.ipynb")    # outside notebooks/: unknown
+    placed = longest_first([*lessons, stray])
+    i = placed.index(stray)
+    known = lambda l: cost[l.path.parent.name + "/" + l.path.name]
+    assert all(known(l) >= UNKNOWN_LESSON_S for l in placed[:i]) and all(known(l) <= UNKNOWN_LESSON_S for l in placed[i + 1:])

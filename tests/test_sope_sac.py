@@ -210,3 +210,12 @@ def test_select_and_absorb_round_trip_and_train_only_the_selected_runs():
     w, q = whole.opt.state[whole.critic.net.head.weight], parted.opt.state[parted.critic.net.head.weight]
     assert w["step"].tolist() == q["step"].tolist() == [6.0, 3.0, 6.0]
     assert torch.equal(w["exp_avg_sq"], q["exp_avg_sq"])
+
+
+def test_the_deterministic_action_is_the_samplers_without_its_log_probability():
+    pop = SACPopulation([0, 1], 3, 1, 2.0, SACConfig(hidden=(16, 16), dropout=0.0))
+    obs = torch.randn(2, 7, 3)
+    a = pop.act(obs, deterministic=True)
+    assert torch.equal(a, pop.actor.sample(obs, deterministic=True)[0])
+    assert a.shape == (2, 7, 1) and bool((a.abs() <= 2.0).all())
+    assert not torch.equal(a, pop.act(obs))                         # the stochastic action draws noise

@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 
 from hdai_lessons.course.catalogue import Lesson, all_lessons
-from hdai_lessons.core.paths import build_dir
+from hdai_lessons.core.paths import build_dir, notebooks_dir
 from hdai_lessons.core.scale import Scale, get_scale
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")   # terminal colour codes
@@ -300,17 +300,50 @@ def run_measured(lesson: Lesson, scale: "Scale | str | None", inplace: bool = Fa
     return result
 
 
+MEASURED_TIMES = "nbval_durations.json"
+"""Beside the notebooks: each lesson's measured wall time (s) under the two-at-a-time runner, keyed by its path
+below ``notebooks/`` (``03_sope/03_sope_stabilisation_phases.ipynb``); ``HDAI_RECORD_NBVAL_TIMES=1 make test``
+rewrites it."""
+UNKNOWN_LESSON_S = 60.0
+"""A lesson with no measured time is scheduled like a one-minute lesson."""
+
+
+def measured_seconds() -> dict[str, float]:
+    """``MEASURED_TIMES`` as ``{path below notebooks/: seconds}`` ({} if it is missing or unreadable)."""
+    try:
+        return {str(k): float(v) for k, v in json.loads((notebooks_dir() / MEASURED_TIMES).read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def longest_first(lessons: "list[Lesson]") -> "list[Lesson]":
+    """``lessons`` ordered by measured time, longest first (ties keep catalogue order): with a pool of workers
+    taking lessons in this order, no long lesson starts last and runs on alone."""
+    cost, root = measured_seconds(), notebooks_dir()
+
+    def seconds(lesson: Lesson) -> float:
+        try:
+            key = lesson.path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            return UNKNOWN_LESSON_S
+        return cost.get(key, UNKNOWN_LESSON_S)
+
+    return sorted(lessons, key=lambda l: -seconds(l))       # sorted() is stable
+
+
 def run_course(scale: "Scale | str | None" = None, jobs: int = 2, inplace: bool = False,
                lessons: "list[Lesson] | None" = None, seed: "int | None" = None) -> tuple[list[dict], Path]:
-    """Run every lesson (``jobs`` at a time, each on ``threads_per_job(jobs)`` torch threads);
-    write ``build/course-report.md`` and ``.json``."""
+    """Run every lesson (``jobs`` at a time, each on ``threads_per_job(jobs)`` torch threads, the longest
+    first); write ``build/course-report.md`` and ``.json`` (lessons in catalogue order)."""
     lessons = lessons if lessons is not None else all_lessons()
     from hdai_lessons.core.device import threads_per_job   # imports torch; the runner itself does not need it
 
     threads = threads_per_job(jobs)
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda l: run_measured(l, scale, inplace, seed=seed, threads=threads), lessons))
+    with ThreadPoolExecutor(max_workers=jobs) as pool:       # workers take submissions in order
+        futures = {l.id: pool.submit(run_measured, l, scale, inplace, seed=seed, threads=threads)
+                   for l in longest_first(lessons)}
+        results = [futures[l.id].result() for l in lessons]
     total = time.perf_counter() - start
     report = write_report(lessons, results, get_scale(scale), total, jobs)
     return results, report

@@ -222,6 +222,11 @@ class TanhGaussianActor(nn.Module):
         mu, log_std = self.net(obs, runs=runs).chunk(2, dim=-1)               # (R, B, A) each
         return mu, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
+    def mean_action(self, obs, runs=None) -> torch.Tensor:
+        """``a_max·tanh(μ)`` ``(R, B, A)``: the deterministic (evaluation) action, ``sample(deterministic=True)``'s
+        without its log-probability."""
+        return self.act_max * torch.tanh(self(obs, runs)[0])
+
     def sample(self, obs, deterministic: bool = False, gens: "list[torch.Generator] | None" = None,
                mask: "torch.Tensor | None" = None, runs: "torch.Tensor | None" = None):
         """``(action (R, B, A) scaled to ±a_max, log π (R, B))``; reparameterised (gradients flow).
@@ -394,7 +399,9 @@ class SACPopulation(nn.Module):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """``(R, E, obs) → (R, E, act)``; stochastic actions draw from each run's own generator."""
-        return self.actor.sample(obs, deterministic, self.gens)[0]
+        if deterministic:
+            return self.actor.mean_action(obs)
+        return self.actor.sample(obs, False, self.gens)[0]
 
     def select(self, runs: "list[int]") -> "SACPopulation":
         """A population of only the runs ``runs`` (indices into this one), in that order: copies of their

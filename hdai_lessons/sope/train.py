@@ -32,6 +32,7 @@ import torch.nn as nn
 
 from hdai_lessons.core.checkpoint import checkpoint_extra, load_checkpoint, save_checkpoint
 from hdai_lessons.core.progress import progress
+from hdai_lessons.sope.batched_envs import batched_dynamics
 from hdai_lessons.sope.buffers import ReplayBuffer, symmetric_batch
 from hdai_lessons.sope.flops import NetDims, total_flops
 from hdai_lessons.sope.phases import PhaseConfig, PhaseLog, run_phase, validation_sizes
@@ -242,6 +243,15 @@ def evaluate(pop: SACPopulation, env_id: str, episodes: int, step: int) -> np.nd
     ret = np.zeros((R, episodes))
     alive = np.ones((R, episodes), dtype=bool)
     t = 0
+    batched = batched_dynamics(env_id, [e for row in envs for e in row]) if limit < float("inf") else None
+    while batched is not None and alive.any():         # every env in one array step, the same numbers
+        act = pop.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=True).numpy()   # (R, E, a)
+        t += 1
+        o2, rew, term = batched.step(act.reshape(R * episodes, -1))
+        o2, rew, term = o2.reshape(obs.shape), rew.reshape(R, episodes), term.reshape(R, episodes)
+        obs = np.where(alive[..., None], o2, obs)
+        ret += np.where(alive, rew, 0.0)
+        alive &= ~(term | (t >= limit))
     while alive.any():
         act = pop.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=True).numpy()   # (R, E, a)
         t += 1
