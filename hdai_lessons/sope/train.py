@@ -231,7 +231,8 @@ def evaluate(pop: SACPopulation, env_id: str, episodes: int, step: int) -> np.nd
     """``(R,)`` mean return of ``episodes`` deterministic episodes per run (all ``R·E`` envs step together).
 
     Run ``r``'s episodes start from states seeded by ``eval_seed(pop.seeds[r], step, j)``: its own, shared
-    only with the runs of the same seed (other arms), so arms are compared on the same start states.
+    only with the runs of the same seed (other arms), so arms are compared on the same start states. Pendulum-v1
+    and MountainCarContinuous-v0 step all ``R·E`` episodes as arrays (``batched_envs``: the same numbers).
 
     Lessons 03.2–03.4; SOPE digest, "Evaluation metric" (deterministic episodes, action = tanh(μ)) and the pseudo-code
     line "every 1000 steps: evaluate 10 deterministic episodes"."""
@@ -244,17 +245,15 @@ def evaluate(pop: SACPopulation, env_id: str, episodes: int, step: int) -> np.nd
     alive = np.ones((R, episodes), dtype=bool)
     t = 0
     batched = batched_dynamics(env_id, [e for row in envs for e in row]) if limit < float("inf") else None
-    while batched is not None and alive.any():         # every env in one array step, the same numbers
-        act = pop.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=True).numpy()   # (R, E, a)
-        t += 1
-        o2, rew, term = batched.step(act.reshape(R * episodes, -1))
-        o2, rew, term = o2.reshape(obs.shape), rew.reshape(R, episodes), term.reshape(R, episodes)
-        obs = np.where(alive[..., None], o2, obs)
-        ret += np.where(alive, rew, 0.0)
-        alive &= ~(term | (t >= limit))
     while alive.any():
         act = pop.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=True).numpy()   # (R, E, a)
         t += 1
+        if batched is not None:                      # every env in one array step: the same numbers
+            o2, rew, term = batched.step(act.reshape(R * episodes, -1))
+            obs = np.where(alive[..., None], o2.reshape(obs.shape), obs)
+            ret += np.where(alive, rew.reshape(R, episodes), 0.0)
+            alive &= ~(term.reshape(R, episodes) | (t >= limit))
+            continue
         for r in range(R):
             for j in range(episodes):
                 if alive[r, j]:
