@@ -16,16 +16,19 @@ import math
 
 import numpy as np
 
-_DEFAULT_WRAPPERS = ("TimeLimit", "OrderEnforcing", "PassiveEnvChecker")
+MAKE_WRAPPERS = ("TimeLimit", "OrderEnforcing", "PassiveEnvChecker")
+"""The wrappers ``gymnasium.make`` puts around an environment, outermost first."""
 f32 = np.float32
 
 
-def _wrappers(env) -> tuple[str, ...]:
+def has_make_wrappers(env) -> bool:
+    """Whether ``env`` is wrapped in exactly ``gymnasium.make``'s defaults (``MAKE_WRAPPERS``), which pass
+    observations, rewards and flags through unchanged once reset."""
     chain = []
     while hasattr(env, "env"):
         chain.append(type(env).__name__)
         env = env.env
-    return tuple(chain)
+    return tuple(chain) == MAKE_WRAPPERS
 
 
 class _Pendulum:
@@ -106,7 +109,7 @@ def batched_dynamics(env_id: str, envs: list):
     Lessons 03.2–03.4 (``train.evaluate``)."""
     if env_id not in _DYNAMICS or int(np.__version__.split(".")[0]) < 2 or not envs:
         return None
-    if any(_wrappers(e) != _DEFAULT_WRAPPERS for e in envs):
+    if not all(has_make_wrappers(e) for e in envs):
         return None
     if len({np.asarray(e.unwrapped.state).dtype for e in envs}) != 1:         # reset and stepped states mixed
         return None

@@ -32,7 +32,7 @@ import torch.nn as nn
 
 from hdai_lessons.core.checkpoint import checkpoint_extra, load_checkpoint, save_checkpoint
 from hdai_lessons.core.progress import progress
-from hdai_lessons.sope.batched_envs import batched_dynamics
+from hdai_lessons.sope.batched_envs import batched_dynamics, has_make_wrappers
 from hdai_lessons.sope.buffers import ReplayBuffer, symmetric_batch
 from hdai_lessons.sope.flops import NetDims, total_flops
 from hdai_lessons.sope.phases import PhaseConfig, PhaseLog, run_phase, validation_sizes
@@ -208,21 +208,14 @@ def eval_seed(run_seed: int, step: int, episode: int, salt: int = 0) -> int:
     return derive_seed(run_seed, salt, STREAMS["eval"], step, episode) % (1 << 31)
 
 
-_MAKE_WRAPPERS = ("TimeLimit", "OrderEnforcing", "PassiveEnvChecker")
-
-
 def _steppers(envs: "list[list]") -> "tuple[list[list], float]":
     """Each env's ``step`` and the episodes' step limit. Episodes that all start together need no per-env
     ``TimeLimit``: when the wrappers are exactly ``gymnasium.make``'s defaults (which pass observations, rewards and
     flags through unchanged once reset), step the bare env and truncate at ``spec.max_episode_steps`` here, the
     same results with less Python per step; otherwise step through the wrappers (limit ∞)."""
     e0 = envs[0][0]
-    chain, w = [], e0
-    while hasattr(w, "env"):
-        chain.append(type(w).__name__)
-        w = w.env
     limit = getattr(e0.spec, "max_episode_steps", None)
-    if tuple(chain) == _MAKE_WRAPPERS and limit:
+    if has_make_wrappers(e0) and limit:
         return [[e.unwrapped.step for e in row] for row in envs], float(limit)
     return [[e.step for e in row] for row in envs], float("inf")
 

@@ -399,7 +399,6 @@ class EditorConfig:
     """Weight of L_NTP when the conditioner's MLLM is not frozen (joint fine-tuning, L = L + α L_NTP)."""
 
 
-
 @dataclass
 class UnifiedLessonConfig:
     """Lesson 05.3's sizes: the live editing-loss runs, the shipped models' evaluation, the frozen-vs-joint ablation."""
