@@ -13,8 +13,9 @@ endif
 STAMP := $(if $(filter .venv/bin/python,$(PY)),.venv/.hdai-installed,build/.hdai-installed)
 JOBS ?= 2
 # Headless, offline, one torch thread per notebook (two notebooks at a time use both cores).
-RUN_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
-           HDAI_PROGRESS=0 HDAI_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYDEVD_DISABLE_FILE_VALIDATION=1
+# The course runner sets each lesson's threads itself (course_plan: the longest alone on every core).
+COURSE_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 HDAI_PROGRESS=0 PYDEVD_DISABLE_FILE_VALIDATION=1
+RUN_ENV := $(COURSE_ENV) HDAI_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 NBVAL_ONE := --nbval-lax --nbval-current-env --nbval-cell-timeout=400 \
              --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 NBVAL := -n $(JOBS) --dist loadfile --no-loadscope-reorder $(NBVAL_ONE)
@@ -77,10 +78,10 @@ test-learner: setup
 	$(RUN_ENV) HDAI_SCALE=smoke HDAI_EXERCISES_STRICT=0 $(PY) -m pytest -q $(NBVAL) notebooks/learner
 
 course: setup
-	$(RUN_ENV) $(PY) -m hdai_lessons.course.cli course --jobs $(JOBS)
+	$(COURSE_ENV) $(PY) -m hdai_lessons.course.cli course --jobs $(JOBS)
 
 notebooks: setup
-	$(RUN_ENV) $(PY) -m hdai_lessons.course.cli course --jobs $(JOBS) --inplace
+	$(COURSE_ENV) $(PY) -m hdai_lessons.course.cli course --jobs $(JOBS) --inplace
 	$(PY) -m hdai_lessons.course.cli exercises
 	$(PY) -m hdai_lessons.course.cli readme
 	$(PY) -m hdai_lessons.course.cli slides

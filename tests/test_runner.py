@@ -108,3 +108,31 @@ def test_the_course_runs_the_longest_measured_lessons_first(tmp_path):
     i = placed.index(stray)
     known = lambda l: cost[l.path.parent.name + "/" + l.path.name]
     assert all(known(l) >= UNKNOWN_LESSON_S for l in placed[:i]) and all(known(l) <= UNKNOWN_LESSON_S for l in placed[i + 1:])
+
+
+def test_the_course_runs_its_longest_lessons_alone_on_every_core_then_the_rest_two_at_a_time(monkeypatch):
+    """``course_plan``: lessons measured above ``ALONE_ABOVE_S`` two at a time run first, one at a time, on every core
+    (the SOPE lessons split their runs over them), the others two at a time on one thread each."""
+    from hdai_lessons.core import device
+    from hdai_lessons.course import runner
+    from hdai_lessons.course.catalogue import all_lessons
+
+    lessons = all_lessons()
+    alone, together = runner.course_plan(lessons, jobs=2)
+    assert sorted(l.id for l in alone + together) == sorted(l.id for l in lessons)
+    assert alone and together and {"03.2", "03.3"} <= {l.id for l in alone}
+    assert all(runner.lesson_seconds(l) > runner.ALONE_ABOVE_S for l in alone)
+    assert all(runner.lesson_seconds(l) <= runner.ALONE_ABOVE_S for l in together)
+    assert alone == runner.longest_first(alone) and together == runner.longest_first(together)
+    assert runner.course_plan(lessons, jobs=1) == (runner.longest_first(lessons), [])
+
+    calls = []
+    monkeypatch.delenv("HDAI_THREADS", raising=False)
+    monkeypatch.setattr(device, "available_cores", lambda: 2)
+    monkeypatch.setattr(runner, "run_measured", lambda l, scale, inplace, seed=None, threads=None:
+                        calls.append((l.id, threads)) or {"lesson": l.id, "threads": threads})
+    monkeypatch.setattr(runner, "write_report", lambda *a, **k: None)
+    results, _ = runner.run_course("toy", jobs=2, lessons=lessons)
+    assert [r["lesson"] for r in results] == [l.id for l in lessons]          # the report keeps catalogue order
+    assert calls[:len(alone)] == [(l.id, 2) for l in alone]                   # run one after another, first
+    assert sorted(calls[len(alone):]) == sorted((l.id, 1) for l in together)

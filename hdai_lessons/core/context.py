@@ -21,6 +21,9 @@ class LessonContext:
     device: torch.device
     seed: int
     generator: torch.Generator
+    threads: int = 1
+    """Torch threads, i.e. the CPU cores this lesson was given (``$HDAI_THREADS``; a lesson may also split its work
+    over that many processes, e.g. ``train_population(..., workers=ctx.threads)``)."""
 
 
 SEED_ENV = "HDAI_SEED"
@@ -51,4 +54,4 @@ def setup_lesson(lesson: str, scale: "Scale | str | None" = None, seed: int = 0,
     dev = get_device(device if device is not None else (None if resolved is Scale.FULL else "cpu"))
     use_course_style()
     print(f"Lesson {lesson} · scale={resolved} · device={dev} · seed={seed} · torch {torch.__version__} · threads={threads}")
-    return LessonContext(lesson=lesson, scale=resolved, device=dev, seed=seed, generator=gen)
+    return LessonContext(lesson=lesson, scale=resolved, device=dev, seed=seed, generator=gen, threads=threads)

@@ -12,6 +12,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -278,15 +279,18 @@ def run_measured(lesson: Lesson, scale: "Scale | str | None", inplace: bool = Fa
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, PROGRESS_ENV: "1" if progress else "0"},
     )
-    other_stderr = []
+    other_stderr, stdout_parts = [], []
+    reader = threading.Thread(target=lambda: stdout_parts.append(proc.stdout.read()), daemon=True)
+    reader.start()                                 # read stdout meanwhile: a result over a pipe's 64 KiB must not block
     for line in proc.stderr:                       # progress lines are shown as they come, the rest kept
         if line.startswith(PROGRESS_TAG):
             print(f"  [{lesson.id}]{line[len(PROGRESS_TAG):].rstrip()}", file=sys.stderr, flush=True)
         else:
             other_stderr.append(line)
-    stdout = proc.stdout.read()
+    reader.join()
+    stdout = "".join(stdout_parts)
     proc.wait()
-    result = {"lesson": lesson.id, "seed": seed, "wall_s": None, "peak_mib": None, "error": None,
+    result = {"lesson": lesson.id, "seed": seed, "threads": threads, "wall_s": None, "peak_mib": None, "error": None,
               "cell_seconds": [], "log_tail": []}
     lines = [l for l in stdout.splitlines() if l.startswith("{")]
     if lines:
@@ -316,36 +320,59 @@ def measured_seconds() -> dict[str, float]:
         return {}
 
 
+def lesson_seconds(lesson: Lesson, cost: "dict[str, float] | None" = None) -> float:
+    """``lesson``'s measured time two at a time (``MEASURED_TIMES``, or ``cost`` if given); ``UNKNOWN_LESSON_S``
+    for a lesson without one."""
+    cost = measured_seconds() if cost is None else cost
+    try:
+        key = lesson.path.resolve().relative_to(notebooks_dir().resolve()).as_posix()
+    except ValueError:
+        return UNKNOWN_LESSON_S
+    return cost.get(key, UNKNOWN_LESSON_S)
+
+
 def longest_first(lessons: "list[Lesson]") -> "list[Lesson]":
     """``lessons`` ordered by measured time, longest first (ties keep catalogue order): with a pool of workers
     taking lessons in this order, no long lesson starts last and runs on alone."""
-    cost, root = measured_seconds(), notebooks_dir()
+    cost = measured_seconds()
+    return sorted(lessons, key=lambda l: -lesson_seconds(l, cost))       # sorted() is stable
 
-    def seconds(lesson: Lesson) -> float:
-        try:
-            key = lesson.path.resolve().relative_to(root.resolve()).as_posix()
-        except ValueError:
-            return UNKNOWN_LESSON_S
-        return cost.get(key, UNKNOWN_LESSON_S)
 
-    return sorted(lessons, key=lambda l: -seconds(l))       # sorted() is stable
+ALONE_ABOVE_S = 45.0
+"""``run_course`` runs a lesson measured above this two at a time alone on every core, as a learner runs it: beside
+another lesson it shares the cores (and their caches), and the SOPE lessons split their runs over the cores
+(``train_population(..., workers=ctx.threads)``)."""
+
+
+def course_plan(lessons: "list[Lesson]", jobs: int) -> "tuple[list[Lesson], list[Lesson]]":
+    """``(alone, together)``: the lessons ``run_course`` runs one at a time on every core (measured above
+    ``ALONE_ABOVE_S``), then the rest ``jobs`` at a time; both longest first. With ``jobs`` 1 every lesson runs alone."""
+    cost, ordered = measured_seconds(), longest_first(lessons)
+    if jobs <= 1:
+        return ordered, []
+    alone = [l for l in ordered if lesson_seconds(l, cost) > ALONE_ABOVE_S]
+    return alone, [l for l in ordered if l not in alone]
 
 
 def run_course(scale: "Scale | str | None" = None, jobs: int = 2, inplace: bool = False,
                lessons: "list[Lesson] | None" = None, seed: "int | None" = None) -> tuple[list[dict], Path]:
-    """Run every lesson (``jobs`` at a time, each on ``threads_per_job(jobs)`` torch threads, the longest
-    first); write ``build/course-report.md`` and ``.json`` (lessons in catalogue order)."""
+    """Run every lesson and write ``build/course-report.md`` and ``.json`` (lessons in catalogue order).
+
+    ``course_plan`` decides the order: the longest lessons one at a time on every core (``threads_per_job(1)``),
+    then the others ``jobs`` at a time on ``threads_per_job(jobs)`` threads each, longest first."""
     lessons = lessons if lessons is not None else all_lessons()
     from hdai_lessons.core.device import threads_per_job   # imports torch; the runner itself does not need it
 
-    threads = threads_per_job(jobs)
+    alone, together = course_plan(lessons, jobs)
     start = time.perf_counter()
+    done = {l.id: run_measured(l, scale, inplace, seed=seed, threads=threads_per_job(1)) for l in alone}
     with ThreadPoolExecutor(max_workers=jobs) as pool:       # workers take submissions in order
-        futures = {l.id: pool.submit(run_measured, l, scale, inplace, seed=seed, threads=threads)
-                   for l in longest_first(lessons)}
-        results = [futures[l.id].result() for l in lessons]
+        futures = {l.id: pool.submit(run_measured, l, scale, inplace, seed=seed, threads=threads_per_job(jobs))
+                   for l in together}
+        done.update({k: f.result() for k, f in futures.items()})
     total = time.perf_counter() - start
-    report = write_report(lessons, results, get_scale(scale), total, jobs)
+    results = [done[l.id] for l in lessons]
+    report = write_report(lessons, results, get_scale(scale), total, jobs, n_alone=len(alone) if together else 0)
     return results, report
 
 
@@ -363,21 +390,25 @@ def describe_claim(record: dict) -> str:
     return f"{word}: {record['claim']}" + (f" ({'; '.join(detail)})" if detail else "")
 
 
-def write_report(lessons: list[Lesson], results: list[dict], scale: Scale, total_s: float, jobs: int) -> Path:
+def write_report(lessons: list[Lesson], results: list[dict], scale: Scale, total_s: float, jobs: int,
+                 n_alone: int = 0) -> Path:
+    """The course report: one row per result; ``n_alone`` lessons ran one at a time (``course_plan``)."""
     by_id = {l.id: l for l in lessons}
-    rows = ["| lesson | title | status | wall (s) | budget (s) | slowest cell (s) | peak memory (MiB) | claims checked |",
-            "|---|---|---|---|---|---|---|---|"]
+    plan = f"{jobs} at a time" if not n_alone else (
+        f"{n_alone} (measured above {ALONE_ABOVE_S:.0f} s two at a time) one at a time on every core, the rest {jobs} at a time")
+    rows = ["| lesson | title | status | wall (s) | threads | budget (s) | slowest cell (s) | peak memory (MiB) | claims checked |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lesson = by_id[r["lesson"]]
         status = "FAILED: " + r["error"] if r["error"] else ("ok" if (r["wall_s"] or 0) <= lesson.budget_s * 3 else "over budget")
         slowest = max(r.get("cell_seconds") or [(None, 0.0)], key=lambda c: c[1])
         slow = f"{slowest[1]} (cell {slowest[0]})" if slowest[0] is not None else "—"
         claims = "<br>".join(describe_claim(c) for c in r["claims"]) or "—"
-        rows.append(f"| {lesson.id} | {lesson.title} | {status} | {r['wall_s']} | {lesson.budget_s} | {slow} | {r['peak_mib']} | {claims} |")
+        rows.append(f"| {lesson.id} | {lesson.title} | {status} | {r['wall_s']} | {r.get('threads', 1)} | {lesson.budget_s} | {slow} | {r['peak_mib']} | {claims} |")
     seeds = sorted({r.get("seed") for r in results}, key=lambda x: -1 if x is None else x)
     seed_note = "" if seeds in ([None], []) else f" Base seed {', '.join('lesson default' if s is None else str(s) for s in seeds)}."
     text = (f"# Course report ({scale} scale)\n\nGenerated by `hdai-lessons course`; {len(results)} lessons, "
-            f"{jobs} at a time, total wall time {total_s:.0f} s.{seed_note}\n\n" + "\n".join(rows) + "\n")
+            f"{plan}; total wall time {total_s:.0f} s.{seed_note}\n\n" + "\n".join(rows) + "\n")
     out = build_dir() / "course-report.md"
     out.write_text(text)
     (build_dir() / "course-report.json").write_text(json.dumps(results, indent=1))

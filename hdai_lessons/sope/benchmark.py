@@ -19,7 +19,8 @@ import numpy as np
 from hdai_lessons.core.data import data_path
 from hdai_lessons.sope.flops import NetDims, normalized_score, total_flops
 from hdai_lessons.sope.phases import PhaseConfig
-from hdai_lessons.sope.prior_data import episode_returns, load_minari, load_npz, random_policy_return
+from hdai_lessons.sope.prior_data import episode_returns, load_minari, load_npz, make_env, random_policy_return
+from hdai_lessons.sope.parallel import train_sharded
 from hdai_lessons.sope.train import RunSpec, TrainConfig, TrainResult, summarise, train_population
 
 
@@ -118,20 +119,22 @@ def score_bounds(task: Task, prior: dict[str, np.ndarray], episodes: int = 20, s
 
 
 def run_benchmark(task: Task, specs: list[RunSpec], cfg: TrainConfig, prior: dict[str, np.ndarray],
-                  bounds: tuple[float, float], last_evals: int = 10) -> tuple[TrainResult, dict[str, dict[str, float]]]:
+                  bounds: tuple[float, float], last_evals: int = 10, workers: int = 1) -> tuple[TrainResult, dict[str, dict[str, float]]]:
     """Train ``specs`` on ``task``; return the result and per-arm summaries with ``score`` and TFLOPs.
 
     ``tflops_paper`` counts like the public counter (B = 256 per update, no validation passes);
     ``tflops`` counts the real symmetric batch (2B) and the validation passes. ``score`` averages the last
-    ``last_evals`` evaluations (the paper: 10 of 300).
+    ``last_evals`` evaluations (the paper: 10 of 300). ``workers``: processes the runs are split over
+    (``parallel.train_sharded``; 1: this process only).
 
     Lesson 03.4; SOPE digest, "Evaluation metric" and "Compute accounting".
     """
     cfg = replace(cfg, env_id=task.env_id)
-    res = train_population(specs, cfg, {s.prior: prior for s in specs if s.prior})
+    res = train_sharded(specs, cfg, {s.prior: prior for s in specs if s.prior}, workers=workers)
     summary = summarise(res)
-    pop = res.state["population"]
-    dims = NetDims(pop.actor.net.linears[0].weight.shape[-2], pop.actor.act_dim, tuple(cfg.sac.hidden), cfg.sac.n_critics)
+    env = make_env(task.env_id)
+    dims = NetDims(env.observation_space.shape[0], env.action_space.shape[0], tuple(cfg.sac.hidden), cfg.sac.n_critics)
+    env.close()
     for name, s in summary.items():
         rows = [i for i, sp in enumerate(res.specs) if sp.name == name]
         final = res.final_return(min(last_evals, len(res.steps)))[rows]

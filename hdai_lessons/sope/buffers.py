@@ -78,6 +78,20 @@ class ReplayBuffer:
         out.active, out.held = self.active.index_select(0, idx), self.held.index_select(0, idx)
         return out
 
+    @classmethod
+    def concat(cls, buffers: "list[ReplayBuffer]") -> "ReplayBuffer":
+        """One buffer holding the runs of ``buffers`` in order (all of one capacity and size): their rows and split.
+
+        Lessons 03.2–03.4 (course machinery: a population trained in shards on several processes is put back
+        together, ``parallel.train_sharded``)."""
+        if len({(b.capacity, b.size) for b in buffers}) != 1:
+            raise ValueError("buffers of different capacities or sizes cannot hold one population's runs")
+        out = cls.__new__(cls)
+        out.R, out.capacity, out.size = sum(b.R for b in buffers), buffers[0].capacity, buffers[0].size
+        out.data = {k: torch.cat([b.data[k] for b in buffers]) for k in buffers[0].data}
+        out.active, out.held = torch.cat([b.active for b in buffers]), torch.cat([b.held for b in buffers])
+        return out
+
     def sample_indices(self, batch_size: int, gen: "torch.Generator | list[torch.Generator]",
                        mask: "torch.Tensor | None" = None) -> torch.Tensor:
         """``(R, batch_size)`` uniform indices into each run's active rows (with replacement).

@@ -439,6 +439,25 @@ class SACPopulation(nn.Module):
                     sub.opt.state[q] = {k: v.index_select(0, idx) for k, v in self.opt.state[p].items()}
         return sub
 
+    @classmethod
+    def concat(cls, pops: "list[SACPopulation]") -> "SACPopulation":
+        """One population holding the runs of ``pops`` in order: their parameters, temperatures, optimiser state,
+        Polyak rates, seeds and generator objects (all ``pops`` share one config and salt).
+
+        Lessons 03.2–03.4 (course machinery: a population trained in shards on several processes is put back
+        together, ``parallel.train_sharded``)."""
+        if len({(repr(p.cfg), p.salt) for p in pops}) != 1:
+            raise ValueError("populations with different configs or salts cannot be joined")
+        out = pops[0].select([0] * sum(p.R for p in pops))     # the layout; every run is overwritten below
+        start = 0
+        for p in pops:
+            out.absorb(p, list(range(start, start + p.R)))
+            start += p.R
+        out.taus = [t for p in pops for t in p.taus]
+        out.seeds = [s for p in pops for s in p.seeds]
+        out.gens = [g for p in pops for g in p.gens]
+        return out
+
     @torch.no_grad()
     def absorb(self, sub: "SACPopulation", runs: "list[int]") -> None:
         """Write a ``select(runs)`` population back into runs ``runs`` (parameters, temperatures, optimiser state).

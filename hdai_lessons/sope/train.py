@@ -260,6 +260,12 @@ def evaluate(pop: SACPopulation, env_id: str, episodes: int, step: int) -> np.nd
     return ret.mean(1)
 
 
+def prefix_key(spec: RunSpec) -> tuple:
+    """What decides a run's numbers until its first phase: its seed, the prior data it uses (SAC uses none) and its τ.
+    Runs with the same key are identical until then, whatever their arm (``share_prefix``)."""
+    return spec.seed, spec.prior if (spec.prior is not None and spec.arm != "SAC") else None, spec.tau
+
+
 def _fork_plan(specs: list[RunSpec], cfg: TrainConfig) -> "tuple[list[int], list[int], int] | None":
     """``(lead, src, t_fork)`` when some runs are identical until the first phase, else None.
 
@@ -275,7 +281,7 @@ def _fork_plan(specs: list[RunSpec], cfg: TrainConfig) -> "tuple[list[int], list
         return None
     lead, pos, src = [], {}, []
     for i, s in enumerate(specs):
-        key = (s.seed, s.prior if (s.prior is not None and s.arm != "SAC") else None, s.tau)
+        key = prefix_key(s)
         if key not in pos:
             pos[key] = len(lead)
             lead.append(i)
@@ -291,6 +297,8 @@ def _clone_generator(g: torch.Generator) -> torch.Generator:
 
 def train_population(specs: list[RunSpec], cfg: TrainConfig, priors: "dict[str, dict[str, np.ndarray]] | None" = None) -> TrainResult:
     """Train every run in ``specs`` for ``cfg.total_steps`` environment steps; return their curves.
+
+    ``parallel.train_sharded`` gives the same result, bit for bit, with the runs split over several processes.
 
     Lessons 03.2–03.4; SOPE digest, "Algorithm (pseudo-code)" (the whole loop; "Notes on the loop" for SPEQ-O2O and
     SACfD)."""
