@@ -102,3 +102,26 @@ def test_checkpoints_keep_training_in_one_process(tmp_path):
     specs = [RunSpec("SAC", 0), RunSpec("SAC", 1)]
     res = train_sharded(specs, _cfg(total_steps=200, warmup=150, checkpoint_dir=str(tmp_path)), workers=2)
     assert res.state["population"].R == 2 and any(tmp_path.iterdir())     # one population, resumable from tmp_path
+
+
+def test_a_failing_shard_is_reported_with_its_traceback():
+    specs = [RunSpec("SAC", 0), RunSpec("SACfD", 1, "missing")]       # only the spawned shard fails
+    with pytest.raises(RuntimeError, match="worker process failed(.|\n)*prior dataset 'missing' not given"):
+        train_sharded(specs, _cfg(total_steps=20, warmup=10, eval_every=10), _priors(), workers=2)
+
+
+def test_a_script_without_a_main_guard_gets_an_actionable_error(tmp_path):
+    """Spawned workers import the calling script; unguarded, each would start workers itself. The parent must
+    stop with advice, not hang."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from hdai_lessons.sope.parallel import train_sharded\n"
+        "from hdai_lessons.sope.train import RunSpec, TrainConfig\n"
+        "train_sharded([RunSpec('SAC', 0), RunSpec('SAC', 1)], TrainConfig(total_steps=20, warmup=10, eval_every=10,\n"
+        "              eval_episodes=1, batch_per_source=8, show_progress=False), workers=2)\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240)
+    assert run.returncode != 0
+    assert 'if __name__ == "__main__":' in run.stderr and "without a result" in run.stderr

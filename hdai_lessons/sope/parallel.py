@@ -105,33 +105,48 @@ def merge_results(parts: list[TrainResult], shards: list[list[int]], specs: list
                        rows("flops"), phases, state)
 
 
-def _train_shard(conn, specs: list[RunSpec], cfg: TrainConfig, priors: "dict | None") -> None:
-    """A spawned worker's job: train ``specs`` on one torch thread; send ``("ok", result)`` (state included) or
-    ``("error", traceback text)`` through ``conn``, pickled by value (``multiprocessing`` would pass tensors as
-    shared-memory handles, which die with this process)."""
-    import pickle
+def _train_shard(conn) -> None:
+    """A spawned worker's job: receive ``(specs, cfg, priors)`` through ``conn``, train on one torch thread, send
+    ``("ok", result)`` (state included) or ``("error", traceback text)``, then wait for the parent's receipt before
+    exiting (tensors travel as shared-memory handles that this process serves until then)."""
     import traceback
 
     torch.set_num_threads(1)
     try:
+        specs, cfg, priors = conn.recv()
         message = ("ok", train_population(specs, cfg, priors))
     except Exception:
         message = ("error", traceback.format_exc())
-    conn.send_bytes(pickle.dumps(message))
+    conn.send(message)
+    conn.recv()
     conn.close()
 
 
-def _receive(conn, proc) -> TrainResult:
-    """The result a worker sends; a clear error if it failed or died without sending one."""
-    import pickle
+def _send_job(conn, job: tuple) -> None:
+    """Send a worker its job from a thread: the send waits until the worker has started and reads it, and the
+    caller trains its own shard meanwhile. A worker that died first is reported by ``_receive``."""
+    import threading
 
+    def send() -> None:
+        try:
+            conn.send(job)
+        except OSError:
+            pass
+
+    threading.Thread(target=send, daemon=True).start()
+
+
+def _receive(conn, proc) -> TrainResult:
+    """The result a worker sends (over the pipe ``train_sharded`` opened to it); a clear error if it failed or died
+    without sending one."""
     try:
-        status, payload = pickle.loads(conn.recv_bytes())   # from the worker this process started, over its own pipe
-    except EOFError:
+        status, payload = conn.recv()
+        conn.send("received")
+    except (EOFError, OSError):
         proc.join()
         raise RuntimeError(
             f"a training worker process exited (code {proc.exitcode}) without a result. If you called "
-            "train_population(..., workers>1) from a script, put the call under `if __name__ == \"__main__\":` "
+            "train_sharded(..., workers>1) from a script, put the call under `if __name__ == \"__main__\":` "
             "(worker processes are spawned and import your script), or use workers=1.") from None
     if status != "ok":
         raise RuntimeError(f"a training worker process failed:\n{payload}")
@@ -164,11 +179,12 @@ def train_sharded(specs: list[RunSpec], cfg: TrainConfig, priors: "dict | None" 
     started, done = [], False
     try:
         for idx in shards[1:]:
-            mine, theirs = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_train_shard, args=(theirs, [specs[i] for i in idx], quiet, priors), daemon=True)
+            mine, theirs = ctx.Pipe()
+            proc = ctx.Process(target=_train_shard, args=(theirs,), daemon=True)
             proc.start()
-            theirs.close()                                # the worker holds the only writing end: EOF if it dies
+            theirs.close()                                # the worker holds the only other end: EOF if it dies
             started.append((mine, proc))
+            _send_job(mine, ([specs[i] for i in idx], quiet, priors))
         with one_thread():                                # this process is one of the workers
             first = train_population([specs[i] for i in shards[0]], cfg, priors)
         parts = [first] + [_receive(conn, proc) for conn, proc in started]
