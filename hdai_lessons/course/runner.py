@@ -341,7 +341,7 @@ def longest_first(lessons: "list[Lesson]") -> "list[Lesson]":
 ALONE_ABOVE_S = 45.0
 """``run_course`` runs a lesson measured above this two at a time alone on every core, as a learner runs it: beside
 another lesson it shares the cores (and their caches), and the SOPE lessons split their runs over the cores
-(``train_population(..., workers=ctx.threads)``)."""
+(``sope.parallel.train_sharded(..., workers=ctx.threads)``)."""
 
 
 def course_plan(lessons: "list[Lesson]", jobs: int) -> "tuple[list[Lesson], list[Lesson]]":
@@ -372,7 +372,7 @@ def run_course(scale: "Scale | str | None" = None, jobs: int = 2, inplace: bool 
         done.update({k: f.result() for k, f in futures.items()})
     total = time.perf_counter() - start
     results = [done[l.id] for l in lessons]
-    report = write_report(lessons, results, get_scale(scale), total, jobs, n_alone=len(alone) if together else 0)
+    report = write_report(lessons, results, get_scale(scale), total, jobs, n_alone=len(alone) if jobs > 1 else 0)
     return results, report
 
 
