@@ -23,7 +23,7 @@ class LessonContext:
     generator: torch.Generator
     threads: int = 1
     """Torch threads, i.e. the CPU cores this lesson was given (``$HDAI_THREADS``; a lesson may also split its work
-    over that many processes, e.g. ``train_population(..., workers=ctx.threads)``)."""
+    over that many processes, e.g. ``sope.parallel.train_sharded(..., workers=ctx.threads)``)."""
 
 
 SEED_ENV = "HDAI_SEED"

@@ -19,7 +19,7 @@ import numpy as np
 from hdai_lessons.core.data import data_path
 from hdai_lessons.sope.flops import NetDims, normalized_score, total_flops
 from hdai_lessons.sope.phases import PhaseConfig
-from hdai_lessons.sope.prior_data import episode_returns, load_minari, load_npz, make_env, random_policy_return
+from hdai_lessons.sope.prior_data import episode_returns, load_minari, load_npz, random_policy_return
 from hdai_lessons.sope.parallel import train_sharded
 from hdai_lessons.sope.train import RunSpec, TrainConfig, TrainResult, summarise, train_population
 
@@ -132,9 +132,8 @@ def run_benchmark(task: Task, specs: list[RunSpec], cfg: TrainConfig, prior: dic
     cfg = replace(cfg, env_id=task.env_id)
     res = train_sharded(specs, cfg, {s.prior: prior for s in specs if s.prior}, workers=workers)
     summary = summarise(res)
-    env = make_env(task.env_id)
-    dims = NetDims(env.observation_space.shape[0], env.action_space.shape[0], tuple(cfg.sac.hidden), cfg.sac.n_critics)
-    env.close()
+    pop = res.state["population"]                      # merged across shards too
+    dims = NetDims(pop.actor.net.linears[0].weight.shape[-2], pop.actor.act_dim, tuple(cfg.sac.hidden), cfg.sac.n_critics)
     for name, s in summary.items():
         rows = [i for i, sp in enumerate(res.specs) if sp.name == name]
         final = res.final_return(min(last_evals, len(res.steps)))[rows]
