@@ -36,5 +36,13 @@ def cfg_rescaled(v_cond: torch.Tensor, v_uncond: torch.Tensor, w: float, dim: in
         ``(B, C, H, W)``.
     """
     v = cfg_combine(v_cond, v_uncond, w)
-    cond_norm = v_cond.norm(dim=dim, keepdim=True)  # (B, 1, H, W)
-    return v * (cond_norm / v.norm(dim=dim, keepdim=True).clamp_min(eps))
+    cond_norm = _norm_over(v_cond, dim)  # (B, 1, H, W)
+    return v * (cond_norm / _norm_over(v, dim).clamp_min(eps))
+
+
+def _norm_over(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """The 2-norm over ``dim``, kept: ``x.norm(dim=dim, keepdim=True)``, as a sum of squares.
+
+    On a CPU, torch's norm over a short, non-innermost dimension (3 channels of ``(B, C, H, W)``) takes ~60× as
+    long as this sum (7 ms against 0.1 ms at B = 128, 24 × 24); every guided sampling step takes two."""
+    return x.square().sum(dim, keepdim=True).sqrt()
