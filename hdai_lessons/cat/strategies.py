@@ -123,12 +123,13 @@ def majority_at_k_exact(probs: torch.Tensor, correct: torch.Tensor, k_max: int) 
             tie[:, c] = u                                                      # (Q, c+1) last term × u
             G = torch.zeros(P, Q, D + 1, dtype=torch.float64)
             G[..., 0] = 1.0
-            for a in range(A - 1):
+            for a in range(A - 1):                                             # G ← G · rival a's factor, mod x^(D+1)
                 kern = (q[:, a:a + 1] ** j) * base                             # (P, c+1)
                 kern = kern.unsqueeze(1) * tie                                 # (P, Q, c+1)
-                padded = torch.nn.functional.pad(G, (c, 0))                    # (P, Q, D+1+c)
-                windows = padded.unfold(-1, c + 1, 1)                          # (P, Q, D+1, c+1): G[n-c..n]
-                G = torch.einsum("pqnj,pqj->pqn", windows, kern.flip(-1))      # (P, Q, D+1)
+                prod = G * kern[..., :1]
+                for s in range(1, c + 1):                                      # shift-and-add: prod[n] += kern[s] G[n-s]
+                    prod[..., s:].addcmul_(kern[..., s:s + 1], G[..., :D + 1 - s])
+                G = prod                                                       # (P, Q, D+1)
             coef = (G * wu.view(1, Q, 1)).sum(1)                               # (P, D+1), ∫ du
         # contribution to every k ≥ c: k! p_y^c / c! · coef[k - c]
         kk = torch.arange(c, k_max + 1)                                        # budgets that can use c votes
