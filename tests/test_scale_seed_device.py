@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -40,6 +41,24 @@ def test_seed_everything_repeats_all_generators():
     assert draw() == draw()
     seed_everything(8)
     assert torch.rand(1).item() != (seed_everything(7), torch.rand(1).item())[1]
+
+
+def test_seed_everything_asks_for_deterministic_kernels_without_loading_the_compiler():
+    """Both flags the public call sets: the eager kernels' now, the compiler's when it is imported later; and
+    no import of torch._inductor (sympy, ~1 s) on the way. In a fresh interpreter: this one may have loaded it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from hdai_lessons import seed_everything\n"
+            "seed_everything(0)\n"
+            "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),\n"
+            "      'torch._inductor.config' in sys.modules, 'sympy' in sys.modules)\n"
+            "import torch._inductor.config as c\n"
+            "print(c.deterministic)\n")
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_DETERMINISTIC"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["True", "True", "False", "False", "True"]
 
 
 def test_seed_rejects_bad_values():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -23,6 +24,19 @@ def seed_everything(seed: int = 0, *, deterministic: bool = True) -> torch.Gener
     torch.manual_seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        _use_deterministic_kernels()
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return torch.Generator().manual_seed(seed)
+
+
+def _use_deterministic_kernels() -> None:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)``, without its import of ``torch._inductor.config``
+    (which loads sympy: ~1 s of every lesson's start) when nothing has loaded it yet.
+
+    The public call sets two flags: the eager kernels' (set here directly) and the compiler's
+    ``inductor.config.deterministic``, which reads ``TORCHINDUCTOR_DETERMINISTIC`` when it is first imported."""
+    if "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        return
+    os.environ.setdefault("TORCHINDUCTOR_DETERMINISTIC", "1")
+    torch._C._set_deterministic_algorithms(True, warn_only=True)
