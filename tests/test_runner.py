@@ -136,3 +136,26 @@ def test_the_course_runs_its_longest_lessons_alone_on_every_core_then_the_rest_t
     assert [r["lesson"] for r in results] == [l.id for l in lessons]          # the report keeps catalogue order
     assert calls[:len(alone)] == [(l.id, 2) for l in alone]                   # run one after another, first
     assert sorted(calls[len(alone):]) == sorted((l.id, 1) for l in together)
+
+
+def test_nbval_times_are_recorded_only_from_the_toy_pass_on_this_cpus_own_kernels(monkeypatch):
+    """``make test`` runs the lessons twice at toy scale; the second pass (scalar kernels, ~1.5x slower) must not
+    overwrite the measured times that schedule ``make course`` and the nbval passes."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("nbval_conftest", Path(__file__).resolve().parent.parent / "notebooks" / "conftest.py")
+    nbval_conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nbval_conftest)
+    monkeypatch.setenv("HDAI_RECORD_NBVAL_TIMES", "1")
+    monkeypatch.setenv("HDAI_SCALE", "toy")
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    assert nbval_conftest._records_times()
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    assert not nbval_conftest._records_times()
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    monkeypatch.setenv("HDAI_SCALE", "smoke")
+    assert not nbval_conftest._records_times()
+    monkeypatch.setenv("HDAI_SCALE", "toy")
+    monkeypatch.setenv("HDAI_RECORD_NBVAL_TIMES", "0")
+    assert not nbval_conftest._records_times()
