@@ -18,9 +18,9 @@ import numpy as np
 
 from hdai_lessons.core.data import data_path
 from hdai_lessons.sope.flops import NetDims, normalized_score, total_flops
+from hdai_lessons.sope.parallel import train_sharded
 from hdai_lessons.sope.phases import PhaseConfig
 from hdai_lessons.sope.prior_data import episode_returns, load_minari, load_npz, random_policy_return
-from hdai_lessons.sope.parallel import train_sharded
 from hdai_lessons.sope.train import RunSpec, TrainConfig, TrainResult, summarise, train_population
 
 
